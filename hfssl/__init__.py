@@ -1,0 +1,43 @@
+"""hfssl: self-supervised pretraining, evaluation and publishing, the Hugging Face way.
+
+Importing hfssl registers its model classes with the transformers Auto classes (the one
+documented import-time side effect), so `AutoModelForMaskedLM.from_pretrained("runs/x/model")` works.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForSequenceClassification,
+)
+
+from .models import (
+    HfsslTextConfig,
+    HfsslTextForCausalLM,
+    HfsslTextForMaskedLM,
+    HfsslTextForSequenceClassification,
+    HfsslTextModel,
+)
+
+__version__ = "0.1.0"
+
+
+def _register_auto_classes() -> None:
+    AutoConfig.register(HfsslTextConfig.model_type, HfsslTextConfig, exist_ok=True)
+    AutoModel.register(HfsslTextConfig, HfsslTextModel, exist_ok=True)
+    AutoModelForMaskedLM.register(HfsslTextConfig, HfsslTextForMaskedLM, exist_ok=True)
+    AutoModelForCausalLM.register(HfsslTextConfig, HfsslTextForCausalLM, exist_ok=True)
+    AutoModelForSequenceClassification.register(HfsslTextConfig, HfsslTextForSequenceClassification, exist_ok=True)
+
+
+_register_auto_classes()
+
+__all__ = [
+    "HfsslTextConfig",
+    "HfsslTextForCausalLM",
+    "HfsslTextForMaskedLM",
+    "HfsslTextForSequenceClassification",
+    "HfsslTextModel",
+    "__version__",
+]

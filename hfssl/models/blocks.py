@@ -1,0 +1,164 @@
+"""Transformer blocks shared by the hfssl text and vision backbones.
+
+The blocks read these config fields: hidden_size, num_attention_heads, intermediate_size, hidden_act,
+use_bias, hidden_dropout_prob, attention_dropout_prob, layer_norm_eps, and `_attn_implementation`
+("eager" or "sdpa", set by transformers from `attn_implementation=`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding (Su et al. 2021, RoFormer). Computed on the fly: no parameters, no buffers."""
+
+    def __init__(self, head_dim: int, theta: float = 10000.0):
+        super().__init__()
+        self.head_dim = head_dim
+        self.theta = theta
+
+    def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """position_ids: (batch or 1, seq) -> cos, sin: (batch or 1, 1, seq, head_dim)."""
+        exponent = torch.arange(0, self.head_dim, 2, device=position_ids.device, dtype=torch.float32) / self.head_dim
+        inv_freq = 1.0 / (self.theta**exponent)  # (head_dim / 2,)
+        angles = position_ids.float()[..., None] * inv_freq  # (b, t, head_dim / 2)
+        angles = torch.cat([angles, angles], dim=-1)[:, None]  # (b, 1, t, head_dim)
+        return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: (b, heads, t, head_dim); rotates each (i, i + head_dim/2) pair by its position's angle."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+def build_attention_mask(
+    attention_mask: torch.Tensor | None, query_length: int, past_length: int, causal: bool
+) -> tuple[torch.Tensor | None, bool]:
+    """A boolean mask (b, 1, q, k) where True means "may attend", or None plus an `is_causal` flag.
+
+    attention_mask: (b, past + q) with 1 for real tokens and 0 for padding, or None.
+    Returns (None, causal) when the plain causal or full pattern is exact, which lets SDPA use its fast path.
+    """
+    no_padding = attention_mask is None or bool(attention_mask.all())
+    if no_padding and (not causal or past_length == 0 or query_length == 1):
+        return None, causal and query_length > 1
+    key_length = past_length + query_length
+    device = attention_mask.device if attention_mask is not None else None
+    mask = torch.ones(1, 1, query_length, key_length, dtype=torch.bool, device=device)
+    if causal:
+        query_pos = torch.arange(past_length, key_length, device=device)[:, None]  # (q, 1)
+        mask = mask & (torch.arange(key_length, device=device)[None, :] <= query_pos)  # (1, 1, q, k)
+    if attention_mask is not None:
+        mask = mask & attention_mask[:, None, None, :key_length].bool()  # (b, 1, q, k)
+    # A row with nothing to attend to (a padding query under a causal mask) would give NaN;
+    # let it attend everywhere instead: its output is never used.
+    return mask | ~mask.any(dim=-1, keepdim=True), False
+
+
+def eager_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, is_causal: bool, dropout: float
+) -> torch.Tensor:
+    """Reference attention with the same semantics as `F.scaled_dot_product_attention`. Shapes (b, h, t, d)."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (b, h, q, k)
+    if is_causal:
+        q_len, k_len = scores.shape[-2:]
+        mask = torch.ones(q_len, k_len, dtype=torch.bool, device=q.device).tril(k_len - q_len)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    probs = F.dropout(scores.softmax(dim=-1), p=dropout, training=dropout > 0)
+    return probs @ v  # (b, h, q, d)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with a fused QKV projection and an optional KV cache."""
+
+    def __init__(self, config, layer_idx: int = 0):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.use_bias)
+        self.out = nn.Linear(config.hidden_size, config.hidden_size, bias=config.use_bias)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache=None,
+    ) -> torch.Tensor:
+        """x: (b, t, hidden) -> (b, t, hidden)."""
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (b, h, t, d)
+        if rope is not None:
+            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        if cache is not None:
+            k, v = cache.update(k, v, self.layer_idx)  # (b, h, past + t, d)
+        dropout = self.config.attention_dropout_prob if self.training else 0.0
+        if getattr(self.config, "_attn_implementation", "sdpa") == "eager":
+            y = eager_attention(q, k, v, mask, is_causal, dropout)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal)
+        return self.out(y.transpose(1, 2).reshape(b, t, -1))  # (b, t, hidden)
+
+
+class MLP(nn.Module):
+    """Feed-forward layer: GELU, or SwiGLU (Shazeer 2020) with the gate and value in one projection."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.gated = config.hidden_act == "swiglu"
+        width = config.intermediate_size * (2 if self.gated else 1)
+        self.up = nn.Linear(config.hidden_size, width, bias=config.use_bias)
+        self.down = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.use_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (..., hidden) -> (..., hidden)."""
+        h = self.up(x)
+        if self.gated:
+            gate, value = h.chunk(2, dim=-1)
+            h = F.silu(gate) * value
+        else:
+            h = F.gelu(h)
+        return self.down(h)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, config, layer_idx: int = 0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.use_bias)
+        self.attn = Attention(config, layer_idx)
+        self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.use_bias)
+        self.mlp = MLP(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x, mask=None, is_causal=False, rope=None, cache=None) -> torch.Tensor:
+        """x: (b, t, hidden) -> (b, t, hidden)."""
+        x = x + self.dropout(self.attn(self.norm1(x), mask, is_causal, rope, cache))
+        return x + self.dropout(self.mlp(self.norm2(x)))
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, how: str) -> torch.Tensor:
+    """hidden: (b, t, d), attention_mask: (b, t) or None -> (b, d) by "mean", "cls" (first) or "last" real token."""
+    if how == "cls":
+        return hidden[:, 0]
+    if attention_mask is None:
+        return hidden.mean(dim=1) if how == "mean" else hidden[:, -1]
+    mask = attention_mask.to(hidden.dtype)  # (b, t)
+    if how == "mean":
+        return (hidden * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
+    # The last real token, with left or right padding alike: the highest position whose mask is 1.
+    positions = torch.arange(hidden.shape[1], device=hidden.device)
+    last = (attention_mask.long() * positions).argmax(dim=-1)  # (b,)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]

@@ -1,0 +1,291 @@
+"""hfssl text transformer: backbone, masked LM (sparse prediction), causal LM and sequence classification.
+
+Publishable: imports only torch, transformers and files of this folder, so `save_pretrained` copies
+everything that `from_pretrained(..., trust_remote_code=True)` needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers.cache_utils import DynamicCache
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    MaskedLMOutput,
+    SequenceClassifierOutput,
+)
+
+from .blocks import Block, RotaryEmbedding, build_attention_mask, pool
+from .configuration_hfssl_text import HfsslTextConfig
+
+
+def _cache_field(output_cls) -> str:
+    # transformers renamed `past_key_values` to `cache` in 5.2x; accept and emit whichever the installed one uses.
+    names = {f.name for f in dataclasses.fields(output_cls)}
+    return "cache" if "cache" in names else "past_key_values"
+
+
+class HfsslTextPreTrainedModel(PreTrainedModel):
+    config_class = HfsslTextConfig
+    config: HfsslTextConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = False
+    _no_split_modules = ["Block"]
+    _supports_sdpa = True
+
+    def get_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Deterministic pooled features: input_ids (b, t) -> (b, hidden). No masking, no dropout.
+
+        Gradients still flow; wrap in `torch.no_grad()` for inference.
+        """
+        backbone = self.base_model
+        was_training = backbone.training
+        backbone.eval()
+        try:
+            hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        finally:
+            backbone.train(was_training)
+        return pool(hidden, attention_mask, self.config.pooling)
+
+
+class HfsslTextModel(HfsslTextPreTrainedModel):
+    """The bare transformer: token (and optionally learned position) embeddings, blocks, a final norm."""
+
+    def __init__(self, config: HfsslTextConfig):
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.embed_positions = (
+            nn.Embedding(config.max_position_embeddings, config.hidden_size)
+            if config.position_embedding_type == "learned"
+            else None
+        )
+        self.rotary = RotaryEmbedding(config.head_dim, config.rope_theta)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.layers = nn.ModuleList([Block(config, i) for i in range(config.num_hidden_layers)])
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.use_bias)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed_tokens = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        cache=None,
+        past_key_values=None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPast:
+        """input_ids (b, t) -> last_hidden_state (b, t, hidden)."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (b, t, hidden)
+        cache = cache if cache is not None else past_key_values
+        if use_cache and cache is None:
+            cache = DynamicCache()
+        past = cache.get_seq_length() if cache is not None else 0
+        if position_ids is None:
+            position_ids = torch.arange(past, past + x.shape[1], device=x.device)[None]  # (1, t)
+        x = self._add_positions(x, position_ids)
+        mask, is_causal = build_attention_mask(attention_mask, x.shape[1], past, self.config.is_causal)
+        rope = self.rotary(position_ids, x.dtype) if self.embed_positions is None else None
+        hidden_states = [x] if output_hidden_states else None
+        for layer in self.layers:
+            x = layer(x, mask, is_causal, rope, cache)
+            if hidden_states is not None:
+                hidden_states.append(x)
+        x = self.norm(x)
+        extra = {_cache_field(BaseModelOutputWithPast): cache}
+        return BaseModelOutputWithPast(
+            last_hidden_state=x, hidden_states=tuple(hidden_states) if hidden_states else None, **extra
+        )
+
+    def _add_positions(self, x: torch.Tensor, position_ids: torch.LongTensor) -> torch.Tensor:
+        if self.embed_positions is not None:
+            if int(position_ids.max()) >= self.config.max_position_embeddings:
+                raise ValueError(
+                    f"Sequence reaches position {int(position_ids.max())} but the model has "
+                    f"{self.config.max_position_embeddings} learned positions; truncate the input."
+                )
+            x = x + self.embed_positions(position_ids)
+        return self.dropout(x)
+
+
+class HfsslTextMaskedLMHead(nn.Module):
+    """dense -> GELU -> norm -> vocabulary projection (weights tied to the token embeddings)."""
+
+    def __init__(self, config: HfsslTextConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size, bias=config.use_bias)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.use_bias)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., hidden) -> (..., vocab)."""
+        return self.decoder(self.norm(F.gelu(self.dense(hidden))))
+
+
+def _token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    """Mean cross-entropy over targets != -100; with `num_items_in_batch` (gradient accumulation), sum / that."""
+    loss = F.cross_entropy(logits.float(), targets, ignore_index=-100, reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else (targets != -100).sum().clamp(min=1)
+    if torch.is_tensor(count):
+        count = count.to(loss.device)
+    return loss / count
+
+
+class HfsslTextForMaskedLM(HfsslTextPreTrainedModel):
+    """Masked language model. With labels and `config.sparse_prediction`, the head runs on masked positions only
+    and `logits` has shape (masked tokens, vocab); otherwise logits are (b, t, vocab)."""
+
+    _tied_weights_keys = {"lm_head.decoder.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: HfsslTextConfig):
+        super().__init__(config)
+        self.model = HfsslTextModel(config)
+        self.lm_head = HfsslTextMaskedLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head.decoder = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> MaskedLMOutput:
+        """labels (b, t): target ids at masked positions, -100 elsewhere."""
+        out = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            inputs_embeds=inputs_embeds, output_hidden_states=output_hidden_states,
+        )
+        hidden = out.last_hidden_state  # (b, t, hidden)
+        loss = None
+        if labels is not None and self.config.sparse_prediction:
+            selected = labels != -100  # (b, t)
+            logits = self.lm_head(hidden[selected])  # (masked, vocab)
+            loss = _token_cross_entropy(logits, labels[selected], kwargs.get("num_items_in_batch"))
+        else:
+            logits = self.lm_head(hidden)  # (b, t, vocab)
+            if labels is not None:
+                loss = _token_cross_entropy(logits.flatten(0, 1), labels.flatten(), kwargs.get("num_items_in_batch"))
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+
+class HfsslTextForCausalLM(HfsslTextPreTrainedModel, GenerationMixin):
+    """Next-token language model with a KV cache; `generate()` works (greedy, sampling, beams)."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: HfsslTextConfig):
+        super().__init__(config)
+        self.model = HfsslTextModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        cache=None,
+        past_key_values=None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int = 0,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        """labels (b, t): usually input_ids; shifted inside, so position i predicts token i + 1."""
+        out = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            inputs_embeds=inputs_embeds, cache=cache, past_key_values=past_key_values, use_cache=use_cache,
+            output_hidden_states=output_hidden_states,
+        )
+        hidden = out.last_hidden_state  # (b, t, hidden)
+        if logits_to_keep:
+            hidden = hidden[:, -logits_to_keep:]
+        logits = self.lm_head(hidden)  # (b, t', vocab)
+        loss = None
+        if labels is not None:
+            targets = F.pad(labels, (0, 1), value=-100)[:, 1:]  # (b, t): the next token, -100 at the end
+            loss = _token_cross_entropy(logits.flatten(0, 1), targets.flatten(), kwargs.get("num_items_in_batch"))
+        field = _cache_field(CausalLMOutputWithPast)
+        return CausalLMOutputWithPast(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, **{field: getattr(out, field)}
+        )
+
+
+class HfsslTextForSequenceClassification(HfsslTextPreTrainedModel):
+    """Pooled features (config.pooling) -> dropout -> linear. Loads MLM or CLM checkpoints (shared `model.` prefix)."""
+
+    def __init__(self, config: HfsslTextConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = HfsslTextModel(config)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        """labels (b,): class ids (or floats for num_labels == 1 regression) -> logits (b, num_labels)."""
+        out = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            inputs_embeds=inputs_embeds, output_hidden_states=output_hidden_states,
+        )
+        pooled = pool(out.last_hidden_state, attention_mask, self.config.pooling)  # (b, hidden)
+        logits = self.classifier(self.dropout(pooled))  # (b, num_labels)
+        loss = None
+        if labels is not None:
+            if self.num_labels == 1:
+                loss = F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
+            else:
+                loss = F.cross_entropy(logits, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+
+HfsslTextConfig.register_for_auto_class()
+HfsslTextModel.register_for_auto_class("AutoModel")
+HfsslTextForMaskedLM.register_for_auto_class("AutoModelForMaskedLM")
+HfsslTextForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+HfsslTextForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")

@@ -1,0 +1,81 @@
+"""Argument dataclasses for pretraining, parsed by `HfArgumentParser` from flags or one YAML/JSON file.
+
+Model hyperparameters live in the model config; run settings live here and in `TrainingArguments`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ModelArguments:
+    """What to train: the objective, the architecture and the tokenizer."""
+
+    objective: str = field(default="mlm", metadata={"help": "Pretraining objective (see `hfssl pretrain --help`)."})
+    model_size: str = field(default="tiny", metadata={"help": "Size preset: tiny, small or base."})
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated config fields over the preset, e.g. 'num_hidden_layers=2,use_rope=false'."},
+    )
+    init_from: str | None = field(
+        default=None,
+        metadata={"help": "Continue pretraining from a run directory, a saved model folder or a Hub id."},
+    )
+    tokenizer: str | None = field(
+        default=None,
+        metadata={"help": "Use an existing tokenizer (folder or Hub id) instead of training one on the corpus."},
+    )
+    tokenizer_type: str | None = field(
+        default=None,
+        metadata={"help": "Tokenizer to train: bpe (byte-level), wordpiece or unigram. Default: wordpiece for "
+                          "masked objectives, bpe for next-token."},
+    )
+    vocab_size: int = field(default=8192, metadata={"help": "Vocabulary size of a trained tokenizer."})
+
+
+@dataclass
+class DataArguments:
+    """Where the text comes from and how it becomes training blocks."""
+
+    train_files: list[str] | None = field(
+        default=None, metadata={"help": "Local files, globs or folders (txt, json, jsonl, csv, parquet)."}
+    )
+    validation_files: list[str] | None = field(
+        default=None, metadata={"help": "Validation files; default: carve a split off the training data."}
+    )
+    dataset: str | None = field(
+        default=None, metadata={"help": "A Hub dataset id or a `datasets` builder name (json, csv, text, imagefolder)."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "The dataset's configuration name."})
+    data_dir: str | None = field(default=None, metadata={"help": "`data_dir` passed to `load_dataset`."})
+    train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    validation_split: str | None = field(
+        default=None, metadata={"help": "Existing split to validate on; default: carve one off the training split."}
+    )
+    validation_fraction: float = field(
+        default=0.05, metadata={"help": "Fraction of training rows carved off for validation (non-streaming)."}
+    )
+    validation_examples: int = field(
+        default=500, metadata={"help": "Rows taken from the start of the stream for validation (streaming)."}
+    )
+    text_column: str = field(default="text", metadata={"help": "Column that holds the text."})
+    block_size: int = field(default=128, metadata={"help": "Tokens per packed training block."})
+    streaming: bool = field(default=False, metadata={"help": "Stream the corpus instead of loading it in memory."})
+    max_train_examples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N training rows (quick experiments)."}
+    )
+    strict: bool = field(
+        default=False, metadata={"help": "Fail on undecodable input instead of skipping it with a count."}
+    )
+    mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens masked for MLM."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+
+
+@dataclass
+class RunArguments:
+    """Where the run goes and how it starts."""
+
+    output: str | None = field(default=None, metadata={"help": "Run directory (runs/<name>)."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing run directory."})
+    resume: bool = field(default=False, metadata={"help": "Resume from the last checkpoint in the run directory."})

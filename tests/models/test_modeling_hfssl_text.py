@@ -1,0 +1,249 @@
+import pytest
+import torch
+
+import hfssl  # noqa: F401  (registers the Auto classes)
+from hfssl.models import (
+    HfsslTextConfig,
+    HfsslTextForCausalLM,
+    HfsslTextForMaskedLM,
+    HfsslTextForSequenceClassification,
+    HfsslTextModel,
+)
+from transformers import AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification
+
+from .model_tester import ModelTesterMixin, run_without_hfssl
+
+VOCAB = 97
+
+
+def tiny_config(**overrides) -> HfsslTextConfig:
+    fields = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0)
+    return HfsslTextConfig(**{**fields, **overrides})
+
+
+def masked_inputs(config, batch=3, length=12):
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, config.vocab_size, (batch, length), generator=g)
+    labels = torch.full_like(ids, -100)
+    labels[:, 2::4] = ids[:, 2::4]
+    ids = ids.masked_fill(labels != -100, 4)
+    return {"input_ids": ids, "labels": labels}
+
+
+class TestMaskedLM(ModelTesterMixin):
+    model_classes = (HfsslTextForMaskedLM,)
+
+    def make_config(self, **overrides):
+        return tiny_config(**overrides)
+
+    def make_inputs(self, config):
+        return masked_inputs(config)
+
+    def test_sparse_and_dense_loss_are_equal(self):
+        model, inputs = self.build(HfsslTextForMaskedLM)
+        with torch.no_grad():
+            sparse = model(**inputs)
+            model.config.sparse_prediction = False
+            dense = model(**inputs)
+        n_masked = int((inputs["labels"] != -100).sum())
+        assert sparse.logits.shape == (n_masked, VOCAB)
+        assert dense.logits.shape == (*inputs["input_ids"].shape, VOCAB)
+        torch.testing.assert_close(sparse.loss, dense.loss)
+
+    def test_inference_without_labels_gives_dense_logits(self):
+        model, inputs = self.build(HfsslTextForMaskedLM)
+        logits = model(input_ids=inputs["input_ids"]).logits
+        assert logits.shape == (*inputs["input_ids"].shape, VOCAB)
+
+    def test_output_layer_is_tied_to_the_embeddings(self):
+        model, _ = self.build(HfsslTextForMaskedLM)
+        assert model.lm_head.decoder.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+
+    def test_padding_does_not_change_real_tokens(self):
+        model, inputs = self.build(HfsslTextForMaskedLM)
+        ids = inputs["input_ids"][:1]
+        padded = torch.cat([ids, torch.zeros(1, 5, dtype=torch.long)], dim=1)
+        mask = torch.cat([torch.ones_like(ids), torch.zeros(1, 5, dtype=torch.long)], dim=1)
+        with torch.no_grad():
+            plain = model(input_ids=ids).logits
+            with_pad = model(input_ids=padded, attention_mask=mask).logits[:, : ids.shape[1]]
+        torch.testing.assert_close(plain, with_pad, atol=1e-5, rtol=1e-4)
+
+
+class TestCausalLM(ModelTesterMixin):
+    model_classes = (HfsslTextForCausalLM,)
+
+    def make_config(self, **overrides):
+        return tiny_config(is_causal=True, **overrides)
+
+    def make_inputs(self, config):
+        ids = torch.randint(0, config.vocab_size, (3, 12), generator=torch.Generator().manual_seed(2))
+        return {"input_ids": ids, "labels": ids}
+
+    def test_future_tokens_do_not_change_the_past(self):
+        model, inputs = self.build(HfsslTextForCausalLM)
+        ids = inputs["input_ids"]
+        changed = ids.clone()
+        changed[:, -1] = (changed[:, -1] + 1) % VOCAB
+        with torch.no_grad():
+            a, b = model(input_ids=ids).logits, model(input_ids=changed).logits
+        torch.testing.assert_close(a[:, :-1], b[:, :-1])
+        assert not torch.allclose(a[:, -1], b[:, -1])
+
+    def test_loss_is_next_token_cross_entropy(self):
+        model, inputs = self.build(HfsslTextForCausalLM)
+        out = model(**inputs)
+        expected = torch.nn.functional.cross_entropy(out.logits[:, :-1].flatten(0, 1), inputs["input_ids"][:, 1:].flatten())
+        torch.testing.assert_close(out.loss, expected)
+
+    @pytest.mark.parametrize("position_embedding_type", ["rope", "learned"])
+    def test_cached_generation_equals_uncached(self, position_embedding_type):
+        model, inputs = self.build(HfsslTextForCausalLM, position_embedding_type=position_embedding_type)
+        prompt = inputs["input_ids"][:2, :5]
+        kwargs = dict(max_new_tokens=10, do_sample=False, pad_token_id=0)
+        cached = model.generate(prompt, use_cache=True, **kwargs)
+        uncached = model.generate(prompt, use_cache=False, **kwargs)
+        assert cached.shape == (2, 15)
+        torch.testing.assert_close(cached, uncached)
+
+    def test_cached_logits_equal_full_forward(self):
+        model, inputs = self.build(HfsslTextForCausalLM)
+        ids = inputs["input_ids"]
+        with torch.no_grad():
+            full = model(input_ids=ids).logits
+            first = model(input_ids=ids[:, :7], use_cache=True)
+            cache = getattr(first, "cache", None) or first.past_key_values
+            rest = model(input_ids=ids[:, 7:], cache=cache, use_cache=True).logits
+        torch.testing.assert_close(torch.cat([first.logits, rest], dim=1), full, atol=1e-5, rtol=1e-4)
+
+    def test_left_padded_batch_generates_like_single_prompts(self):
+        model, inputs = self.build(HfsslTextForCausalLM)
+        long, short = inputs["input_ids"][0, :6], inputs["input_ids"][1, :4]
+        batch = torch.stack([long, torch.cat([torch.zeros(2, dtype=torch.long), short])])
+        mask = torch.tensor([[1] * 6, [0, 0] + [1] * 4])
+        kwargs = dict(max_new_tokens=6, do_sample=False, pad_token_id=0)
+        together = model.generate(batch, attention_mask=mask, **kwargs)
+        alone = model.generate(short[None], **kwargs)
+        torch.testing.assert_close(together[1, 6:], alone[0, 4:])
+
+    def test_sampling_is_seeded(self):
+        model, inputs = self.build(HfsslTextForCausalLM)
+        prompt = inputs["input_ids"][:1, :4]
+        kwargs = dict(max_new_tokens=8, do_sample=True, top_p=0.9, temperature=1.5, pad_token_id=0)
+        torch.manual_seed(3)
+        a = model.generate(prompt, **kwargs)
+        torch.manual_seed(3)
+        b = model.generate(prompt, **kwargs)
+        torch.testing.assert_close(a, b)
+
+
+class TestVariants(ModelTesterMixin):
+    """Config switches: learned positions, SwiGLU, no biases, untied embeddings."""
+
+    model_classes = (HfsslTextForMaskedLM, HfsslTextForCausalLM)
+
+    def make_config(self, **overrides):
+        return tiny_config(position_embedding_type="learned", hidden_act="swiglu", use_bias=False,
+                           tie_word_embeddings=False, **overrides)
+
+    def make_inputs(self, config):
+        return masked_inputs(config)
+
+
+class TestSequenceClassification(ModelTesterMixin):
+    model_classes = (HfsslTextForSequenceClassification,)
+
+    def make_config(self, **overrides):
+        return tiny_config(**{"num_labels": 3, "classifier_dropout": 0.0, **overrides})
+
+    def make_inputs(self, config):
+        ids = torch.randint(0, config.vocab_size, (4, 10), generator=torch.Generator().manual_seed(3))
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.tensor([0, 1, 2, 1])}
+
+    @pytest.mark.parametrize("pretrain_cls,is_causal", [(HfsslTextForMaskedLM, False), (HfsslTextForCausalLM, True)])
+    def test_loads_a_pretrained_backbone(self, tmp_path, pretrain_cls, is_causal):
+        torch.manual_seed(0)
+        pretrained = pretrain_cls(tiny_config(is_causal=is_causal))
+        pretrained.save_pretrained(tmp_path)
+        classifier = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=2)
+        assert isinstance(classifier, HfsslTextForSequenceClassification)
+        for name, tensor in pretrained.model.state_dict().items():
+            torch.testing.assert_close(classifier.model.state_dict()[name], tensor)
+        assert classifier.config.pooling == ("last" if is_causal else "mean")
+
+    def test_regression_with_one_label(self):
+        model, inputs = self.build(HfsslTextForSequenceClassification, num_labels=1)
+        loss = model(input_ids=inputs["input_ids"], labels=torch.tensor([0.5, 1.0, -1.0, 2.0])).loss
+        assert torch.isfinite(loss)
+
+
+def test_features_are_deterministic_and_leave_training_mode_alone():
+    torch.manual_seed(0)
+    model = HfsslTextForMaskedLM(tiny_config(hidden_dropout_prob=0.3)).train()
+    ids = torch.randint(0, VOCAB, (2, 9))
+    mask = torch.tensor([[1] * 9, [1] * 6 + [0] * 3])
+    a, b = model.get_features(ids, mask), model.get_features(ids, mask)
+    assert a.shape == (2, 32)
+    torch.testing.assert_close(a, b)
+    assert model.training and model.model.training
+    # Padding positions do not enter the pooled vector.
+    short = model.get_features(ids[1:, :6], mask[1:, :6])
+    torch.testing.assert_close(short, a[1:], atol=1e-5, rtol=1e-4)
+
+
+def test_bare_model_loads_from_a_head_checkpoint(tmp_path):
+    HfsslTextForMaskedLM(tiny_config()).save_pretrained(tmp_path)
+    assert isinstance(AutoModel.from_pretrained(tmp_path), HfsslTextModel)
+    assert isinstance(AutoModelForMaskedLM.from_pretrained(tmp_path), HfsslTextForMaskedLM)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"hidden_size": 30}, "multiple of num_attention_heads"),
+        ({"hidden_act": "tanh"}, "gelu, swiglu"),
+        ({"position_embedding_type": "alibi"}, "rope, learned"),
+        ({"pooling": "max"}, "mean, cls, last"),
+        ({"hidden_dropout_prob": 1.5}, "[0, 1)"),
+        ({"num_hidden_layers": 0}, "positive integer"),
+    ],
+)
+def test_config_rejects_bad_values(overrides, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        tiny_config(**overrides)
+
+
+def test_unknown_size_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="tiny, small, base"):
+        HfsslTextConfig.from_size("huge")
+
+
+def test_learned_positions_reject_too_long_inputs():
+    model = HfsslTextForMaskedLM(tiny_config(position_embedding_type="learned", max_position_embeddings=8))
+    with pytest.raises(ValueError, match="truncate"):
+        model(input_ids=torch.zeros(1, 9, dtype=torch.long))
+
+
+@pytest.mark.parametrize("cls,auto", [(HfsslTextForMaskedLM, "AutoModelForMaskedLM"), (HfsslTextForCausalLM, "AutoModelForCausalLM")])
+def test_remote_code_loads_where_hfssl_is_not_installed(tmp_path, cls, auto):
+    torch.manual_seed(0)
+    model = cls(tiny_config(is_causal=cls is HfsslTextForCausalLM)).eval()
+    model.save_pretrained(tmp_path / "model")
+    ids = torch.randint(0, VOCAB, (2, 7))
+    torch.save({"ids": ids, "logits": model(input_ids=ids).logits.detach()}, tmp_path / "expected.pt")
+    result = run_without_hfssl(
+        f"""
+        import torch
+        from transformers import {auto}, AutoModelForSequenceClassification
+        model = {auto}.from_pretrained("model", trust_remote_code=True).eval()
+        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        expected = torch.load("expected.pt")
+        torch.testing.assert_close(model(input_ids=expected["ids"]).logits, expected["logits"])
+        clf = AutoModelForSequenceClassification.from_pretrained("model", trust_remote_code=True, num_labels=2)
+        assert clf(input_ids=expected["ids"]).logits.shape == (2, 2)
+        print("REMOTE-OK")
+        """,
+        cwd=tmp_path,
+    )
+    assert "REMOTE-OK" in result.stdout, result.stderr[-3000:]
