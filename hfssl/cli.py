@@ -1,0 +1,163 @@
+"""The `hfssl` command: a plain table of subcommand -> function."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import yaml
+
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError)
+
+
+def _pretrain_parser():
+    from transformers import HfArgumentParser
+
+    from .training.arguments import DataArguments, ModelArguments, RunArguments
+    from .training.objectives import describe_objectives
+    from .training.training_args import PretrainingArguments
+
+    parser = HfArgumentParser(
+        (ModelArguments, DataArguments, RunArguments, PretrainingArguments),
+        prog="hfssl pretrain",
+        description="Pretrain a self-supervised model with the Hugging Face Trainer.\n\nObjectives:\n"
+        + describe_objectives()
+        + "\n\nEvery TrainingArguments flag works (--max-steps, --learning-rate, --bf16, ...). "
+        "--config FILE.yaml|json reads the same flags from a file; flags given after it win.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", help="YAML or JSON file with any of these flags (keys as in --help).")
+    return parser
+
+
+def config_file_to_argv(path: str) -> list[str]:
+    """Turn a YAML/JSON config into flags, so command-line flags placed after it override it."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"Config file {path} does not exist.")
+    values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"Config file {path} must hold a mapping of flag names to values.")
+    argv: list[str] = []
+    for key, value in values.items():
+        flag = "--" + str(key).replace("-", "_")
+        if isinstance(value, list):
+            argv += [flag, *map(str, value)]
+        elif value is not None:
+            argv += [flag, str(value).lower() if isinstance(value, bool) else str(value)]
+    return argv
+
+
+def parse_pretrain_args(argv: Sequence[str]):
+    """(model, data, run, training) argument dataclasses from flags and an optional --config file."""
+    parser = _pretrain_parser()
+    argv = list(argv)
+    if "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            raise ValueError("--config needs a file path.")
+        argv = config_file_to_argv(argv[i + 1]) + argv[:i] + argv[i + 2:]
+    *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if remaining:
+        raise ValueError(f"Unknown arguments: {' '.join(remaining)}. See `hfssl pretrain --help`.")
+    return parsed[:4]  # the fifth item is the namespace holding --config, already consumed
+
+
+def cmd_pretrain(argv: Sequence[str]) -> int:
+    """Pretrain a model; see `hfssl pretrain --help`."""
+    from .training.pretrain import pretrain
+
+    if any(a in ("-h", "--help") for a in argv):
+        _pretrain_parser().print_help()
+        return 0
+    result = pretrain(*parse_pretrain_args(argv))
+    print_summary(result)
+    return 0
+
+
+def cmd_quickstart(argv: Sequence[str]) -> int:
+    """Pretrain a tiny masked LM on the standard library's docstrings (offline, a few minutes on a laptop)."""
+    from .quickstart import quickstart
+
+    parser = argparse.ArgumentParser(prog="hfssl quickstart", description=cmd_quickstart.__doc__)
+    parser.add_argument("--output", default="runs/quickstart", help="Run directory (default: runs/quickstart).")
+    parser.add_argument("--max-steps", type=int, default=300, help="Training steps (default: 300).")
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing run that is not a quickstart.")
+    args = parser.parse_args(argv)
+    result = quickstart(args.output, max_steps=args.max_steps, overwrite=args.overwrite)
+    print_summary(result)
+    return 0
+
+
+def print_summary(result) -> None:
+    """Where everything went and what to run next."""
+    stats = result.manifest["pretrain"]
+    run = result.run.path
+    before = stats["eval_loss_before"]
+    lines = [
+        "",
+        f"Run finished: {run}",
+        f"  objective        {result.manifest['objective']}  ({result.manifest['model']['parameters']:,} parameters)",
+        f"  steps            {stats['steps']}  in {stats['wall_time_s']:.1f} s"
+        + (f"  ({stats['tokens_per_second']:,.0f} tokens/s)" if stats["tokens_per_second"] else ""),
+        "  validation loss  "
+        + (f"{before:.3f} -> " if before is not None else "")
+        + f"{stats['eval_loss']:.3f}  (perplexity {stats['perplexity']:.1f})",
+        f"  model            {result.run.model_dir}",
+        f"  manifest         {result.run.manifest_path}",
+        f"  checkpoints      {result.run.checkpoints_dir}",
+        "",
+        "Next:",
+        f'  python -c "import hfssl; from transformers import pipeline; '
+        f"print(pipeline('fill-mask', model='{result.run.model_dir}')('The value is [MASK].'))\""
+        if result.manifest["objective"] == "mlm"
+        else f'  python -c "import hfssl; from transformers import pipeline; '
+        f"print(pipeline('text-generation', model='{result.run.model_dir}')('Return the'))\"",
+        f"  tensorboard --logdir {result.run.checkpoints_dir}",
+    ]
+    print("\n".join(lines))
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "quickstart": cmd_quickstart,
+    "pretrain": cmd_pretrain,
+}
+
+
+def _usage() -> str:
+    rows = "\n".join(f"  {name:12} {(fn.__doc__ or '').strip().splitlines()[0]}" for name, fn in COMMANDS.items())
+    return f"usage: hfssl <command> [options]\n\nCommands:\n{rows}\n\nRun `hfssl <command> --help` for its options."
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `hfssl` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from . import __version__
+
+        print(f"hfssl {__version__}")
+        return 0
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        print(f"hfssl: unknown command {argv[0]!r}.\n\n{_usage()}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return command(argv[1:])
+    except USER_ERRORS as error:
+        if os.environ.get("HFSSL_DEBUG"):
+            raise
+        message = error.args[0] if error.args else str(error)
+        print(f"hfssl {argv[0]}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,474 @@
+"""Image loading for self-supervised pretraining: any source -> fixed-size uint8 pixels.
+
+`load_image_dataset` turns image files, an `imagefolder`, a `datasets` builder or Hub id, a
+folder written by `save_to_disk` or an in-memory `datasets.Dataset` into one map-style dataset
+with a `pixel_values` column of uint8 arrays shaped (num_channels, image_size, image_size)
+and, when present, a `label` column. Augmentation happens later, batched on the training
+device (`hfssl.data.views`), so this stage only decodes, converts and resizes once and lets
+`datasets` cache the result.
+
+Resizing choice: every image is resized straight to image_size x image_size with bicubic
+filtering (aspect ratio not kept, no crop). That is exactly what the saved
+`ViTImageProcessor` (`build_image_processor`) does at inference, so pretraining, evaluation
+and a Hub user see the same pixels; the random-resized crops of the views supply the
+scale and aspect-ratio variation that training needs.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import datasets
+import numpy as np
+import torch
+from PIL import Image as PILImage
+from PIL import ImageOps
+
+logger = logging.getLogger(__name__)
+
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
+_FASHION_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+_MODES = {1: "L", 3: "RGB"}
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, TypeError, PILImage.DecompressionBombError)
+_ERROR_COLUMN = "_hfssl_decode_error"
+_SKIPPED_PATHS_SHOWN = 5
+
+
+# ---------------------------------------------------------------- built-in real image sets
+
+
+def _read_idx(path: Path, magic: int, header_bytes: int) -> np.ndarray:
+    """Read a gzip-compressed IDX file and return its payload as a flat uint8 array."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Fashion-MNIST file {path} not found; pass the folder that holds the four "
+            f"IDX .gz files (train-images-idx3-ubyte.gz, ...)."
+        )
+    raw = gzip.open(path).read()
+    found = int.from_bytes(raw[:4], "big")
+    if found != magic:
+        raise ValueError(f"{path} has IDX magic number {found}, expected {magic}; is it the right file?")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_bytes)
+
+
+def fashion_mnist_dataset(
+    data_dir: str | Path, split: str = "train", limit: int | None = None
+) -> datasets.Dataset:
+    """Fashion-MNIST from its original IDX .gz files in `data_dir`.
+
+    Returns a Dataset with `image` (datasets Image, 28x28 mode "L") and `label`
+    (ClassLabel with the 10 class names); `limit` keeps the first `limit` examples.
+    """
+    if split not in _FASHION_MNIST_FILES:
+        raise ValueError(f"split={split!r} is not a Fashion-MNIST split; use 'train' or 'test'.")
+    image_file, label_file = _FASHION_MNIST_FILES[split]
+    images = _read_idx(Path(data_dir) / image_file, magic=2051, header_bytes=16).reshape(-1, 28, 28)
+    labels = _read_idx(Path(data_dir) / label_file, magic=2049, header_bytes=8)
+    if len(images) != len(labels):
+        raise ValueError(f"{data_dir}: {len(images)} images but {len(labels)} labels for split {split!r}.")
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    return _labelled_image_dataset(list(images), labels.tolist(), FASHION_MNIST_CLASSES, "fashion_mnist")
+
+
+def digits_dataset() -> datasets.Dataset:
+    """The 1,797 8x8 grayscale digits of scikit-learn, scaled from 0..16 to 0..255.
+
+    Returns a Dataset with `image` (datasets Image, 8x8 mode "L") and `label` (ClassLabel "0".."9").
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)  # (1797, 8, 8)
+    return _labelled_image_dataset(
+        list(images), digits.target.tolist(), [str(d) for d in range(10)], "sklearn_digits"
+    )
+
+
+def _labelled_image_dataset(
+    images: list[np.ndarray], labels: list[int], names: list[str], name: str
+) -> datasets.Dataset:
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
+    info = datasets.DatasetInfo(dataset_name=name, features=features)
+    return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features, info=info)
+
+
+# ---------------------------------------------------------------- sources and columns
+
+
+def _load_source(
+    train_files: Sequence[str] | None,
+    dataset: str | datasets.Dataset | None,
+    data_dir: str | None,
+    dataset_config: str | None,
+    split: str,
+    cache_dir: str | None,
+) -> tuple[datasets.Dataset, str]:
+    """Return the raw dataset and a short description of where it came from."""
+    if (train_files is None) == (dataset is None):
+        raise ValueError(
+            "Pass exactly one image source: train_files (paths or globs such as 'images/**/*.png') "
+            "or dataset ('imagefolder' with data_dir, a datasets builder, a Hub id, a save_to_disk folder)."
+        )
+    if train_files is not None:
+        files = [train_files] if isinstance(train_files, str) else list(train_files)
+        raw = datasets.load_dataset(
+            "imagefolder", data_files={"train": files}, split="train", cache_dir=cache_dir
+        )
+        return raw, f"files:{','.join(map(str, files))}"
+    if isinstance(dataset, datasets.Dataset):
+        return dataset, f"in-memory:{dataset.info.dataset_name or 'dataset'}"
+    if Path(dataset).is_dir() and _is_saved_to_disk(Path(dataset)):
+        return _select_split(datasets.load_from_disk(dataset), split, dataset), f"disk:{dataset}"
+    raw = datasets.load_dataset(dataset, dataset_config, data_dir=data_dir, split=split, cache_dir=cache_dir)
+    options = {"config": dataset_config, "data_dir": data_dir, "split": split}
+    return raw, f"{dataset}(" + ", ".join(f"{k}={v}" for k, v in options.items() if v) + ")"
+
+
+def _is_saved_to_disk(folder: Path) -> bool:
+    return (folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file()
+
+
+def _select_split(loaded: Any, split: str, where: str) -> datasets.Dataset:
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise ValueError(f"split={split!r} not in {where}; available splits: {sorted(loaded)}.")
+        return loaded[split]
+    return loaded
+
+
+def _array_depth(feature: Any) -> int:
+    """Nesting depth of a list/array feature ending in a numeric value (0 when not an array)."""
+    if isinstance(feature, (datasets.Array2D, datasets.Array3D)):
+        return len(feature.shape)
+    inner = getattr(feature, "feature", None)
+    if isinstance(feature, (datasets.List, datasets.LargeList, datasets.Sequence)) and inner is not None:
+        depth = _array_depth(inner)
+        return depth + 1 if depth or isinstance(inner, datasets.Value) else 0
+    return 0
+
+
+def find_image_column(features: datasets.Features, image_column: str | None = None) -> str:
+    """Name of the image column: `image_column` if given, else the first Image or 2/3-dim array column."""
+    if image_column is not None:
+        if image_column not in features:
+            raise ValueError(f"image_column={image_column!r} not found; the columns are {list(features)}.")
+        return image_column
+    for name, feature in features.items():
+        if isinstance(feature, datasets.Image):
+            return name
+    for name, feature in features.items():
+        if _array_depth(feature) in (2, 3):
+            return name
+    raise ValueError(
+        f"No image column found among {list(features)} (looked for a datasets.Image feature or a "
+        f"2/3-dim array); pass image_column= (--image-column) naming the column that holds the images."
+    )
+
+
+def _undecoded(raw: datasets.Dataset, column: str) -> datasets.Dataset:
+    """Make `column` hand over encoded bytes/paths so that decoding failures can be caught per image."""
+    feature = raw.features[column]
+    if isinstance(feature, datasets.Image) or feature == datasets.Value("string"):
+        # A string column of paths is accepted too when named explicitly.
+        return raw.cast_column(column, datasets.Image(decode=False))
+    if _array_depth(feature) in (2, 3):
+        return raw.with_format("numpy", columns=[column], output_all_columns=True)
+    raise ValueError(
+        f"Column {column!r} has feature {feature}, which is not an image; pass image_column= naming "
+        f"a column of images, image paths or 2/3-dim pixel arrays."
+    )
+
+
+# ---------------------------------------------------------------- decoding one image
+
+
+def _open(value: Any) -> tuple[PILImage.Image, str | None]:
+    """Decode one stored value (Image storage dict or pixel array) into a loaded PIL image."""
+    if isinstance(value, dict):
+        path = value.get("path")
+        source = io.BytesIO(value["bytes"]) if value.get("bytes") else path
+        if source is None:
+            raise ValueError("neither bytes nor path stored")
+        image = PILImage.open(source)
+        image.load()  # force the full decode here, so truncated files fail inside the try
+        return image, path
+    return _array_to_pil(np.asarray(value)), None
+
+
+def _array_to_pil(array: np.ndarray) -> PILImage.Image:
+    """(H, W), (H, W, C) or (C, H, W) numeric array -> PIL image; floats <= 1 count as [0, 1]."""
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+        array = array.transpose(1, 2, 0)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.dtype.kind == "f" and array.size and array.max() <= 1.0:
+        array = array * 255.0
+    return PILImage.fromarray(np.clip(array, 0, 255).astype(np.uint8))
+
+
+def _to_8bit(image: PILImage.Image) -> PILImage.Image:
+    """16-bit and 32-bit integer/float images -> mode "L"; Pillow's own conversion clips at 255."""
+    array = np.asarray(image)
+    if image.mode == "F":
+        array = array * 255.0 if array.size and array.max() <= 1.0 else array
+    elif image.mode.startswith("I;16") or (array.size and array.max() > 255):
+        array = array.astype(np.float64) / 257.0  # 65535 -> 255
+    return PILImage.fromarray(np.clip(np.round(array), 0, 255).astype(np.uint8))
+
+
+def convert_image(image: PILImage.Image, image_size: int, num_channels: int) -> np.ndarray:
+    """PIL image of any mode and size -> uint8 array (num_channels, image_size, image_size).
+
+    Transparent pixels are composited on white: plain conversion would expose whatever
+    colour the invisible pixels happen to store.
+    """
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        image = _to_8bit(image)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image = PILImage.alpha_composite(PILImage.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    image = image.convert(_MODES[num_channels])
+    if image.size != (image_size, image_size):
+        image = image.resize((image_size, image_size), PILImage.Resampling.BICUBIC)
+    array = np.asarray(image, dtype=np.uint8)
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def _decode_batch(
+    batch: dict[str, list], indices: list[int], image_column: str, image_size: int, num_channels: int
+) -> dict[str, list]:
+    """Batched `.map` body: decode, convert and resize; record failures instead of raising."""
+    pixels, errors = [], []
+    blank = np.zeros((num_channels, image_size, image_size), dtype=np.uint8)
+    for index, value in zip(indices, batch[image_column]):
+        path = value.get("path") if isinstance(value, dict) else None
+        try:
+            image, path = _open(value)
+            pixels.append(convert_image(image, image_size, num_channels))
+            errors.append(None)
+        except _DECODE_ERRORS as error:
+            pixels.append(blank)  # placeholder row, filtered out right after the map
+            errors.append(f"row {index} ({path or 'in-memory bytes'}): {type(error).__name__}: {error}")
+    return {"pixel_values": pixels, _ERROR_COLUMN: errors}
+
+
+# ---------------------------------------------------------------- the public loader
+
+
+def check_image_size(image_size: int, patch_size: int) -> None:
+    """Raise ValueError unless `image_size` is a positive multiple of `patch_size`."""
+    if image_size < patch_size:
+        raise ValueError(
+            f"image_size={image_size} is smaller than the patch size {patch_size}; "
+            f"pass image_size >= {patch_size} (images are upsampled as needed) or a smaller patch_size."
+        )
+    if image_size % patch_size:
+        fit = max(patch_size, round(image_size / patch_size) * patch_size)
+        raise ValueError(
+            f"image_size={image_size} is not a multiple of the patch size {patch_size}; "
+            f"pass image_size={fit} or a patch_size that divides {image_size}."
+        )
+
+
+def _check_arguments(image_size: int, num_channels: int, max_examples: int | None) -> None:
+    if num_channels not in _MODES:
+        raise ValueError(f"num_channels={num_channels} is not supported; use 1 (grayscale) or 3 (RGB).")
+    if image_size < 1:
+        raise ValueError(f"image_size={image_size} must be a positive number of pixels.")
+    if max_examples is not None and max_examples < 1:
+        raise ValueError(f"max_examples={max_examples} must be >= 1, or None for all examples.")
+
+
+def _keep_label(raw: datasets.Dataset, label_column: str | None, image_column: str) -> str | None:
+    """Name of the label column to keep: `label_column` (must exist) or `label` when present."""
+    if label_column is None:
+        return "label" if "label" in raw.column_names and image_column != "label" else None
+    if label_column not in raw.column_names:
+        raise ValueError(f"label_column={label_column!r} not found; the columns are {raw.column_names}.")
+    return label_column
+
+
+def _report_skipped(errors: list[str], strict: bool, total: int) -> None:
+    if errors and strict:
+        raise ValueError(
+            f"Cannot decode image {errors[0]}; remove or fix the file, or pass strict=False to skip "
+            f"undecodable images ({len(errors)} of {total} failed)."
+        )
+    if errors:
+        shown = "; ".join(errors[:_SKIPPED_PATHS_SHOWN])
+        logger.warning("Skipped %d of %d undecodable images, first: %s", len(errors), total, shown)
+    if len(errors) == total:
+        raise ValueError(
+            f"No decodable images: all {total} failed (first: {errors[0] if errors else 'none'}); "
+            f"check the paths or the image column."
+        )
+
+
+def _decode_all(
+    raw: datasets.Dataset, column: str, label: str | None, image_size: int, num_channels: int,
+    num_proc: int | None,
+) -> tuple[datasets.Dataset, list[str]]:
+    """Batched, cached `.map` to `pixel_values` (+ `label`); returns it and the decoding errors."""
+    features = {"pixel_values": datasets.Array3D((num_channels, image_size, image_size), "uint8")}
+    if label is not None:
+        features[label] = raw.features[label]
+    features[_ERROR_COLUMN] = datasets.Value("string")
+    decoded = _undecoded(raw, column).map(
+        _decode_batch,
+        batched=True,
+        with_indices=True,
+        fn_kwargs={"image_column": column, "image_size": image_size, "num_channels": num_channels},
+        remove_columns=[name for name in raw.column_names if name != label],
+        features=datasets.Features(features),
+        num_proc=num_proc,
+        desc="Decoding images",
+    )
+    if label is not None and label != "label":
+        decoded = decoded.rename_column(label, "label")
+    return decoded, [error for error in decoded[_ERROR_COLUMN] if error is not None]
+
+
+def _uint8_format(dataset: datasets.Dataset) -> datasets.Dataset:
+    """Format `pixel_values` as uint8 numpy arrays; other columns stay Python values.
+
+    datasets' torch and numpy formats widen every integer column to int64 (8x the memory per
+    batch); transformers' default collators stack these arrays into uint8 tensors.
+    """
+    return dataset.with_format("numpy", columns=["pixel_values"], dtype=np.uint8, output_all_columns=True)
+
+
+def load_image_dataset(
+    *,
+    train_files: str | Sequence[str] | None = None,
+    dataset: str | datasets.Dataset | None = None,
+    data_dir: str | None = None,
+    dataset_config: str | None = None,
+    split: str = "train",
+    image_column: str | None = None,
+    label_column: str | None = None,
+    image_size: int,
+    num_channels: int,
+    strict: bool = False,
+    max_examples: int | None = None,
+    seed: int = 42,
+    cache_dir: str | None = None,
+    num_proc: int | None = None,
+) -> tuple[datasets.Dataset, dict[str, Any]]:
+    """Load images from any source into uint8 `pixel_values` of shape (num_channels, image_size, image_size).
+
+    Sources (exactly one): `train_files` (paths or globs, `**` allowed; sub-folder names become
+    labels as in `imagefolder`), or `dataset`: "imagefolder" with `data_dir`, any `datasets`
+    builder or Hub id (with `dataset_config`, `split`), a `save_to_disk` folder, or a Dataset.
+    `max_examples` keeps a `seed`-shuffled subset before decoding. Undecodable images are
+    skipped and counted (a ValueError naming the first one when `strict`).
+
+    Returns the dataset, with columns `pixel_values` (C, H, W) formatted as uint8 numpy arrays
+    and `label` (Python ints) when present, and a description for run.json.
+    """
+    _check_arguments(image_size, num_channels, max_examples)
+    raw, source = _load_source(train_files, dataset, data_dir, dataset_config, split, cache_dir)
+    column = find_image_column(raw.features, image_column)
+    label = _keep_label(raw, label_column, column)
+    if max_examples is not None and max_examples < len(raw):
+        raw = raw.shuffle(seed=seed).select(range(max_examples))
+    if len(raw) == 0:
+        raise ValueError(f"The image source {source} has no rows; check the paths, split or data_dir.")
+    decoded, errors = _decode_all(raw, column, label, image_size, num_channels, num_proc)
+    _report_skipped(errors, strict, len(decoded))
+    if errors:
+        decoded = decoded.filter(lambda e: [x is None for x in e], input_columns=_ERROR_COLUMN, batched=True)
+    decoded = _uint8_format(decoded.remove_columns(_ERROR_COLUMN))
+    description = {
+        "source": source,
+        "images": len(decoded),
+        "skipped_undecodable": len(errors),
+        "image_size": image_size,
+        "num_channels": num_channels,
+        "resize": "bicubic to image_size x image_size (aspect ratio not kept)",
+        "fingerprint": decoded._fingerprint,
+    }
+    return decoded, description
+
+
+# ---------------------------------------------------------------- pixels, statistics, processor
+
+
+def to_float_pixels(pixel_values: torch.Tensor) -> torch.Tensor:
+    """Integer (B, C, H, W) in 0..255 (uint8, or int64 from a torch format) -> float32 in [0, 1]."""
+    if pixel_values.is_floating_point() or pixel_values.dtype == torch.bool:
+        raise TypeError(
+            f"to_float_pixels expects integer pixels in 0..255, got {pixel_values.dtype}; "
+            f"float pixels are already converted, pass them on unchanged."
+        )
+    return pixel_values.float().div_(255.0)
+
+
+def normalize(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Float (B, C, H, W) in [0, 1] -> (pixels - mean) / std, per channel."""
+    if len(mean) != pixels.shape[1] or len(std) != pixels.shape[1]:
+        raise ValueError(
+            f"mean/std have {len(mean)}/{len(std)} values but pixels have {pixels.shape[1]} channels; "
+            f"give one value per channel."
+        )
+    mean_t = torch.as_tensor(mean, dtype=pixels.dtype, device=pixels.device).view(1, -1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=pixels.dtype, device=pixels.device).view(1, -1, 1, 1)
+    return (pixels - mean_t) / std_t
+
+
+def compute_mean_std(
+    dataset: datasets.Dataset, max_images: int = 10_000, batch_size: int = 1_000
+) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std in [0, 1] units over the first `max_images` `pixel_values`."""
+    subset = dataset.select(range(min(max_images, len(dataset))))
+    subset = subset.with_format("torch", columns=["pixel_values"])
+    total = total_sq = None
+    count = 0
+    for start in range(0, len(subset), batch_size):
+        pixels = subset[start : start + batch_size]["pixel_values"].double().div(255.0)  # (B, C, H, W)
+        sums, sq = pixels.sum(dim=(0, 2, 3)), pixels.pow(2).sum(dim=(0, 2, 3))
+        total, total_sq = (sums, sq) if total is None else (total + sums, total_sq + sq)
+        count += pixels.numel() // pixels.shape[1]
+    if total is None:
+        raise ValueError("compute_mean_std got an empty dataset; load at least one image first.")
+    mean = total / count
+    std = (total_sq / count - mean.pow(2)).clamp_min(1e-12).sqrt()
+    return mean.tolist(), std.tolist()
+
+
+def build_image_processor(
+    image_size: int, num_channels: int, mean: Sequence[float], std: Sequence[float]
+) -> Any:
+    """A ViT image processor that reproduces this module's preprocessing at inference.
+
+    Bicubic resize to image_size x image_size, rescale by 1/255, normalize with `mean`/`std`.
+    It saves as "ViTImageProcessor" and loads back with `AutoImageProcessor.from_pretrained`.
+    Callers convert inputs to mode "L" (1 channel) or "RGB" (3 channels) first.
+    """
+    import transformers
+
+    if len(mean) != num_channels or len(std) != num_channels:
+        raise ValueError(f"mean/std need {num_channels} values each, got {list(mean)} and {list(std)}.")
+    # ViTImageProcessor needs torchvision in transformers 5; the PIL backend saves the same config.
+    processor_class = getattr(transformers, "ViTImageProcessorPil", None) or transformers.ViTImageProcessor
+    return processor_class(
+        do_resize=True,
+        size={"height": image_size, "width": image_size},
+        resample=PILImage.Resampling.BICUBIC,
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=[float(m) for m in mean],
+        image_std=[float(s) for s in std],
+    )

@@ -1,0 +1,138 @@
+"""Tokenize a `text` column and pack the token stream into fixed-size blocks of `input_ids`.
+
+Documents are joined with a separator (eos for next-token objectives, [SEP] otherwise) and cut into
+blocks; the remainder of each map batch is dropped, as transformers' run_mlm.py `group_texts` does, so
+a map-style dataset and the same data streamed give identical blocks (with one process). Blocks for
+encoder objectives start with [CLS], so position 0 always holds a pooling token.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from itertools import chain
+
+from datasets import Dataset, DatasetDict, Features, IterableDataset, IterableDatasetDict, List, Value
+from transformers import PreTrainedTokenizerBase
+
+from .tokenizer import is_causal_objective
+
+AnyDataset = Dataset | IterableDataset
+AnyData = Dataset | DatasetDict | IterableDataset | IterableDatasetDict
+
+MIN_BLOCK_SIZE = 8
+# int32 halves the cache on disk; collators turn ids into int64 tensors.
+PACKED_FEATURES = Features({"input_ids": List(Value("int32"))})
+
+
+def _special_ids(tokenizer: PreTrainedTokenizerBase, objective: str) -> tuple[int, int | None]:
+    """(separator id, id put at the start of each block or None) for this objective."""
+    if is_causal_objective(objective):
+        if tokenizer.eos_token_id is None:
+            raise ValueError(
+                f"Objective {objective!r} separates documents with an eos token, but the tokenizer has none. "
+                "Train one (--tokenizer-type bpe) or pass a tokenizer with an eos token."
+            )
+        return tokenizer.eos_token_id, None
+    if tokenizer.sep_token_id is None or tokenizer.cls_token_id is None:
+        raise ValueError(
+            f"Objective {objective!r} needs [CLS] and [SEP] tokens (cls={tokenizer.cls_token!r}, "
+            f"sep={tokenizer.sep_token!r}). Train one (--tokenizer-type wordpiece or unigram) or pass a "
+            "BERT-style tokenizer."
+        )
+    return tokenizer.sep_token_id, tokenizer.cls_token_id
+
+
+def pack_token_ids(
+    docs: list[list[int]], block_size: int, separator: int, prefix: int | None = None
+) -> list[list[int]]:
+    """Join documents (each followed by `separator`) and cut the stream into blocks of `block_size`.
+
+    With `prefix`, each block is `[prefix] + (block_size - 1)` stream tokens. The tail that does not
+    fill a block is dropped.
+    """
+    stream = list(chain.from_iterable(doc + [separator] for doc in docs))
+    body = block_size - (prefix is not None)
+    head = [] if prefix is None else [prefix]
+    return [head + stream[start : start + body] for start in range(0, len(stream) - body + 1, body)]
+
+
+def _tokenize_batch(
+    batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, block_size: int, separator: int, prefix: int | None
+) -> dict[str, list[list[int]]]:
+    # verbose=False: documents longer than model_max_length are expected here; packing cuts them.
+    ids = tokenizer(batch["text"], add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
+    return {"input_ids": pack_token_ids(ids, block_size, separator, prefix)}
+
+
+def _count_tokens(ds: AnyDataset, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> int:
+    """Tokens of all documents plus one separator each (only used to explain an empty result)."""
+    total = 0
+    for batch in ds.iter(batch_size=batch_size):
+        ids = tokenizer(batch["text"], add_special_tokens=False, return_attention_mask=False, verbose=False)
+        total += sum(len(doc) + 1 for doc in ids["input_ids"])
+    return total
+
+
+def _pack_split(
+    ds: AnyDataset, tokenizer: PreTrainedTokenizerBase, block_size: int, objective: str,
+    num_proc: int | None, batch_size: int,
+) -> AnyDataset:
+    """Pack one split and make sure at least one block came out."""
+    columns = ds.column_names or ["text"]
+    if "text" not in columns:
+        raise ValueError(f"Packing needs a 'text' column; the data has {columns}. Load it with load_text_dataset.")
+    separator, prefix = _special_ids(tokenizer, objective)
+    function = partial(_tokenize_batch, tokenizer=tokenizer, block_size=block_size, separator=separator, prefix=prefix)
+    kwargs = dict(batched=True, batch_size=batch_size, remove_columns=columns, features=PACKED_FEATURES)
+    if isinstance(ds, Dataset):
+        packed = ds.map(function, num_proc=num_proc, desc=f"Packing into blocks of {block_size}", **kwargs)
+        empty = len(packed) == 0
+    else:
+        packed = ds.map(function, **kwargs)
+        empty = next(iter(packed), None) is None
+    if empty:
+        total = _count_tokens(ds, tokenizer, batch_size)
+        raise ValueError(
+            f"texts are shorter than the block size everywhere ({total} tokens in total < block_size "
+            f"{block_size}); lower --block-size or add text."
+        )
+    return packed
+
+
+def tokenize_and_pack(
+    ds: AnyData,
+    tokenizer: PreTrainedTokenizerBase,
+    block_size: int,
+    objective: str,
+    num_proc: int | None = None,
+    batch_size: int = 1000,
+) -> AnyData:
+    """Turn a `text` column into blocks: the same container type, with only `input_ids` (block_size ints each).
+
+    Map-style data is cached by `datasets`. With `num_proc > 1` each process drops its own remainder,
+    so the blocks differ slightly from a single-process or streamed run.
+    """
+    max_length = tokenizer.model_max_length
+    if block_size < MIN_BLOCK_SIZE or block_size > max_length:
+        raise ValueError(
+            f"block_size must be between {MIN_BLOCK_SIZE} and the tokenizer's model_max_length ({max_length}), "
+            f"got {block_size}. Change --block-size."
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    pack = partial(
+        _pack_split, tokenizer=tokenizer, block_size=block_size, objective=objective,
+        num_proc=num_proc, batch_size=batch_size,
+    )
+    if isinstance(ds, (DatasetDict, IterableDatasetDict)):
+        return type(ds)({name: pack(split) for name, split in ds.items()})
+    return pack(ds)
+
+
+def packed_tokens(ds: AnyData) -> int | None:
+    """Tokens in packed map-style data (blocks x block_size; the `train` split of a dict); None for streams."""
+    if isinstance(ds, DatasetDict):
+        ds = ds["train"]
+    if not isinstance(ds, Dataset):
+        return None
+    return len(ds) * len(ds[0]["input_ids"]) if len(ds) else 0

@@ -1,0 +1,416 @@
+"""Load a text corpus (local files or a Hub/builder dataset) as `train`/`validation` splits of one `text` column.
+
+The result feeds tokenizer training (`texts_for_tokenizer`) and packing (`hfssl.data.packing`); the
+description dict goes into run.json's "data" section, so a run records what it was trained on.
+"""
+
+from __future__ import annotations
+
+import bz2
+import glob
+import gzip
+import hashlib
+import logging
+import lzma
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import IO, Any
+
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict, load_dataset
+
+from ..training.arguments import DataArguments
+
+logger = logging.getLogger(__name__)
+
+# File extension -> `datasets` packaged builder.
+BUILDERS = {".txt": "text", ".text": "text", ".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+# Compression suffix -> opener; `datasets` decompresses the same suffixes on its own when loading.
+_OPENERS: dict[str, Callable[[Path], IO[bytes]]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+_REPLACEMENT_CHAR = "\ufffd"
+_GLOB_CHARS = frozenset("*?[")
+
+AnyDatasetDict = DatasetDict | IterableDatasetDict
+AnyDataset = Dataset | IterableDataset
+
+
+@dataclass
+class FileScan:
+    """What a byte-level pass over one local file found."""
+
+    path: Path
+    data_lines: int = 0  # non-blank lines (minus the header for csv); 0 means the file holds no rows
+    bad_lines: int = 0  # lines that are not valid UTF-8
+    first_bad_line: int | None = None
+
+
+# ----------------------------------------------------------------------------------------------- files
+
+
+def file_format(path: Path) -> str | None:
+    """The `datasets` builder for a file name (`a.jsonl.gz` -> json), or None when unsupported."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _OPENERS:
+        suffixes = suffixes[:-1]
+    return BUILDERS.get(suffixes[-1]) if suffixes else None
+
+
+def _files_in_folder(folder: Path) -> list[Path]:
+    """Supported files under a folder, recursively, sorted; hidden files and folders are skipped."""
+    found = [
+        p for p in folder.rglob("*")
+        if p.is_file() and file_format(p) and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    ]
+    return sorted(found)
+
+
+def resolve_files(patterns: list[str] | str, flag: str = "--train-files") -> list[Path]:
+    """Expand files, folders and globs (`**` included) into a sorted, de-duplicated list of files.
+
+    Raises:
+        FileNotFoundError: a path does not exist or a glob matches no supported file.
+    """
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    files: list[Path] = []
+    for pattern in patterns:
+        path = Path(pattern).expanduser()
+        if _GLOB_CHARS & set(pattern):
+            matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True) if Path(m).is_file())
+        elif path.is_dir():
+            matches = _files_in_folder(path)
+        elif path.is_file():
+            matches = [path]
+        else:
+            raise FileNotFoundError(f"No such file or folder: {pattern!r}. Check the path given to {flag}.")
+        if not matches:
+            raise FileNotFoundError(
+                f"{pattern!r} (from {flag}) matches no files with a supported extension "
+                f"({', '.join(sorted(BUILDERS))}, optionally compressed {', '.join(_OPENERS)})."
+            )
+        files.extend(m for m in matches if m not in files)
+    return files
+
+
+def infer_format(files: list[Path]) -> str:
+    """The single `datasets` builder that reads all `files`.
+
+    Raises:
+        ValueError: an extension is unsupported, or the files mix formats (names each group).
+    """
+    by_format: dict[str, list[str]] = {}
+    for path in files:
+        fmt = file_format(path)
+        if fmt is None:
+            raise ValueError(
+                f"Unsupported file type: {str(path)!r}. Supported: {', '.join(sorted(BUILDERS))} "
+                f"(optionally compressed {', '.join(_OPENERS)})."
+            )
+        by_format.setdefault(fmt, []).append(str(path))
+    if len(by_format) > 1:
+        groups = "; ".join(f"{fmt}: {', '.join(names)}" for fmt, names in sorted(by_format.items()))
+        raise ValueError(f"Files mix formats ({groups}). Give files of one format, or convert them first.")
+    return next(iter(by_format))
+
+
+def _open_bytes(path: Path) -> IO[bytes]:
+    opener = _OPENERS.get(path.suffix.lower())
+    return opener(path) if opener else open(path, "rb")
+
+
+def scan_file(path: Path, fmt: str) -> FileScan:
+    """Count data lines and non-UTF-8 lines of one file (decompressing it), line by line in bytes."""
+    scan = FileScan(path)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq  # parquet stores validated UTF-8; only its row count matters
+
+        scan.data_lines = pq.ParquetFile(path).metadata.num_rows
+        return scan
+    with _open_bytes(path) as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                scan.bad_lines += 1
+                scan.first_bad_line = scan.first_bad_line or number
+            scan.data_lines += bool(line.strip())
+    if fmt == "csv":
+        scan.data_lines = max(scan.data_lines - 1, 0)  # the header row is not data
+    return scan
+
+
+def fingerprint_files(files: list[Path], role: str = "") -> str:
+    """sha256 over (name relative to the files' common folder, size, sha256 of contents) of each file."""
+    root = Path(os.path.commonpath([str(p.resolve().parent) for p in files])) if files else Path()
+    digest = hashlib.sha256(role.encode())
+    for path in files:
+        content = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                content.update(chunk)
+        name = path.resolve().relative_to(root).as_posix()
+        digest.update(f"{name}\0{path.stat().st_size}\0{content.hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+def _check_encoding(scans: list[FileScan], strict: bool) -> int:
+    """Raise (strict) or warn about non-UTF-8 lines; returns how many lines were undecodable."""
+    bad = [s for s in scans if s.bad_lines]
+    if bad and strict:
+        first = bad[0]
+        raise ValueError(
+            f"{str(first.path)!r} is not valid UTF-8 at line {first.first_bad_line} "
+            f"({first.bad_lines} bad line(s) in that file). Fix or re-encode the file, or drop --strict to skip "
+            "undecodable rows with a count."
+        )
+    for scan in bad:
+        logger.warning(
+            "%s: %d line(s) are not valid UTF-8 (first at line %d); their rows are skipped.",
+            scan.path, scan.bad_lines, scan.first_bad_line,
+        )
+    return sum(s.bad_lines for s in bad)
+
+
+def _decode_kwargs(fmt: str, replace: bool) -> dict[str, str]:
+    """`load_dataset` keywords that turn undecodable bytes into U+FFFD instead of failing."""
+    if not replace or fmt == "parquet":
+        return {}
+    if fmt == "json":
+        # The json builder applies `encoding_errors` only when `encoding` is not literally "utf-8";
+        # "utf8" is the same codec under another name, which routes each chunk through that decode step.
+        return {"encoding": "utf8", "encoding_errors": "replace"}
+    return {"encoding_errors": "replace"}
+
+
+def _load_local(args: DataArguments) -> tuple[AnyDatasetDict, dict[str, Any], bool]:
+    """Load `args.train_files` (+ `validation_files`) with one builder; returns (splits, description, has_bad)."""
+    roles = {"train": resolve_files(args.train_files)}
+    if args.validation_files:
+        roles["validation"] = resolve_files(args.validation_files, "--validation-files")
+    all_files = [f for files in roles.values() for f in files]
+    fmt = infer_format(all_files)
+    scans = {f: scan_file(f, fmt) for f in all_files}
+    bad_lines = _check_encoding(list(scans.values()), args.strict)
+    data_files = {}
+    for role, files in roles.items():
+        # `datasets` fails on files without rows (json: StopIteration, csv: "no data"), so leave them out.
+        kept = [str(f) for f in files if scans[f].data_lines]
+        if not kept:
+            raise ValueError(
+                f"corpus is empty: the {role} files hold no text ({', '.join(map(str, files))}). "
+                "Give files with at least one non-blank line."
+            )
+        data_files[role] = kept
+    splits = load_dataset(fmt, data_files=data_files, streaming=args.streaming, **_decode_kwargs(fmt, bool(bad_lines)))
+    description = {
+        "source": [str(f) for f in all_files],
+        "format": fmt,
+        "skipped_undecodable": bad_lines,
+        "fingerprint": hashlib.sha256(
+            "".join(fingerprint_files(files, role) for role, files in roles.items()).encode()
+        ).hexdigest(),
+    }
+    return splits, description, bool(bad_lines)
+
+
+def _load_hub(args: DataArguments) -> tuple[AnyDatasetDict, dict[str, Any], bool]:
+    """Load `args.dataset` (a Hub id, a local dataset folder or a builder name) and pick its splits."""
+    loaded = load_dataset(args.dataset, args.dataset_config, data_dir=args.data_dir, streaming=args.streaming)
+    names = {"train": args.train_split}
+    if args.validation_split:
+        names["validation"] = args.validation_split
+    for role, name in names.items():
+        if name not in loaded:
+            raise ValueError(
+                f"Dataset {args.dataset!r} has no split {name!r} (asked for as the {role} split); "
+                f"it has {sorted(loaded)}. Pass one of them to --{role}-split."
+            )
+    kind = IterableDatasetDict if args.streaming else DatasetDict
+    splits = kind({role: loaded[name] for role, name in names.items()})
+    train = splits["train"]
+    if args.streaming:
+        key = f"{args.dataset}\0{args.dataset_config}\0{args.data_dir}\0{names}"
+        fingerprint = hashlib.sha256(key.encode()).hexdigest()
+    else:
+        fingerprint = train._fingerprint
+    info = getattr(train, "info", None)
+    description = {
+        "source": args.dataset,
+        "format": getattr(info, "builder_name", None),
+        "skipped_undecodable": 0,
+        "fingerprint": fingerprint,
+    }
+    return splits, description, False
+
+
+# ----------------------------------------------------------------------------------------------- columns and rows
+
+
+def _column_names(ds: AnyDataset) -> list[str]:
+    """Column names; a stream whose features are not known yet is peeked at."""
+    if ds.column_names is not None:
+        return list(ds.column_names)
+    first = next(iter(ds), None)
+    return list(first) if first is not None else []
+
+
+def _select_text(ds: AnyDataset, column: str, split: str) -> AnyDataset:
+    """Keep only `column`, renamed to `text`, after checking that it exists and holds strings."""
+    columns = _column_names(ds)
+    if column not in columns:
+        raise ValueError(
+            f"Text column {column!r} not found in the {split} data; its columns are {columns}. "
+            "Pass the right one with --text-column."
+        )
+    feature = (ds.features or {}).get(column)
+    dtype = getattr(feature, "dtype", "string")
+    if dtype not in ("string", "large_string", "null"):
+        raise ValueError(
+            f"Column {column!r} holds {dtype}, not text. Pick a text column with --text-column (columns: {columns})."
+        )
+    ds = ds.select_columns([column])
+    return ds.rename_column(column, "text") if column != "text" else ds
+
+
+def _has_text(batch: dict[str, list]) -> list[bool]:
+    return [bool(text and text.strip()) for text in batch["text"]]
+
+
+def _is_decodable(batch: dict[str, list]) -> list[bool]:
+    return [not (text and _REPLACEMENT_CHAR in text) for text in batch["text"]]
+
+
+def _drop_rows(ds: AnyDataset, keep: Callable[[dict[str, list]], list[bool]]) -> tuple[AnyDataset, int | None]:
+    """Filter rows; returns the filtered data and how many rows went (None for streams, which are lazy)."""
+    kept = ds.filter(keep, batched=True)
+    return kept, (len(ds) - len(kept)) if isinstance(ds, Dataset) else None
+
+
+def _clean(split: AnyDataset, has_bad: bool) -> tuple[AnyDataset, int | None, int | None]:
+    """Drop rows that held undecodable bytes (now U+FFFD) and rows without text.
+
+    Once any file had bad bytes, every row holding U+FFFD goes, also from clean files: the builders do
+    not say which file a row came from, and a literal U+FFFD in clean text is rare.
+    """
+    undecodable = 0
+    if has_bad:
+        split, undecodable = _drop_rows(split, _is_decodable)
+    split, empty = _drop_rows(split, _has_text)
+    return split, undecodable, empty
+
+
+def _carve_validation(train: AnyDataset, args: DataArguments, seed: int) -> tuple[AnyDataset, AnyDataset]:
+    """Split a validation set off the training data: a seeded random fraction, or a stream's first rows."""
+    if isinstance(train, IterableDataset):
+        if args.validation_examples < 1:
+            raise ValueError(f"validation_examples must be >= 1 when streaming, got {args.validation_examples}.")
+        return train.skip(args.validation_examples), train.take(args.validation_examples)
+    if not 0 < args.validation_fraction < 1:
+        raise ValueError(
+            f"validation_fraction must be in (0, 1), got {args.validation_fraction}; or give --validation-files."
+        )
+    if len(train) < 2:
+        raise ValueError(
+            f"The corpus has {len(train)} row(s) with text: too few to carve a validation split. "
+            "Add text or give --validation-files."
+        )
+    # At least one validation row, so evaluation never runs on an empty split.
+    test_size = max(args.validation_fraction, 1 / len(train))
+    parts = train.train_test_split(test_size=test_size, seed=seed)
+    return parts["train"], parts["test"]
+
+
+def _limit(train: AnyDataset, max_rows: int | None) -> AnyDataset:
+    """Keep the first `max_rows` training rows (quick experiments)."""
+    if max_rows is None:
+        return train
+    if max_rows < 1:
+        raise ValueError(f"max_train_examples must be >= 1 or unset, got {max_rows}.")
+    if isinstance(train, IterableDataset):
+        return train.take(max_rows)
+    return train.select(range(min(max_rows, len(train))))
+
+
+def _is_empty(split: AnyDataset) -> bool:
+    """True when a split has no rows (a stream is peeked at)."""
+    return len(split) == 0 if isinstance(split, Dataset) else next(iter(split), None) is None
+
+
+def _check_not_empty(split: AnyDataset, role: str, source: Any) -> None:
+    if _is_empty(split):
+        raise ValueError(
+            f"corpus is empty: no {role} row has non-blank text after dropping empty and undecodable rows "
+            f"(source: {source}). Give files with text, or check --text-column."
+        )
+
+
+def _check_sources(args: DataArguments) -> None:
+    if bool(args.train_files) == bool(args.dataset):
+        raise ValueError(
+            "Give exactly one data source: --train-files (local files, globs or folders) or --dataset "
+            f"(a Hub id or builder name); got train_files={args.train_files!r}, dataset={args.dataset!r}."
+        )
+    if args.dataset and args.validation_files:
+        raise ValueError("--validation-files goes with --train-files; with --dataset use --validation-split.")
+
+
+def load_text_dataset(args: DataArguments, seed: int = 42) -> tuple[AnyDatasetDict, dict[str, Any]]:
+    """Load the corpus named by `args` as splits `train` and `validation`, each with one `text` column.
+
+    Rows whose text is empty, whitespace-only or (from files with non-UTF-8 bytes) undecodable are dropped.
+    With `args.streaming` the result is an `IterableDatasetDict` and nothing is read up front except a
+    byte scan of local files.
+
+    Returns:
+        (splits, description) where description is the run.json "data" section: source, format,
+        text_column, train_rows, validation_rows, skipped_undecodable, skipped_empty, streaming, fingerprint.
+    """
+    _check_sources(args)
+    splits, description, has_bad = _load_local(args) if args.train_files else _load_hub(args)
+    source = description["source"]
+    cleaned, dropped_undecodable, skipped_empty = {}, 0, 0
+    for role, split in splits.items():
+        split = _select_text(split, args.text_column, role)
+        cleaned[role], undecodable, empty = _clean(split, has_bad)
+        dropped_undecodable += undecodable or 0
+        skipped_empty += empty or 0
+    if not args.streaming:
+        # Exact rows dropped; a stream keeps the byte scan's count of undecodable lines.
+        description["skipped_undecodable"] = dropped_undecodable
+    _check_not_empty(cleaned["train"], "train", source)
+    if "validation" not in cleaned:
+        cleaned["train"], cleaned["validation"] = _carve_validation(cleaned["train"], args, seed)
+        if args.streaming and _is_empty(cleaned["train"]):
+            raise ValueError(
+                f"All rows of the stream went to validation (validation_examples={args.validation_examples}); "
+                f"lower --validation-examples or add text (source: {source})."
+            )
+    cleaned["train"] = _limit(cleaned["train"], args.max_train_examples)
+    _check_not_empty(cleaned["validation"], "validation", source)
+    result = (IterableDatasetDict if args.streaming else DatasetDict)(cleaned)
+    description.update(_counts(result, args, None if args.streaming else skipped_empty))
+    return result, description
+
+
+def _counts(splits: AnyDatasetDict, args: DataArguments, skipped_empty: int | None) -> dict[str, Any]:
+    """Row counts for the description (None where a stream makes them unknown)."""
+    streaming = isinstance(splits, IterableDatasetDict)
+    return {
+        "text_column": args.text_column,
+        "train_rows": None if streaming else len(splits["train"]),
+        "validation_rows": None if streaming else len(splits["validation"]),
+        "skipped_empty": skipped_empty,
+        "streaming": streaming,
+    }
+
+
+def texts_for_tokenizer(ds: AnyDatasetDict | AnyDataset, max_texts: int = 200_000) -> Iterator[str]:
+    """Yield at most `max_texts` training texts (the `train` split of a dict), for map-style data and streams."""
+    if isinstance(ds, (DatasetDict, IterableDatasetDict)):
+        ds = ds["train"]
+    if max_texts < 1:
+        raise ValueError(f"max_texts must be >= 1, got {max_texts}.")
+    # Batched reads keep map-style data off the per-row Python path; islice bounds a stream.
+    batches = ds.iter(batch_size=1000)
+    yield from islice((text for batch in batches for text in batch["text"]), max_texts)

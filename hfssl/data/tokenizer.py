@@ -1,0 +1,164 @@
+"""Train a tokenizer on the corpus (`tokenizers`), or load an existing one, and check it fits the model.
+
+Trained tokenizers are wrapped as `PreTrainedTokenizerFast`, so `save_pretrained` writes files that
+`AutoTokenizer.from_pretrained` and the fill-mask / text-generation pipelines read back anywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+logger = logging.getLogger(__name__)
+
+# GPT-2 style: one token marks document boundaries and doubles as bos/unk (byte-level BPE never needs unk).
+ENDOFTEXT, BPE_PAD = "<|endoftext|>", "<|pad|>"
+# BERT style; the order fixes their ids (pad = 0).
+BERT_SPECIALS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
+                 "mask_token": "[MASK]"}
+
+
+def is_causal_objective(objective: str) -> bool:
+    """Next-token objectives: documents end with eos and blocks carry no [CLS]."""
+    return objective == "clm" or objective.startswith("clm")
+
+
+def is_masked_objective(objective: str) -> bool:
+    """Objectives that need a mask token (MLM and its variants, SimCSE)."""
+    return objective.startswith("mlm") or objective == "simcse"
+
+
+def default_tokenizer_kind(objective: str) -> str:
+    """Tokenizer trained when none is given: byte-level BPE for next-token, WordPiece otherwise."""
+    return "bpe" if is_causal_objective(objective) else "wordpiece"
+
+
+def _bpe() -> tuple[Tokenizer, Callable[[int], trainers.Trainer], dict[str, str]]:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    specials = {"bos_token": ENDOFTEXT, "eos_token": ENDOFTEXT, "unk_token": ENDOFTEXT, "pad_token": BPE_PAD}
+
+    def trainer(size: int) -> trainers.Trainer:
+        # The full byte alphabet up front, so any input (emoji, binary junk) encodes without unk.
+        return trainers.BpeTrainer(
+            vocab_size=size, special_tokens=[ENDOFTEXT, BPE_PAD], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        )
+
+    return tokenizer, trainer, specials
+
+
+def _wordpiece() -> tuple[Tokenizer, Callable[[int], trainers.Trainer], dict[str, str]]:
+    tokenizer = Tokenizer(models.WordPiece(unk_token=BERT_SPECIALS["unk_token"]))
+    # Case is kept: a cased vocabulary serves both cased and uncased downstream text.
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=False)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    specials = list(BERT_SPECIALS.values())
+    return tokenizer, lambda size: trainers.WordPieceTrainer(vocab_size=size, special_tokens=specials), BERT_SPECIALS
+
+
+def _unigram() -> tuple[Tokenizer, Callable[[int], trainers.Trainer], dict[str, str]]:
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.normalizer = normalizers.NFKC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    specials = list(BERT_SPECIALS.values())
+
+    def trainer(size: int) -> trainers.Trainer:
+        return trainers.UnigramTrainer(vocab_size=size, special_tokens=specials, unk_token=BERT_SPECIALS["unk_token"])
+
+    return tokenizer, trainer, BERT_SPECIALS
+
+
+TOKENIZER_KINDS: dict[str, Callable[[], tuple[Tokenizer, Callable[[int], trainers.Trainer], dict[str, str]]]] = {
+    "bpe": _bpe,
+    "wordpiece": _wordpiece,
+    "unigram": _unigram,
+}
+
+
+def _add_cls_sep(tokenizer: Tokenizer) -> None:
+    """Encode single texts as `[CLS] text [SEP]` and pairs as `[CLS] a [SEP] b [SEP]`, as BERT does."""
+    cls, sep = BERT_SPECIALS["cls_token"], BERT_SPECIALS["sep_token"]
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{cls} $A {sep}",
+        pair=f"{cls} $A {sep} $B:1 {sep}:1",
+        special_tokens=[(cls, tokenizer.token_to_id(cls)), (sep, tokenizer.token_to_id(sep))],
+    )
+
+
+def train_tokenizer(
+    texts: Iterable[str], kind: str, vocab_size: int, model_max_length: int
+) -> PreTrainedTokenizerFast:
+    """Train a `kind` tokenizer ("bpe", "wordpiece" or "unigram") with at most `vocab_size` tokens on `texts`.
+
+    Returns:
+        A fast tokenizer whose special tokens are set (bpe: `<|endoftext|>` as bos/eos/unk, `<|pad|>`;
+        wordpiece/unigram: `[PAD] [UNK] [CLS] [SEP] [MASK]` with `[CLS] text [SEP]` encoding).
+    """
+    if kind not in TOKENIZER_KINDS:
+        raise ValueError(f"Unknown tokenizer kind {kind!r}; valid kinds: {', '.join(TOKENIZER_KINDS)}.")
+    if model_max_length < 1:
+        raise ValueError(f"model_max_length must be >= 1, got {model_max_length}.")
+    tokenizer, make_trainer, specials = TOKENIZER_KINDS[kind]()
+    try:
+        tokenizer.train_from_iterator(texts, trainer=make_trainer(vocab_size))
+    except Exception as error:  # the Rust trainers raise bare `Exception` (e.g. unigram: vocabulary too small)
+        raise ValueError(
+            f"Training a {kind} tokenizer with vocab_size={vocab_size} failed: {error}. Raise --vocab-size."
+        ) from error
+    learned = tokenizer.get_vocab_size()
+    if learned <= len(set(specials.values())):
+        raise ValueError("The tokenizer learned no tokens: the texts are empty. Give a corpus with text.")
+    if learned > vocab_size:
+        # Trainers keep the whole base alphabet (256 bytes for byte-level BPE) even past vocab_size.
+        raise ValueError(
+            f"A {kind} tokenizer needs {learned} tokens for its alphabet and special tokens on this corpus, "
+            f"more than vocab_size={vocab_size}. Raise --vocab-size to at least {learned}."
+        )
+    if kind != "bpe":
+        _add_cls_sep(tokenizer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=model_max_length, **specials)
+
+
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """Load a tokenizer from a folder or Hub id; a missing pad token becomes eos (or unk)."""
+    looks_local = Path(name_or_path).expanduser().is_absolute() or name_or_path.startswith((".", "~"))
+    if looks_local and not Path(name_or_path).expanduser().exists():
+        raise FileNotFoundError(f"Tokenizer folder {name_or_path!r} does not exist. Check --tokenizer.")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"Could not load a tokenizer from {name_or_path!r}: {error}. Give a folder written by "
+            "save_pretrained (tokenizer.json, tokenizer_config.json) or a Hub id reachable from here."
+        ) from error
+    if tokenizer.pad_token is None:
+        # Packed blocks never need padding, but collators and pipelines ask for a pad token.
+        fallback = tokenizer.eos_token or tokenizer.unk_token
+        if fallback is None:
+            logger.warning("Tokenizer %s has no pad, eos or unk token; batches cannot be padded.", name_or_path)
+        else:
+            tokenizer.pad_token = fallback
+    return tokenizer
+
+
+def check_tokenizer_fits(tokenizer: PreTrainedTokenizerBase, vocab_size: int, objective: str) -> None:
+    """Raise when token ids could overflow the embedding, or a masked objective has no mask token."""
+    if len(tokenizer) > vocab_size:
+        raise ValueError(
+            f"The tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {vocab_size}: "
+            f"ids >= {vocab_size} would overflow the embedding. Use --config-overrides vocab_size={len(tokenizer)} "
+            "or a tokenizer with at most that many tokens."
+        )
+    if is_masked_objective(objective) and tokenizer.mask_token is None:
+        raise ValueError(
+            f"Objective {objective!r} masks tokens but the tokenizer has no mask token. Train one "
+            "(--tokenizer-type wordpiece or unigram) or pass a tokenizer that has one (e.g. [MASK])."
+        )

@@ -1,0 +1,39 @@
+"""What a run records about the software and hardware it ran on."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import sys
+
+import torch
+
+PACKAGES = ("hfssl", "torch", "transformers", "datasets", "tokenizers", "accelerate", "huggingface_hub", "peft")
+
+
+def versions() -> dict[str, str | None]:
+    """Python and the installed versions of the packages a run depends on (None when absent)."""
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def hardware() -> dict[str, object]:
+    """CPU, thread count and accelerators visible to this process."""
+    info: dict[str, object] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda_devices": [],
+    }
+    if torch.cuda.is_available():
+        info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    if sys.platform == "darwin" and torch.backends.mps.is_available():
+        info["mps"] = True
+    return info

@@ -1,0 +1,167 @@
+"""The run directory: the contract between stages.
+
+```
+runs/<name>/
+  model/        save_pretrained output (config with auto_map, weights, modeling code, tokenizer)
+  run.json      manifest; each stage adds its own section
+  checkpoints/  Trainer checkpoints (resumable) and TensorBoard logs
+  eval/         result JSON and PNG plots
+```
+Every write is atomic (temporary file or folder, then rename), and a stage that fails leaves the
+directory as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from transformers.trainer_utils import get_last_checkpoint
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "run.json"
+
+
+class RunDirectory:
+    """Paths and atomic manifest updates for one run directory."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / "model"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.path / "eval"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    def read_manifest(self) -> dict[str, Any]:
+        """The manifest, or {} when the run has none yet."""
+        if not self.manifest_path.exists():
+            return {}
+        return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+
+    def update_manifest(self, **sections: Any) -> dict[str, Any]:
+        """Set top-level sections of run.json and write it back atomically; returns the new manifest."""
+        manifest = {**self.read_manifest(), **sections}
+        write_json_atomic(self.manifest_path, manifest)
+        return manifest
+
+    def last_checkpoint(self) -> str | None:
+        """The newest `checkpoint-N` folder, or None."""
+        if not self.checkpoints_dir.is_dir():
+            return None
+        return get_last_checkpoint(str(self.checkpoints_dir))
+
+    def save_model(self, model, processor=None) -> Path:
+        """save_pretrained into model/ atomically: a failed save leaves the previous model folder intact."""
+        staging = Path(tempfile.mkdtemp(prefix=".model-", dir=self.path))
+        try:
+            model.save_pretrained(staging)
+            if processor is not None:
+                processor.save_pretrained(staging)
+            replace_dir(staging, self.model_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return self.model_dir
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file beside `path`, then rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=False, default=str)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def replace_dir(source: Path, target: Path) -> None:
+    """Move `source` to `target`, replacing an existing `target` only once the move can succeed."""
+    backup = None
+    if target.exists():
+        backup = target.with_name(f".{target.name}.replaced-{os.getpid()}")
+        os.replace(target, backup)
+    try:
+        os.replace(source, target)
+    except BaseException:
+        if backup is not None:
+            os.replace(backup, target)
+        raise
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def check_can_start(path: str | os.PathLike, overwrite: bool, resume: bool) -> None:
+    """Refuse, before any work is done, a run that would clobber or could not resume."""
+    run = RunDirectory(path)
+    if overwrite and resume:
+        raise ValueError("--overwrite and --resume contradict each other; pass one of them.")
+    if resume:
+        if run.last_checkpoint() is None:
+            raise FileNotFoundError(
+                f"--resume was given but {run.checkpoints_dir} holds no checkpoint-N folder; "
+                "start the run without --resume, or point --output at the run to continue."
+            )
+        return
+    if run.path.exists() and any(run.path.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"The run directory {run.path} already exists. Pass --overwrite to replace it, "
+            "--resume to continue it, or choose another --output."
+        )
+
+
+@contextlib.contextmanager
+def open_run(path: str | os.PathLike, overwrite: bool = False, resume: bool = False) -> Iterator[RunDirectory]:
+    """Create (or reopen, with `resume`) a run directory for a training stage.
+
+    On failure a new run is removed, an overwritten run is restored from its backup, and a resumed run
+    keeps its checkpoints. Call `check_can_start` first to fail before loading any data.
+    """
+    check_can_start(path, overwrite, resume)
+    run = RunDirectory(path)
+    if resume:
+        yield run
+        return
+    backup = None
+    if run.path.exists():
+        backup = run.path.with_name(f".{run.path.name}.previous-{os.getpid()}")
+        os.replace(run.path, backup)
+    run.path.mkdir(parents=True)
+    try:
+        yield run
+    except BaseException:
+        if backup is None and run.last_checkpoint() is not None:
+            # Hours of training are worth more than a clean slate: keep what can be resumed.
+            logger.warning("The run stopped; its checkpoints stay in %s: continue with --resume.", run.path)
+            raise
+        shutil.rmtree(run.path, ignore_errors=True)
+        if backup is not None:
+            os.replace(backup, run.path)
+            logger.warning("The run failed; %s was restored to its previous contents.", run.path)
+        raise
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)

@@ -1,0 +1,41 @@
+"""`TrainingArguments` with defaults suited to pretraining from scratch.
+
+Every Trainer flag still works from the command line and config files; only the defaults differ.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+
+def _default_report_to() -> str:
+    return "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
+
+
+@dataclass
+class PretrainingArguments(TrainingArguments):
+    """TrainingArguments whose defaults fit pretraining; `output_dir` is set to <run>/checkpoints by hfssl."""
+
+    learning_rate: float = field(default=5e-4, metadata={"help": "Peak learning rate (AdamW)."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    warmup_steps: float = field(
+        default=0.05, metadata={"help": "Linear warm-up: steps, or a fraction in [0, 1) of the total steps."}
+    )
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Training blocks per device per step."})
+    per_device_eval_batch_size: int = field(default=32, metadata={"help": "Evaluation blocks per device per step."})
+    logging_steps: float = field(default=50, metadata={"help": "Log the training loss every N steps."})
+    logging_first_step: bool = field(default=True, metadata={"help": "Log the loss of the first step."})
+    eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate: no, steps or epoch."})
+    eval_steps: float | None = field(default=500, metadata={"help": "Evaluate every N steps."})
+    save_steps: float = field(default=500, metadata={"help": "Checkpoint every N steps."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Keep at most N checkpoints."})
+    prediction_loss_only: bool = field(default=True, metadata={"help": "Evaluation computes the loss only."})
+    include_num_input_tokens_seen: str | bool = field(
+        default=True, metadata={"help": "Count input tokens (recorded in run.json as tokens seen)."}
+    )
+    report_to: None | str | list[str] = field(
+        default_factory=_default_report_to, metadata={"help": "Loggers: tensorboard (default when installed), none, ..."}
+    )

@@ -1,0 +1,28 @@
+#!/usr/bin/env python
+"""Pretrain with the Hugging Face Trainer: the script form of `hfssl pretrain`.
+
+    python scripts/pretrain.py --objective mlm --train_files 'corpus/*.txt' --output runs/my-mlm --max_steps 1000
+    python scripts/pretrain.py --config scripts/configs/mlm-small.yaml
+    accelerate launch scripts/pretrain.py --config scripts/configs/mlm-small.yaml     # several GPUs or processes
+
+Arguments are four dataclasses parsed by HfArgumentParser: ModelArguments, DataArguments, RunArguments
+(hfssl/training/arguments.py) and every TrainingArguments flag (hfssl/training/training_args.py).
+"""
+
+import logging
+import sys
+
+from hfssl.cli import parse_pretrain_args, print_summary
+from hfssl.training.pretrain import pretrain
+
+
+def main(argv: list[str]) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    model_args, data_args, run_args, training_args = parse_pretrain_args(argv)
+    result = pretrain(model_args, data_args, run_args, training_args)
+    if training_args.process_index == 0:
+        print_summary(result)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

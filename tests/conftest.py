@@ -1,0 +1,34 @@
+"""Test-suite setup: offline, isolated caches, and the shared real data when it is beside the checkout."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# huggingface_hub and datasets read these at import time, so they are set before anything imports them.
+_CACHE_ROOT = Path(tempfile.mkdtemp(prefix="hfssl-tests-"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HOME", str(_CACHE_ROOT / "hf_home"))
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_data_dir() -> Path | None:
+    """HFSSL_DATA_DIR, else ../shared/data beside the checkout, else None."""
+    path = Path(os.environ.get("HFSSL_DATA_DIR", DEFAULT_DATA_DIR))
+    return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared real-data folder; tests that need it are skipped where it is absent."""
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("shared data not found; set HFSSL_DATA_DIR to the folder of ../shared/data")
+    return path

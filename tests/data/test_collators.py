@@ -1,0 +1,81 @@
+"""Collators: masking statistics on real packed blocks, special tokens, next-token labels."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from datasets import Dataset
+
+from hfssl.data.collators import CausalLMCollator, build_collator
+from hfssl.data.packing import tokenize_and_pack
+
+
+@pytest.fixture(scope="module")
+def mlm_blocks(docstrings, wordpiece) -> list[dict]:
+    packed = tokenize_and_pack(Dataset.from_dict({"text": docstrings[:1500]}), wordpiece, 64, "mlm")
+    return [dict(row) for row in packed.select(range(1024))]
+
+
+def test_mlm_masks_about_15_percent_with_80_10_10(mlm_blocks, wordpiece):
+    batch = build_collator("mlm", wordpiece, mlm_probability=0.15, seed=0)(mlm_blocks)
+    original = torch.tensor([row["input_ids"] for row in mlm_blocks], dtype=torch.long)
+    special = torch.isin(original, torch.tensor(wordpiece.all_special_ids))
+    selected = batch["labels"] != -100
+    assert batch["input_ids"].dtype == batch["labels"].dtype == torch.long
+    # 1024 x 64 positions: binomial standard errors are ~0.2% for the rate and ~0.6% for the 80/10/10 split.
+    assert abs(selected[~special].float().mean().item() - 0.15) < 0.01
+    assert not selected[special].any() and not selected[:, 0].any()
+    assert torch.equal(batch["labels"][selected], original[selected])
+    assert torch.equal(batch["input_ids"][~selected], original[~selected])
+    as_mask = (batch["input_ids"][selected] == wordpiece.mask_token_id).float().mean().item()
+    kept = (batch["input_ids"][selected] == original[selected]).float().mean().item()
+    assert abs(as_mask - 0.8) < 0.03 and abs(kept - 0.1) < 0.03
+    assert abs((1 - as_mask - kept) - 0.1) < 0.03
+
+
+def test_cls_is_never_masked_even_at_high_probability(mlm_blocks, wordpiece):
+    batch = build_collator("mlm", wordpiece, mlm_probability=0.9, seed=1)(mlm_blocks[:256])
+    assert (batch["input_ids"][:, 0] == wordpiece.cls_token_id).all()
+    assert (batch["labels"][:, 0] == -100).all()
+    sep = torch.tensor([row["input_ids"] for row in mlm_blocks[:256]]) == wordpiece.sep_token_id
+    assert sep.any() and (batch["labels"][sep] == -100).all()
+
+
+def test_seeded_masking_is_reproducible(mlm_blocks, wordpiece):
+    first = build_collator("mlm", wordpiece, seed=3)(mlm_blocks[:32])
+    second = build_collator("mlm", wordpiece, seed=3)(mlm_blocks[:32])
+    assert torch.equal(first["input_ids"], second["input_ids"]) and torch.equal(first["labels"], second["labels"])
+
+
+@pytest.mark.parametrize("probability", [0.0, 1.0, -0.1, 1.5])
+def test_mlm_probability_must_be_inside_0_1(wordpiece, probability):
+    with pytest.raises(ValueError, match=f"got {probability}"):
+        build_collator("mlm", wordpiece, mlm_probability=probability)
+
+
+def test_masked_objective_needs_a_mask_token(bpe):
+    with pytest.raises(ValueError, match="mask token"):
+        build_collator("mlm", bpe)
+
+
+def test_unknown_objective_is_rejected(wordpiece):
+    with pytest.raises(ValueError, match="'byol'"):
+        build_collator("byol", wordpiece)
+
+
+def test_clm_labels_equal_inputs_including_eos(docstrings, bpe):
+    packed = tokenize_and_pack(Dataset.from_dict({"text": docstrings[:100]}), bpe, 32, "clm")
+    rows = [dict(row) for row in packed]
+    collator = build_collator("clm", bpe)
+    assert isinstance(collator, CausalLMCollator)
+    batch = collator(rows)
+    assert set(batch) == {"input_ids", "labels"}
+    assert batch["input_ids"].shape == (len(rows), 32) and batch["input_ids"].dtype == torch.long
+    assert torch.equal(batch["labels"], batch["input_ids"])
+    assert batch["labels"].data_ptr() != batch["input_ids"].data_ptr()
+    assert (batch["labels"] == bpe.eos_token_id).any()
+
+
+def test_clm_collator_rejects_ragged_blocks():
+    with pytest.raises(ValueError, match=r"lengths \[2, 3\]"):
+        CausalLMCollator()([{"input_ids": [1, 2]}, {"input_ids": [1, 2, 3]}])
