@@ -8,7 +8,9 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForCausalLM,
+    AutoModelForImageClassification,
     AutoModelForMaskedLM,
+    AutoModelForPreTraining,
     AutoModelForSequenceClassification,
 )
 
@@ -18,6 +20,10 @@ from .models import (
     HfsslTextForMaskedLM,
     HfsslTextForSequenceClassification,
     HfsslTextModel,
+    HfsslVisionConfig,
+    HfsslVisionForImageClassification,
+    HfsslVisionForMaskedImageModeling,
+    HfsslVisionModel,
 )
 
 __version__ = "0.1.0"
@@ -29,6 +35,10 @@ def _register_auto_classes() -> None:
     AutoModelForMaskedLM.register(HfsslTextConfig, HfsslTextForMaskedLM, exist_ok=True)
     AutoModelForCausalLM.register(HfsslTextConfig, HfsslTextForCausalLM, exist_ok=True)
     AutoModelForSequenceClassification.register(HfsslTextConfig, HfsslTextForSequenceClassification, exist_ok=True)
+    AutoConfig.register(HfsslVisionConfig.model_type, HfsslVisionConfig, exist_ok=True)
+    AutoModel.register(HfsslVisionConfig, HfsslVisionModel, exist_ok=True)
+    AutoModelForPreTraining.register(HfsslVisionConfig, HfsslVisionForMaskedImageModeling, exist_ok=True)
+    AutoModelForImageClassification.register(HfsslVisionConfig, HfsslVisionForImageClassification, exist_ok=True)
 
 
 _register_auto_classes()
@@ -39,5 +49,9 @@ __all__ = [
     "HfsslTextForMaskedLM",
     "HfsslTextForSequenceClassification",
     "HfsslTextModel",
+    "HfsslVisionConfig",
+    "HfsslVisionForImageClassification",
+    "HfsslVisionForMaskedImageModeling",
+    "HfsslVisionModel",
     "__version__",
 ]
