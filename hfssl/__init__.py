@@ -17,6 +17,7 @@ from transformers import (
 from .models import (
     HfsslTextConfig,
     HfsslTextForCausalLM,
+    HfsslTextForContrastiveLearning,
     HfsslTextForMaskedLM,
     HfsslTextForSequenceClassification,
     HfsslTextModel,
@@ -35,6 +36,10 @@ def _register_auto_classes() -> None:
     AutoModelForMaskedLM.register(HfsslTextConfig, HfsslTextForMaskedLM, exist_ok=True)
     AutoModelForCausalLM.register(HfsslTextConfig, HfsslTextForCausalLM, exist_ok=True)
     AutoModelForSequenceClassification.register(HfsslTextConfig, HfsslTextForSequenceClassification, exist_ok=True)
+    # AutoModelForPreTraining holds one class per config: SimCSE for text, MAE for images. Image
+    # contrastive checkpoints name their own class in config.json's auto_map (trust_remote_code) and load
+    # with HfsslVisionForContrastiveLearning.from_pretrained; AutoModel gives any of them as a backbone.
+    AutoModelForPreTraining.register(HfsslTextConfig, HfsslTextForContrastiveLearning, exist_ok=True)
     AutoConfig.register(HfsslVisionConfig.model_type, HfsslVisionConfig, exist_ok=True)
     AutoModel.register(HfsslVisionConfig, HfsslVisionModel, exist_ok=True)
     AutoModelForPreTraining.register(HfsslVisionConfig, HfsslVisionForMaskedImageModeling, exist_ok=True)
@@ -46,6 +51,7 @@ _register_auto_classes()
 __all__ = [
     "HfsslTextConfig",
     "HfsslTextForCausalLM",
+    "HfsslTextForContrastiveLearning",
     "HfsslTextForMaskedLM",
     "HfsslTextForSequenceClassification",
     "HfsslTextModel",

@@ -95,31 +95,44 @@ def cmd_quickstart(argv: Sequence[str]) -> int:
 
 def print_summary(result) -> None:
     """Where everything went and what to run next."""
-    stats = result.manifest["pretrain"]
-    run = result.run.path
+    manifest, stats, run = result.manifest, result.manifest["pretrain"], result.run
+    rate = stats.get("tokens_per_second") or stats.get("images_per_second")
+    unit = "tokens/s" if "tokens_per_second" in stats else "images/s"
     before = stats["eval_loss_before"]
     lines = [
         "",
-        f"Run finished: {run}",
-        f"  objective        {result.manifest['objective']}  ({result.manifest['model']['parameters']:,} parameters)",
-        f"  steps            {stats['steps']}  in {stats['wall_time_s']:.1f} s"
-        + (f"  ({stats['tokens_per_second']:,.0f} tokens/s)" if stats["tokens_per_second"] else ""),
-        "  validation loss  "
-        + (f"{before:.3f} -> " if before is not None else "")
-        + f"{stats['eval_loss']:.3f}  (perplexity {stats['perplexity']:.1f})",
-        f"  model            {result.run.model_dir}",
-        f"  manifest         {result.run.manifest_path}",
-        f"  checkpoints      {result.run.checkpoints_dir}",
+        f"Run finished: {run.path}",
+        f"  objective        {manifest['objective']}  ({manifest['model']['parameters']:,} parameters)",
+        f"  steps            {stats['steps']}  in {stats['wall_time_s']:.1f} s" + (f"  ({rate:,.0f} {unit})" if rate else ""),
+        "  validation loss  " + (f"{before:.3f} -> " if before is not None else "") + f"{stats['eval_loss']:.3f}"
+        + (f"  (perplexity {stats['perplexity']:.1f})" if "perplexity" in stats else ""),
+    ]
+    if "embedding_std" in stats:
+        lines.append(f"  embedding std    {stats['embedding_std_first']:.3f} -> {stats['embedding_std']:.3f}"
+                     "  (0 means collapse)")
+    lines += [
+        f"  model            {run.model_dir}",
+        f"  manifest         {run.manifest_path}",
+        f"  checkpoints      {run.checkpoints_dir}",
         "",
         "Next:",
-        f'  python -c "import hfssl; from transformers import pipeline; '
-        f"print(pipeline('fill-mask', model='{result.run.model_dir}')('The value is [MASK].'))\""
-        if result.manifest["objective"] == "mlm"
-        else f'  python -c "import hfssl; from transformers import pipeline; '
-        f"print(pipeline('text-generation', model='{result.run.model_dir}')('Return the'))\"",
-        f"  tensorboard --logdir {result.run.checkpoints_dir}",
+        *_next_steps(manifest["objective"], run),
     ]
     print("\n".join(lines))
+
+
+def _next_steps(objective: str, run) -> list[str]:
+    model = run.model_dir
+    if objective == "mlm":
+        try_it = f"print(pipeline('fill-mask', model='{model}')('The value is [MASK].'))"
+    elif objective == "clm":
+        try_it = f"print(pipeline('text-generation', model='{model}')('Return the'))"
+    else:
+        try_it = f"print(AutoModel.from_pretrained('{model}'))"
+    return [
+        f'  python -c "import hfssl; from transformers import AutoModel, pipeline; {try_it}"',
+        f"  tensorboard --logdir {run.checkpoints_dir}",
+    ]
 
 
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {

@@ -136,3 +136,15 @@ def packed_tokens(ds: AnyData) -> int | None:
     if not isinstance(ds, Dataset):
         return None
     return len(ds) * len(ds[0]["input_ids"]) if len(ds) else 0
+
+
+def tokenize_documents(ds: AnyData, tokenizer: PreTrainedTokenizerBase, max_length: int,
+                       num_proc: int | None = None, batch_size: int = 1000) -> AnyData:
+    """One example per document (special tokens added, truncated to `max_length`), for sentence-level
+    objectives such as SimCSE where each embedding must stand for one text. Columns: `input_ids`."""
+    def tokenize(batch: dict[str, list]) -> dict[str, list[list[int]]]:
+        ids = tokenizer(batch["text"], truncation=True, max_length=max_length, return_attention_mask=False)
+        return {"input_ids": ids["input_ids"]}
+
+    kwargs = {"num_proc": num_proc, "desc": "Tokenizing documents"} if isinstance(ds, (Dataset, DatasetDict)) else {}
+    return ds.map(tokenize, batched=True, batch_size=batch_size, remove_columns=["text"], **kwargs)

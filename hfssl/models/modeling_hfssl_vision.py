@@ -276,32 +276,15 @@ class HfsslVisionDecoder(nn.Module):
         return self.pred(self.norm(x))[:, 1:]  # (b, L, patch_size**2 * channels)
 
 
-class HfsslVisionForMaskedImageModeling(HfsslVisionPreTrainedModel):
-    """Masked autoencoder (He et al. 2021, "Masked Autoencoders Are Scalable Vision Learners"): the encoder sees a
-    random 1 - mask_ratio of the patches, a light decoder predicts the pixels of the rest, MSE on masked patches."""
+class MaskedAutoencoderMixin:
+    """The MAE steps, shared by the MAE model and hybrid objectives: needs `self.model` (HfsslVisionModel),
+    `self.decoder` (HfsslVisionDecoder) and `self.config`."""
 
-    def __init__(self, config: HfsslVisionConfig):
-        super().__init__(config)
-        self.model = HfsslVisionModel(config)
-        self.decoder = HfsslVisionDecoder(config)
-        self.post_init()
-
-    def forward(
-        self,
-        pixel_values: torch.Tensor | None = None,
-        noise: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> HfsslVisionMaskedImageModelingOutput:
-        """pixel_values (b, c, h, w), noise (b, L) optional (fixes the masking) -> loss, logits (b, L, p*p*c), mask."""
-        encoded = self.forward_encoder(pixel_values, noise, output_hidden_states)
+    def mae_loss(self, pixel_values: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """The MAE loss of one batch (b, c, h, w): a scalar."""
+        encoded = self.forward_encoder(pixel_values, noise)
         logits = self.forward_decoder(encoded.last_hidden_state, encoded.ids_restore, pixel_values.shape[-2:])
-        loss = self.forward_loss(pixel_values, logits, encoded.mask)
-        return HfsslVisionMaskedImageModelingOutput(
-            loss=loss, logits=logits, mask=encoded.mask, ids_restore=encoded.ids_restore,
-            hidden_states=encoded.hidden_states,
-        )
+        return self.forward_loss(pixel_values, logits, encoded.mask)
 
     def forward_encoder(
         self, pixel_values: torch.Tensor, noise: torch.Tensor | None = None, output_hidden_states: bool | None = None
@@ -353,6 +336,35 @@ class HfsslVisionForMaskedImageModeling(HfsslVisionPreTrainedModel):
             predicted = predicted * std + mean
         patches = torch.where(mask[..., None].bool(), predicted, target)  # (b, L, p*p*c)
         return self.unpatchify(patches, pixel_values.shape[-2:])
+
+
+
+class HfsslVisionForMaskedImageModeling(MaskedAutoencoderMixin, HfsslVisionPreTrainedModel):
+    """Masked autoencoder (He et al. 2021, "Masked Autoencoders Are Scalable Vision Learners"): the encoder sees a
+    random 1 - mask_ratio of the patches, a light decoder predicts the pixels of the rest, MSE on masked patches."""
+
+    def __init__(self, config: HfsslVisionConfig):
+        super().__init__(config)
+        self.model = HfsslVisionModel(config)
+        self.decoder = HfsslVisionDecoder(config)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> HfsslVisionMaskedImageModelingOutput:
+        """pixel_values (b, c, h, w), noise (b, L) optional (fixes the masking) -> loss, logits (b, L, p*p*c), mask."""
+        encoded = self.forward_encoder(pixel_values, noise, output_hidden_states)
+        logits = self.forward_decoder(encoded.last_hidden_state, encoded.ids_restore, pixel_values.shape[-2:])
+        loss = self.forward_loss(pixel_values, logits, encoded.mask)
+        return HfsslVisionMaskedImageModelingOutput(
+            loss=loss, logits=logits, mask=encoded.mask, ids_restore=encoded.ids_restore,
+            hidden_states=encoded.hidden_states,
+        )
 
 
 def _patch_statistics(patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,6 +32,11 @@ class ModelArguments:
                           "masked objectives, bpe for next-token."},
     )
     vocab_size: int = field(default=8192, metadata={"help": "Vocabulary size of a trained tokenizer."})
+    method_options: str | None = field(
+        default=None,
+        metadata={"help": "Hyperparameters of a contrastive method under the paper's names, e.g. "
+                          "'temperature=0.2,projection_dim=128' (saved in the model config)."},
+    )
 
 
 @dataclass
@@ -69,6 +74,16 @@ class DataArguments:
         default=False, metadata={"help": "Fail on undecodable input instead of skipping it with a count."}
     )
     mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens masked for MLM."})
+    image_column: str | None = field(default=None, metadata={"help": "Column holding the images (default: detected)."})
+    image_size: int | None = field(default=None, metadata={"help": "Images are resized to this square size (default 32)."})
+    num_channels: int | None = field(
+        default=None, metadata={"help": "1 (grayscale) or 3 (RGB); images are converted (default 3, 1 for the "
+                                         "built-in grayscale sets)."}
+    )
+    view_overrides: str | None = field(
+        default=None,
+        metadata={"help": "Change the method's augmentation recipe, e.g. 'n_local_crops=2,global_crop_scale=(0.3,1.0)'."},
+    )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
 
 

@@ -109,7 +109,7 @@ def test_clm_on_news_with_config_file_and_text_generation(tmp_path, data_dir):
     out = tmp_path / "clm"
     config = tmp_path / "clm.yaml"
     config.write_text(
-        f"objective: clm\ntrain_files: [{news}]\ntext_column: text\noutput: {out}\nmax_steps: 100\n", encoding="utf-8"
+        f"objective: clm\ntrain_files: [{news}]\ntext_column: text\noutput: {out}\nmax_steps: 150\n", encoding="utf-8"
     )
     assert run_pretrain("--config", config) == 0
     manifest = json.loads((out / "run.json").read_text())

@@ -1,0 +1,336 @@
+"""Turn arguments into what the Trainer needs, per modality: model, processor, datasets, collator, views.
+
+Everything here runs before the run directory is touched, so bad input fails with nothing written.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from datasets import DatasetDict
+from transformers import AutoConfig, PreTrainedModel, default_data_collator
+from transformers.data.data_collator import DataCollatorWithPadding
+
+from ..data.collators import build_collator
+from ..data.corpora import stdlib_docstrings_dataset
+from ..data.packing import tokenize_and_pack, tokenize_documents
+from ..data.text import load_text_dataset, texts_for_tokenizer
+from ..data.tokenizer import check_tokenizer_fits, default_tokenizer_kind, load_tokenizer, train_tokenizer
+from .arguments import DataArguments, ModelArguments
+from .objectives import Objective
+from .rundir import RunDirectory
+
+logger = logging.getLogger(__name__)
+
+BUILTIN_CORPORA = {"stdlib-docstrings": "docstrings of the Python standard library (ships with every Python)"}
+
+
+@dataclass
+class Prepared:
+    """Everything a pretraining run needs, built and checked before anything is written."""
+
+    model: PreTrainedModel
+    processor: Any  # tokenizer or image processor, saved beside the model
+    train_dataset: Any
+    eval_dataset: Any
+    collator: Any
+    data: dict[str, Any]
+    processor_description: dict[str, Any]
+    views: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- shared
+
+
+def parse_overrides(text: str | None, config_class) -> dict[str, Any]:
+    """'a=1,b=true,c=gelu' -> {'a': 1, 'b': True, 'c': 'gelu'}, checked against the config's fields."""
+    if not text:
+        return {}
+    known = config_class().to_dict()
+    overrides = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in known:
+            valid = ", ".join(sorted(k for k in known if not k.startswith("_")))
+            raise ValueError(f"Bad --config-overrides item {item!r}: use field=value with a field among: {valid}.")
+        overrides[key] = _parse_value(value.strip(), known[key])
+    return overrides
+
+
+def _parse_value(value: str, like: Any) -> Any:
+    if isinstance(like, bool):
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"Expected true or false, got {value!r} in --config-overrides.")
+        return value.lower() in ("true", "1")
+    for kind in (int, float):
+        if isinstance(like, kind):
+            try:
+                return kind(value)
+            except ValueError:
+                raise ValueError(f"Expected a {kind.__name__}, got {value!r} in --config-overrides.") from None
+    return None if value.lower() == "none" else value
+
+
+def parse_options(text: str | None, what: str) -> dict[str, Any]:
+    """'a=1,b=(0.2, 1.0)' -> {'a': 1, 'b': [0.2, 1.0]}: values read as YAML, for method and view options."""
+    if not text:
+        return {}
+    options = {}
+    for item in _split_top_level(text):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"Bad {what} item {item!r}: use name=value pairs separated by commas.")
+        parsed = yaml.safe_load(value.strip().replace("(", "[").replace(")", "]"))
+        options[key.strip()] = parsed
+    return options
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside brackets: 'a=(1,2),b=3' -> ['a=(1,2)', 'b=3']."""
+    items, depth, current = [], 0, ""
+    for char in text:
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        if char == "," and depth == 0:
+            items.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return [item for item in items + [current.strip()] if item]
+
+
+def resolve_init_path(init_from: str) -> str:
+    """A run directory means its model/ folder; anything else (folder, Hub id) is passed on as is."""
+    run = RunDirectory(init_from)
+    return str(run.model_dir) if run.model_dir.is_dir() else init_from
+
+
+def load_init_model(objective: Objective, init_from: str, **config_extra):
+    """The checkpoint to continue pretraining from, under the objective's head.
+
+    An hfssl checkpoint (any head) loads into the objective's class, so an MLM run can continue as
+    mlm+simcse; another checkpoint (a stock BERT, GPT-2, ViT-MAE) goes through the objective's Auto class.
+    """
+    source = resolve_init_path(init_from)
+    logger.info("Continuing pretraining from %s", source)
+    config = AutoConfig.from_pretrained(source)
+    if config.model_type == objective.config_class.model_type:
+        return objective.model_class.from_pretrained(source, **config_extra)
+    if objective.method is not None:
+        raise ValueError(
+            f"--init-from {init_from} is a {config.model_type!r} model; objective {objective.name!r} continues "
+            f"only hfssl {objective.config_class.model_type!r} checkpoints."
+        )
+    return objective.auto_class.from_pretrained(source, **config_extra)
+
+
+# ---------------------------------------------------------------- text
+
+
+def load_corpus(data_args: DataArguments, seed: int):
+    """Train/validation text splits and their description for run.json; knows the built-in corpora."""
+    if data_args.dataset not in BUILTIN_CORPORA:
+        return load_text_dataset(data_args, seed=seed)
+    dataset = stdlib_docstrings_dataset()
+    if data_args.max_train_examples:
+        dataset = dataset.select(range(min(data_args.max_train_examples, len(dataset))))
+    splits = dataset.train_test_split(test_size=data_args.validation_fraction, seed=seed)
+    splits["validation"] = splits.pop("test")
+    description = {
+        "source": data_args.dataset,
+        "description": BUILTIN_CORPORA[data_args.dataset],
+        "format": "builtin",
+        "text_column": "text",
+        "train_rows": len(splits["train"]),
+        "validation_rows": len(splits["validation"]),
+        "streaming": False,
+        "fingerprint": dataset._fingerprint,
+    }
+    return splits, description
+
+
+def prepare_tokenizer(model_args: ModelArguments, objective: Objective, raw, data_args: DataArguments,
+                      resume_checkpoint: str | None):
+    """The run's tokenizer: the checkpoint's when resuming, a given one, the init model's, or one trained here."""
+    if resume_checkpoint:
+        return load_tokenizer(resume_checkpoint), {"source": "checkpoint", "path": resume_checkpoint}
+    source = model_args.tokenizer or (model_args.init_from and resolve_init_path(model_args.init_from))
+    if source:
+        tokenizer = load_tokenizer(str(source))
+        return tokenizer, {"source": str(source), "vocab_size": len(tokenizer)}
+    kind = model_args.tokenizer_type or default_tokenizer_kind(objective.name)
+    logger.info("Training a %s tokenizer with %d tokens on the corpus", kind, model_args.vocab_size)
+    tokenizer = train_tokenizer(
+        texts_for_tokenizer(raw["train"]), kind=kind, vocab_size=model_args.vocab_size,
+        model_max_length=data_args.block_size,
+    )
+    return tokenizer, {"source": "trained on the training split", "kind": kind, "vocab_size": len(tokenizer)}
+
+
+def build_text_model(model_args: ModelArguments, objective: Objective, tokenizer, block_size: int):
+    """A fresh model from a size preset and overrides, or an existing checkpoint (continued pretraining)."""
+    if model_args.init_from:
+        extra = objective.config_extra(parse_options(model_args.method_options, "--method-options"))
+        return load_init_model(objective, model_args.init_from, **extra)
+    overrides = {
+        "vocab_size": len(tokenizer),
+        "max_position_embeddings": max(512, block_size),
+        "is_causal": objective.causal,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id,
+        "eos_token_id": tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id,
+        **objective.config_extra(parse_options(model_args.method_options, "--method-options")),
+        **parse_overrides(model_args.config_overrides, objective.config_class),
+    }
+    config = objective.config_class.from_size(model_args.model_size, **overrides)
+    return objective.model_class(config)
+
+
+def prepare_text(model_args: ModelArguments, data_args: DataArguments, objective: Objective, seed: int,
+                 resume_checkpoint: str | None) -> Prepared:
+    """Corpus -> tokenizer -> model -> tokenized (packed or per-document) splits -> collator."""
+    raw, description = load_corpus(data_args, seed)
+    tokenizer, tokenizer_description = prepare_tokenizer(model_args, objective, raw, data_args, resume_checkpoint)
+    model = build_text_model(model_args, objective, tokenizer, data_args.block_size)
+    check_tokenizer_fits(tokenizer, model.config.vocab_size, objective.collator)
+    if objective.collator == "padding":
+        data = tokenize_documents(raw, tokenizer, data_args.block_size, num_proc=data_args.preprocessing_num_workers)
+        collator = DataCollatorWithPadding(tokenizer)
+    else:
+        data = tokenize_and_pack(raw, tokenizer, data_args.block_size, objective.collator,
+                                 num_proc=data_args.preprocessing_num_workers)
+        collator = build_collator(objective.collator, tokenizer, data_args.mlm_probability, seed=seed)
+    description = {**description, "block_size": data_args.block_size,
+                   "blocks": {split: _length(data[split]) for split in ("train", "validation")}}
+    return Prepared(model, tokenizer, data["train"], data["validation"], collator, description, tokenizer_description)
+
+
+def _length(dataset) -> int | None:
+    try:
+        return len(dataset)
+    except TypeError:  # streamed
+        return None
+
+
+# ---------------------------------------------------------------- images
+
+
+BUILTIN_IMAGE_SETS = {
+    "fashion-mnist": "Fashion-MNIST (Xiao et al. 2017), 28x28 grayscale, read from --data-dir or "
+                     "$HFSSL_DATA_DIR/fashion_mnist",
+    "digits": "scikit-learn's 1,797 8x8 grayscale digits",
+}
+
+
+def _builtin_images(data_args: DataArguments, split: str):
+    from ..data.images import digits_dataset, fashion_mnist_dataset
+
+    if data_args.dataset == "digits":
+        return digits_dataset()
+    import os
+
+    folder = data_args.data_dir or (Path(os.environ.get("HFSSL_DATA_DIR", "")) / "fashion_mnist")
+    if not (Path(folder) / "train-images-idx3-ubyte.gz").is_file():
+        raise FileNotFoundError(
+            f"Fashion-MNIST files not found in {folder}; pass --data-dir with the folder holding "
+            "train-images-idx3-ubyte.gz (or set HFSSL_DATA_DIR)."
+        )
+    return fashion_mnist_dataset(folder, split=split)
+
+
+def load_images(data_args: DataArguments, image_size: int, num_channels: int, seed: int):
+    """Train/validation image splits (uint8 pixel_values) and their description."""
+    from ..data.images import load_image_dataset
+
+    builtin = data_args.dataset in BUILTIN_IMAGE_SETS
+    source = _builtin_images(data_args, "train") if builtin else data_args.dataset
+    dataset, description = load_image_dataset(
+        train_files=data_args.train_files, dataset=source,
+        data_dir=None if builtin else data_args.data_dir, dataset_config=data_args.dataset_config,
+        split=data_args.train_split, image_column=data_args.image_column, image_size=image_size,
+        num_channels=num_channels, strict=data_args.strict, max_examples=data_args.max_train_examples, seed=seed,
+        num_proc=data_args.preprocessing_num_workers,
+    )
+    if builtin:
+        description["source"] = data_args.dataset
+    dataset = dataset.remove_columns([c for c in dataset.column_names if c != "pixel_values"])
+    if len(dataset) < 2:
+        raise ValueError(f"Only {len(dataset)} usable image(s); pretraining needs at least 2 (one for validation).")
+    n_val = max(1, round(len(dataset) * data_args.validation_fraction))
+    splits = dataset.train_test_split(test_size=n_val, seed=seed)
+    description.update(train_rows=len(splits["train"]), validation_rows=len(splits["test"]), format="images")
+    return DatasetDict(train=splits["train"], validation=splits["test"]), description
+
+
+def default_patch_size(image_size: int) -> int:
+    """The largest usual patch size that still leaves a grid of at least 7 x 7 patches (at least 2 x 2)."""
+    for patch in (16, 14, 8, 7, 4, 2):
+        if image_size % patch == 0 and image_size // patch >= 7:
+            return patch
+    return next(p for p in (4, 2, 1) if image_size % p == 0 and image_size // p >= 2) if image_size >= 2 else 1
+
+
+def local_crop_pixels(image_size: int, patch_size: int) -> int:
+    """Local crops at 96/224 of the image (DINO, SwAV), rounded to whole patches so the ViT tiles them."""
+    return max(patch_size, round(image_size * 96 / 224 / patch_size) * patch_size)
+
+
+def build_vision_model(model_args: ModelArguments, objective: Objective, image_size: int, num_channels: int):
+    """A fresh ViT model for the objective, or an existing checkpoint (continued pretraining)."""
+    extra = objective.config_extra(parse_options(model_args.method_options, "--method-options"))
+    if model_args.init_from:
+        return load_init_model(objective, model_args.init_from, **extra)
+    overrides = {
+        "image_size": image_size, "num_channels": num_channels, "patch_size": default_patch_size(image_size),
+        **extra, **parse_overrides(model_args.config_overrides, objective.config_class),
+    }
+    config = objective.config_class.from_size(model_args.model_size, **overrides)
+    return objective.model_class(config)
+
+
+def prepare_images(model_args: ModelArguments, data_args: DataArguments, objective: Objective, seed: int) -> Prepared:
+    """Images -> model -> normalization statistics -> image processor and multi-view augmentations."""
+    from ..data.images import build_image_processor, check_image_size, compute_mean_std
+    from ..data.views import build_views, view_config
+
+    image_size = data_args.image_size or 32
+    num_channels = data_args.num_channels or (1 if data_args.dataset in BUILTIN_IMAGE_SETS else 3)
+    model = build_vision_model(model_args, objective, image_size, num_channels)
+    image_size, num_channels = model.config.image_size, model.config.num_channels
+    check_image_size(image_size, model.config.patch_size)
+    data, description = load_images(data_args, image_size, num_channels, seed)
+    mean, std = compute_mean_std(data["train"])
+    processor = build_image_processor(image_size, num_channels, mean, std)
+    view_options = parse_options(data_args.view_overrides, "--view-overrides")
+    view_options.setdefault("local_crop_size", local_crop_pixels(image_size, model.config.patch_size))
+    views = build_views(objective.views, image_size, num_channels, mean, std, **view_options)
+    description["views"] = {"method": objective.views, **_plain(view_config(objective.views, image_size, **view_options))}
+    processor_description = {"mean": mean, "std": std, "image_size": image_size, "num_channels": num_channels}
+    return Prepared(model, processor, data["train"], data["validation"], default_data_collator, description,
+                    processor_description, views=views)
+
+
+def _plain(config) -> dict[str, Any]:
+    import dataclasses
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def prepare(model_args: ModelArguments, data_args: DataArguments, objective: Objective, seed: int,
+            resume_checkpoint: str | None) -> Prepared:
+    """Dispatch on the objective's modality."""
+    if objective.modality == "image":
+        if data_args.dataset in BUILTIN_CORPORA:
+            raise ValueError(f"Objective {objective.name!r} trains on images, but {data_args.dataset!r} is text.")
+        return prepare_images(model_args, data_args, objective, seed)
+    if data_args.dataset in BUILTIN_IMAGE_SETS:
+        raise ValueError(f"Objective {objective.name!r} trains on text, but {data_args.dataset!r} holds images.")
+    return prepare_text(model_args, data_args, objective, seed, resume_checkpoint)

@@ -1,0 +1,92 @@
+"""The Trainer for self-supervised objectives: views made on the training device, SSL signals in the logs.
+
+`SSLTrainer` is the HF `Trainer` with three additions:
+- image batches arrive as uint8 `pixel_values`; the multi-view augmentations (kornia) run batched on
+  the device the model is on, then the model gets `views=[...]` (joint-embedding methods) or
+  `pixel_values=` (MAE);
+- the collapse signal (`embedding_std`) and the method's own values are averaged between log steps and
+  logged with the loss, so TensorBoard and `trainer.state.log_history` carry them;
+- evaluation runs under a fixed seed, so masks and views are the same at every evaluation and
+  losses before and after training are comparable.
+`MomentumCallback` drives EMA targets (BYOL, MoCo v3, DINO) after every optimizer step.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+from torch import nn
+from transformers import Trainer, TrainerCallback
+
+from ..data.images import to_float_pixels
+
+
+class SSLTrainer(Trainer):
+    """HF Trainer that builds views on the device and logs SSL diagnostics."""
+
+    def __init__(self, *args, views: nn.Module | None = None, eval_seed: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.views = views
+        self.eval_seed = eval_seed
+        self._signals: dict[str, list[float]] = defaultdict(list)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if "pixel_values" in inputs:
+            outputs = model(**self._image_inputs(inputs))
+        else:
+            if num_items_in_batch is not None and self.model_accepts_loss_kwargs:
+                inputs = {**inputs, "num_items_in_batch": num_items_in_batch}
+            outputs = model(**inputs)
+        self._record(outputs)
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def _image_inputs(self, inputs: dict) -> dict:
+        """uint8 (B, C, H, W) -> {"views": [...]} for joint-embedding models, {"pixel_values": ...} for MAE."""
+        pixels = to_float_pixels(inputs["pixel_values"])  # (B, C, H, W) in [0, 1]
+        views = self.views.to(pixels.device)(pixels)  # [(B, C, h_i, w_i)], normalized
+        if getattr(self.model.config, "ssl", None):
+            return {"views": views, "pixel_values": views[0]}
+        return {"pixel_values": views[0]}
+
+    def _record(self, outputs) -> None:
+        std = getattr(outputs, "embedding_std", None)
+        if std is not None:
+            self._signals["embedding_std"].append(float(std))
+        for name, value in (getattr(self.model, "last_ssl_logs", None) or {}).items():
+            self._signals[name].append(float(value))
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        # Training logs (those with "loss") carry the averages since the previous log.
+        if "loss" in logs and self._signals:
+            logs = {**logs, **{k: sum(v) / len(v) for k, v in self._signals.items() if v}}
+            self._signals.clear()
+        super().log(logs, *args, **kwargs)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        # Pretraining evaluates the objective's loss only; route it through compute_loss so images get
+        # their views (the stock step would call the model on raw uint8 pixels).
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+    def evaluate(self, *args, **kwargs):
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.eval_seed)
+            metrics = super().evaluate(*args, **kwargs)
+        self._signals.clear()  # evaluation batches are not training signals
+        return metrics
+
+
+class MomentumCallback(TrainerCallback):
+    """Tells an SSL model its step before each optimizer step and updates its EMA targets after it."""
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if model is not None and hasattr(model, "training_step_counter"):
+            model.training_step_counter = state.global_step
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if model is not None and hasattr(model, "momentum_update"):
+            model.momentum_update(state.global_step, max(state.max_steps, 1))
