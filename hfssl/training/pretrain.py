@@ -19,7 +19,7 @@ from .arguments import DataArguments, ModelArguments, RunArguments
 from .environment import hardware, versions
 from .objectives import Objective, get_objective
 from .rundir import RunDirectory, check_can_start, open_run
-from .setup import Prepared, prepare
+from .setup import Prepared, _length, prepare
 from .ssl_trainer import MomentumCallback, SSLTrainer
 from .training_args import PretrainingArguments
 
@@ -48,6 +48,7 @@ def pretrain(
     check_can_start(run_path, run_args.overwrite, run_args.resume)
     if data_args.streaming and training_args.max_steps <= 0:
         raise ValueError("A streamed corpus has no length: pass --max-steps N with --streaming.")
+    check_batch_size(objective, training_args)
     set_seed(training_args.seed)
     resume_checkpoint = RunDirectory(run_path).last_checkpoint() if run_args.resume else None
     prepared = prepare(model_args, data_args, objective, training_args.seed, resume_checkpoint)
@@ -69,12 +70,30 @@ def resolve_run_path(run_args: RunArguments, training_args: PretrainingArguments
     return Path(path)
 
 
+def check_batch_size(objective: Objective, training_args: PretrainingArguments) -> None:
+    """Joint-embedding methods compare examples within a batch (negatives, batch norm, Sinkhorn)."""
+    if objective.method is None:
+        return
+    if training_args.per_device_train_batch_size < 2:
+        raise ValueError(
+            f"Objective {objective.name!r} learns by comparing the examples of a batch; a batch of "
+            f"{training_args.per_device_train_batch_size} has nothing to compare. Use "
+            "--per-device-train-batch-size 2 or more (these methods are usually trained with 256 or more)."
+        )
+    # A last batch of one example would break batch norm and leave no negatives.
+    training_args.dataloader_drop_last = True
+
+
 def build_trainer(prepared: Prepared, training_args: PretrainingArguments, run: RunDirectory) -> SSLTrainer:
     """The HF Trainer writing checkpoints and logs under <run>/checkpoints."""
     training_args.output_dir = str(run.checkpoints_dir)
     if prepared.views is not None:
         training_args.remove_unused_columns = False  # the images reach compute_loss as `pixel_values`
         training_args.include_num_input_tokens_seen = "no"  # it would count pixels
+    rows = _length(prepared.eval_dataset)
+    if training_args.dataloader_drop_last and rows:
+        # Dropping incomplete batches must not drop the whole (small) validation split.
+        training_args.per_device_eval_batch_size = min(training_args.per_device_eval_batch_size, rows)
     return SSLTrainer(
         model=prepared.model,
         args=training_args,

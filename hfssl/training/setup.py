@@ -18,10 +18,10 @@ from transformers.data.data_collator import DataCollatorWithPadding
 from ..data.collators import build_collator
 from ..data.corpora import stdlib_docstrings_dataset
 from ..data.packing import tokenize_and_pack, tokenize_documents
-from ..data.text import load_text_dataset, texts_for_tokenizer
+from ..data.text import file_format, load_text_dataset, texts_for_tokenizer
 from ..data.tokenizer import check_tokenizer_fits, default_tokenizer_kind, load_tokenizer, train_tokenizer
 from .arguments import DataArguments, ModelArguments
-from .objectives import Objective
+from .objectives import OBJECTIVES, Objective
 from .rundir import RunDirectory
 
 logger = logging.getLogger(__name__)
@@ -324,13 +324,34 @@ def _plain(config) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+def check_modality(objective: Objective, data_args: DataArguments) -> None:
+    """Refuse data of the other modality before loading it: text for an image objective, or the reverse."""
+    named = data_args.dataset
+    builtin = "text" if named in BUILTIN_CORPORA else "image" if named in BUILTIN_IMAGE_SETS else None
+    if named == "imagefolder":
+        builtin = "image"
+    files = [Path(f) for pattern in data_args.train_files or [] for f in [pattern] if Path(f).suffix]
+    suffixes = {f.suffix.lower() for f in files}
+    if suffixes and suffixes <= IMAGE_SUFFIXES:
+        builtin = "image"
+    elif suffixes and objective.modality == "image" and file_format(files[0]) is not None:
+        builtin = "text"
+    if builtin is not None and builtin != objective.modality:
+        other = ", ".join(o.name for o in OBJECTIVES.values() if o.modality == builtin)
+        raise ValueError(
+            f"Objective {objective.name!r} trains on {objective.modality}, but the data given "
+            f"({named or ', '.join(map(str, data_args.train_files))}) is {builtin}. "
+            f"Objectives for {builtin}: {other}."
+        )
+
+
 def prepare(model_args: ModelArguments, data_args: DataArguments, objective: Objective, seed: int,
             resume_checkpoint: str | None) -> Prepared:
-    """Dispatch on the objective's modality."""
+    """Check the modality, then build everything for the objective."""
+    check_modality(objective, data_args)
     if objective.modality == "image":
-        if data_args.dataset in BUILTIN_CORPORA:
-            raise ValueError(f"Objective {objective.name!r} trains on images, but {data_args.dataset!r} is text.")
         return prepare_images(model_args, data_args, objective, seed)
-    if data_args.dataset in BUILTIN_IMAGE_SETS:
-        raise ValueError(f"Objective {objective.name!r} trains on text, but {data_args.dataset!r} holds images.")
     return prepare_text(model_args, data_args, objective, seed, resume_checkpoint)

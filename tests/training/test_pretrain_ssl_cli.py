@@ -1,0 +1,197 @@
+"""Every image and contrastive objective through `hfssl pretrain`, on real images and text, and their bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import hfssl  # noqa: F401
+from hfssl.cli import main
+from hfssl.models import HfsslVisionForContrastiveLearning
+from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification
+
+from ..models.model_tester import run_without_hfssl
+
+# 16-pixel digits, patch 4 (16 patches), a narrow ViT and small method heads: seconds per run on 2 cores.
+IMAGES = [
+    "--dataset", "digits", "--image-size", "16", "--model-size", "tiny",
+    "--config-overrides", "hidden_size=64,num_hidden_layers=2,num_attention_heads=2,intermediate_size=128,"
+    "decoder_hidden_size=32,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,decoder_intermediate_size=64",
+    "--per-device-train-batch-size", "64", "--learning-rate", "1e-3", "--report-to", "none",
+    "--eval-steps", "1000", "--save-steps", "1000", "--logging-steps", "5", "--disable-tqdm", "true",
+]
+SMALL_HEADS = {
+    "simclr": "projection_hidden_dim=128,projection_dim=32",
+    "moco": "projection_hidden_dim=128,projection_dim=32,prediction_hidden_dim=128",
+    "byol": "projection_hidden_dim=128,projection_dim=32,prediction_hidden_dim=128",
+    "simsiam": "projection_hidden_dim=128,projection_dim=32,prediction_hidden_dim=16",
+    "dino": "projection_hidden_dim=128,bottleneck_dim=32,out_dim=256",
+    "swav": "projection_hidden_dim=128,projection_dim=32,n_prototypes=30",
+}
+
+
+def pretrain(*args) -> int:
+    return main(["pretrain", *IMAGES, *[str(a) for a in args]])
+
+
+def manifest(run: Path) -> dict:
+    return json.loads((run / "run.json").read_text())
+
+
+@pytest.mark.parametrize("method", list(SMALL_HEADS))
+def test_each_method_trains_and_loads_back(tmp_path, method):
+    out = tmp_path / method
+    views = ["--view-overrides", "n_local_crops=2"] if method in ("dino", "swav") else []
+    assert pretrain("--objective", method, "--method-options", SMALL_HEADS[method], "--output", out,
+                    "--max-steps", "6", *views) == 0
+    stats = manifest(out)["pretrain"]
+    assert np.isfinite(stats["eval_loss"]) and stats["embedding_std"] > 0
+    assert manifest(out)["model"]["config"]["ssl"]["method"] == method
+    model = HfsslVisionForContrastiveLearning.from_pretrained(out / "model")
+    assert model.config.ssl["method"] == method
+    backbone = AutoModel.from_pretrained(out / "model")
+    processor = AutoImageProcessor.from_pretrained(out / "model")
+    pixels = processor(images=[Image.new("L", (16, 16), 128)], return_tensors="pt")["pixel_values"]
+    assert backbone.get_features(pixels).shape == (1, 64)
+
+
+def test_mae_learns_and_loads_without_hfssl(tmp_path):
+    out = tmp_path / "mae"
+    assert pretrain("--objective", "mae", "--output", out, "--max-steps", "40") == 0
+    stats = manifest(out)["pretrain"]
+    assert stats["eval_loss"] < stats["eval_loss_before"] - 0.05, stats
+    assert stats["images_seen"] == 40 * 64
+    classifier = AutoModelForImageClassification.from_pretrained(out / "model", num_labels=10)
+    assert classifier(pixel_values=torch.zeros(2, 1, 16, 16)).logits.shape == (2, 10)
+    result = run_without_hfssl(
+        f"""
+        import torch
+        from transformers import AutoModel
+        model = AutoModel.from_pretrained({str(out / 'model')!r}, trust_remote_code=True)
+        print("FEATURES", tuple(model.get_features(torch.zeros(3, 1, 16, 16)).shape))
+        """,
+        cwd=tmp_path,
+    )
+    assert "FEATURES (3, 64)" in result.stdout, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("method", ["byol", "simsiam"])
+def test_non_contrastive_methods_do_not_collapse_on_real_images(tmp_path, method):
+    out = tmp_path / method
+    assert pretrain("--objective", method, "--method-options", SMALL_HEADS[method], "--output", out,
+                    "--max-steps", "40") == 0
+    stats = manifest(out)["pretrain"]
+    # l2-normalized 32-d projections: about 1/sqrt(32) = 0.18 when spread out, 0 when collapsed.
+    assert stats["embedding_std"] > 0.05, stats
+    assert stats["eval_loss"] < stats["eval_loss_before"], stats
+
+
+def test_hybrid_mae_plus_contrastive_logs_both_terms(tmp_path):
+    out = tmp_path / "hybrid"
+    options = SMALL_HEADS["simclr"] + ",mae_weight=0.5"
+    assert pretrain("--objective", "mae+simclr", "--method-options", options, "--output", out,
+                    "--max-steps", "5") == 0
+    m = manifest(out)
+    assert m["model"]["config"]["mae_weight"] == 0.5
+    assert any("mae_loss" in entry for entry in m["pretrain"]["log_history"])
+    assert HfsslVisionForContrastiveLearning.from_pretrained(out / "model").decoder is not None
+
+
+@pytest.mark.parametrize("objective", ["simcse", "mlm+simcse"])
+def test_text_contrastive_objectives(tmp_path, objective):
+    out = tmp_path / objective.replace("+", "_")
+    code = main(["pretrain", "--objective", objective, "--dataset", "stdlib-docstrings", "--max-train-examples", "800",
+                 "--model-size", "tiny", "--config-overrides", "hidden_size=64,num_attention_heads=2,intermediate_size=128",
+                 "--vocab-size", "1000", "--block-size", "64", "--per-device-train-batch-size", "16",
+                 "--report-to", "none", "--max-steps", "8", "--output", str(out), "--disable-tqdm", "true"])
+    assert code == 0
+    m = manifest(out)
+    assert m["pretrain"]["embedding_std"] > 0
+    if objective == "mlm+simcse":
+        assert any("mlm_loss" in entry for entry in m["pretrain"]["log_history"])
+    assert AutoModel.from_pretrained(out / "model").config.model_type == "hfssl_text"
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def refuse(capsys, out: Path, *args, message: str) -> None:
+    code = pretrain("--output", out, "--max-steps", "2", *args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message.lower() in err.lower(), err
+    assert not out.exists()
+
+
+def write_images(folder: Path, count: int = 12) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    modes = ["RGB", "L", "RGBA"]
+    for i in range(count):
+        size = (10 + 3 * i, 14 + i)
+        array = rng.integers(0, 255, (size[1], size[0], len(modes[i % 3])), dtype=np.uint8).squeeze()
+        Image.fromarray(array, modes[i % 3]).save(folder / f"img{i}.png")
+
+
+def test_undecodable_images_are_skipped_and_counted(tmp_path):
+    folder = tmp_path / "imgs"
+    write_images(folder)
+    (folder / "broken.png").write_bytes(b"not a png at all")
+    code = main(["pretrain", *IMAGES[2:], "--objective", "mae", "--train-files", str(folder / "*.png"),
+                 "--output", str(tmp_path / "run"), "--max-steps", "1", "--per-device-train-batch-size", "4"])
+    assert code == 0
+    assert manifest(tmp_path / "run")["data"]["skipped_undecodable"] == 1
+
+
+def test_undecodable_image_is_an_error_with_strict(tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    write_images(folder, 4)
+    (folder / "broken.png").write_bytes(b"not a png at all")
+    code = main(["pretrain", *IMAGES[2:], "--objective", "mae", "--train-files", str(folder / "*.png"),
+                 "--strict", "--output", str(tmp_path / "run"), "--max-steps", "1"])
+    assert code == 2 and "broken.png" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_zero_images(tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"junk")
+    code = main(["pretrain", *IMAGES[2:], "--objective", "mae", "--train-files", str(folder / "*.png"),
+                 "--output", str(tmp_path / "run"), "--max-steps", "1"])
+    assert code == 2 and "image" in capsys.readouterr().err.lower()
+
+
+def test_no_image_column(tmp_path, capsys):
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"text": "a", "label": 1}\n' * 10)
+    code = main(["pretrain", *IMAGES[2:], "--objective", "mae", "--dataset", "json", "--data-dir", str(tmp_path),
+                 "--output", str(tmp_path / "run"), "--max-steps", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--image-column" in err, err
+
+
+def test_text_data_for_an_image_objective(tmp_path, capsys):
+    (tmp_path / "c.txt").write_text("words\n" * 50)
+    refuse(capsys, tmp_path / "run", "--objective", "simclr", "--dataset", "", "--train-files", tmp_path / "c.txt",
+           message="trains on image")
+
+
+def test_images_for_a_text_objective(tmp_path, capsys):
+    code = main(["pretrain", "--objective", "mlm", "--dataset", "digits", "--output", str(tmp_path / "run")])
+    assert code == 2 and "trains on text" in capsys.readouterr().err
+
+
+def test_batch_of_one_for_in_batch_negatives(tmp_path, capsys):
+    refuse(capsys, tmp_path / "run", "--objective", "simclr", "--per-device-train-batch-size", "1",
+           message="batch-size 2")
+
+
+def test_image_smaller_than_the_patch(tmp_path, capsys):
+    refuse(capsys, tmp_path / "run", "--objective", "mae", "--image-size", "2",
+           "--config-overrides", "patch_size=4", message="patch")
