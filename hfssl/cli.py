@@ -135,9 +135,25 @@ def _next_steps(objective: str, run) -> list[str]:
     ]
 
 
+def cmd_publish(argv: Sequence[str]) -> int:
+    """Publish a run to the Hugging Face Hub in one commit (model, card, audit, evaluation)."""
+    from .hub.command import cmd_publish as run
+
+    return run(argv)
+
+
+def cmd_publish_space(argv: Sequence[str]) -> int:
+    """Publish the Gradio demo of a Hub model as a Space."""
+    from .hub.command import cmd_publish_space as run
+
+    return run(argv)
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "quickstart": cmd_quickstart,
     "pretrain": cmd_pretrain,
+    "publish": cmd_publish,
+    "publish-space": cmd_publish_space,
 }
 
 

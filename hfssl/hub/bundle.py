@@ -1,0 +1,140 @@
+"""What a run publishes: the exact files (path in repo -> bytes) of a model or adapter repository.
+
+A model run publishes `model/` at the repo root (safetensors weights, config with `auto_map`, the modeling code,
+tokenizer or image-processor files), the card as README.md, `bias_audit.json`, evaluation JSON and plots under
+`eval/`, and a sanitized `run.json`. An adapter run (one with `adapter/`) publishes the adapter folder at the root,
+its `adapter_config.json` pointing at the base model's Hub id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+EVAL_SUFFIXES = (".json", ".png", ".svg", ".csv", ".md", ".txt")
+SECRET_KEY = re.compile(r"(^|_)(token|secret|password|passwd|api_?key|access_?key|private_?key|credentials?)$", re.IGNORECASE)
+SECRET_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{16,}\b")
+
+
+def is_adapter_run(run_path: Path) -> bool:
+    return (run_path / "adapter" / "adapter_config.json").is_file()
+
+
+def folder_files(folder: Path, *, skip: tuple[str, ...] = (), weights: bool = True) -> dict[str, Path]:
+    """Files of `folder` by relative POSIX path, without hidden files, caches, pickles or `skip` names.
+
+    For a `weights` folder, raises ValueError when the only weights are pickles: the Hub copy must be
+    safetensors (`save_pretrained` writes them).
+    """
+    found: dict[str, Path] = {}
+    pickles = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if not path.is_file() or rel in skip or any(p.startswith(".") or p == "__pycache__" for p in rel.split("/")):
+            continue
+        if path.suffix in PICKLE_SUFFIXES:
+            pickles.append(rel)
+            continue
+        found[rel] = path
+    if weights and pickles and not any(rel.endswith(".safetensors") for rel in found):
+        raise ValueError(
+            f"{folder} holds only pickled weights ({', '.join(pickles)}); the Hub copy must be safetensors. "
+            "Re-save the model with save_pretrained(..., safe_serialization=True)."
+        )
+    return found
+
+
+def check_model_folder(files: dict[str, Path], folder: Path) -> dict[str, Any]:
+    """The parsed config.json, after checking weights, `auto_map` and that every module it names is present."""
+    if "config.json" not in files:
+        raise FileNotFoundError(f"{folder} has no config.json: is it a save_pretrained folder? Train or save the model first.")
+    if not any(rel.endswith(".safetensors") for rel in files):
+        raise FileNotFoundError(f"{folder} has no .safetensors weights. Re-save with save_pretrained.")
+    config = json.loads(files["config.json"].read_text(encoding="utf-8"))
+    auto_map = config.get("auto_map") or {}
+    if not auto_map:
+        raise ValueError(
+            f"{folder}/config.json has no auto_map: without it, from_pretrained(..., trust_remote_code=True) cannot "
+            "find the model code. Save the model with hfssl (its configs set auto_map)."
+        )
+    missing = sorted({f"{ref.split('.')[0]}.py" for ref in _auto_map_refs(auto_map)} - set(files))
+    missing += sorted(_missing_relative_imports(files))
+    if missing:
+        raise FileNotFoundError(f"{folder} lacks {', '.join(missing)}, which the model code needs on the Hub.")
+    return config
+
+
+def _auto_map_refs(auto_map: dict[str, Any]) -> list[str]:
+    refs = []
+    for value in auto_map.values():
+        refs += [v for v in (value if isinstance(value, (list, tuple)) else [value]) if isinstance(v, str)]
+    return [ref.split("--")[-1] for ref in refs]  # "repo--module.Class" points at another repo's code
+
+
+def _missing_relative_imports(files: dict[str, Path]) -> set[str]:
+    needed = set()
+    for rel, path in files.items():
+        if rel.endswith(".py"):
+            text = path.read_text(encoding="utf-8")
+            needed |= {f"{m}.py" for m in re.findall(r"^\s*from\s+\.(\w+)\s+import", text, flags=re.MULTILINE)}
+    return needed - set(files)
+
+
+def eval_files(run_path: Path) -> dict[str, Path]:
+    """Evaluation results and plots under eval/ (JSON, PNG, SVG, CSV, Markdown, text)."""
+    folder = run_path / "eval"
+    if not folder.is_dir():
+        return {}
+    return {f"eval/{rel}": path for rel, path in folder_files(folder, weights=False).items()
+            if path.suffix.lower() in EVAL_SUFFIXES}
+
+
+def sanitize_manifest(manifest: dict[str, Any], secrets: tuple[str, ...] = ()) -> dict[str, Any]:
+    """run.json as published: no secrets, no local paths (a path becomes its last name), no `publish` section."""
+    home = str(Path.home())
+
+    def clean(value: Any, key: str = "") -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v, k) for k, v in value.items() if not SECRET_KEY.search(str(k))}
+        if isinstance(value, list):
+            return [clean(v, key) for v in value]
+        if not isinstance(value, str):
+            return value
+        if any(secret and secret in value for secret in secrets) or SECRET_VALUE.search(value):
+            return "<removed>"
+        if looks_like_local_path(value):
+            return Path(value.rstrip("/\\")).name
+        return value.replace(home, "~") if len(home) > 1 else value
+
+    return clean({k: v for k, v in manifest.items() if k != "publish"})
+
+
+def looks_like_local_path(value: str) -> bool:
+    """Absolute, home-relative or dot-relative paths, and relative paths that exist here (Hub ids rarely do)."""
+    if not value or "\n" in value or len(value) > 4096 or "://" in value:
+        return False
+    if os.path.isabs(value) or value.startswith(("~", "./", "../", ".\\", "..\\")):
+        return True
+    return ("/" in value or os.sep in value) and Path(value).exists()
+
+
+def tokenizer_or_processor(files: dict[str, Any]) -> str | None:
+    """"tokenizer", "image_processor" or None, from the files a save_pretrained folder holds."""
+    if "tokenizer_config.json" in files or "tokenizer.json" in files:
+        return "tokenizer"
+    if "preprocessor_config.json" in files:
+        return "image_processor"
+    return None
+
+
+def find_secret(files: dict[str, bytes], secrets: tuple[str, ...]) -> str | None:
+    """The repo path of the first file containing one of `secrets`, or None."""
+    needles = [s.encode() for s in secrets if s]
+    for path, content in files.items():
+        if any(needle in content for needle in needles):
+            return path
+    return None

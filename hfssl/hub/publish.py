@@ -1,0 +1,241 @@
+"""Publish a run directory to the Hub in one commit, or write the exact folder that would be uploaded.
+
+    publish_run("runs/my-mlm", "me/my-mlm")                # model, card, eval artifacts, sanitized run.json
+    publish_run("runs/my-mlm-sst", "me/my-mlm-sst")        # a PEFT adapter whose base is the parent's Hub repo
+    publish_run("runs/my-mlm", "me/my-mlm", dry_run=True)  # writes runs/my-mlm/publish_preview/, uploads nothing
+
+After a successful upload, run.json gets a `publish` section (repo id, commit, url, revision, endpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import get_token
+
+from ..training.rundir import RunDirectory, replace_dir
+from .bundle import (
+    check_model_folder,
+    eval_files,
+    find_secret,
+    folder_files,
+    is_adapter_run,
+    sanitize_manifest,
+    tokenizer_or_processor,
+)
+from .client import (
+    DEFAULT_RETRY_FOR_S,
+    Target,
+    check_repo_id,
+    resolve_endpoint,
+    resolve_token,
+    upload_files,
+)
+from .fallback_card import render_card
+from .metadata import check_card, split_front_matter
+
+logger = logging.getLogger(__name__)
+
+DRY_RUN_FOLDER = "publish_preview"
+PUBLISH_SECTION = "publish"
+REPO_ID_SLOT = "{{repo_id}}"
+
+
+def publish_run(
+    run_dir: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    create_pr: bool = False,
+    endpoint: str | None = None,
+    token: str | None = None,
+    dry_run: bool = False,
+    dry_run_dir: str | os.PathLike | None = None,
+    base_model_id: str | None = None,
+    retry_for_s: float = DEFAULT_RETRY_FOR_S,
+) -> dict[str, Any]:
+    """Upload a run as one commit to `repo_id` (created if missing), or with `dry_run` write what would be uploaded.
+
+    Args:
+        run_dir: a run directory with `model/` (model run) or `adapter/` (PEFT adapter run) and run.json.
+        repo_id: "namespace/name".
+        revision: branch to commit to (created from main if missing); default main.
+        create_pr: open a pull request (refs/pr/N) instead of committing to the branch.
+        endpoint: Hub URL; default HF_ENDPOINT, else the public Hub.
+        token: default HF_TOKEN, else the saved login. Never printed, logged or written.
+        dry_run_dir: where a dry run writes its folder; default <run_dir>/publish_preview.
+        base_model_id: adapters only: the base model's Hub id; default the parent run's `publish.repo_id`.
+        retry_for_s: how long connection failures and 5xx answers are retried.
+
+    Returns:
+        {"repo_id", "url", "commit_sha", "commit_url", "revision", "pr_url", "endpoint", "files"} or, for a dry run,
+        {"repo_id", "dry_run": True, "folder", "files"}.
+    """
+    run = RunDirectory(run_dir)
+    check_repo_id(repo_id)
+    endpoint = resolve_endpoint(endpoint)
+    token = (token or get_token()) if dry_run else resolve_token(token)
+    files = build_repo_files(run, repo_id, base_model_id=base_model_id, secrets=(token,) if token else ())
+    if dry_run:
+        folder = write_dry_run(files, Path(dry_run_dir) if dry_run_dir else run.path / DRY_RUN_FOLDER)
+        logger.info("Dry run: %d files written to %s; nothing uploaded.", len(files), folder)
+        return {"repo_id": repo_id, "dry_run": True, "folder": str(folder), "files": sorted(files)}
+    target = Target(repo_id, "model", revision, private, create_pr)
+    message = commit_message or f"Publish {run.path.name} with hfssl"
+    info = upload_files(files, target, commit_message=message, endpoint=endpoint, token=token, retry_for_s=retry_for_s)
+    result = {
+        "repo_id": repo_id, "url": f"{endpoint}/{repo_id}", "commit_sha": info.oid, "commit_url": info.commit_url,
+        "revision": info.pr_revision or revision or "main", "pr_url": info.pr_url, "endpoint": endpoint,
+        "private": private, "published": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    run.update_manifest(**{PUBLISH_SECTION: result})
+    logger.info("Published %s at %s (commit %s).", run.path, result["url"], info.oid[:10])
+    return {**result, "files": sorted(files)}
+
+
+def build_repo_files(
+    run: RunDirectory, repo_id: str, *, base_model_id: str | None = None, secrets: tuple[str, ...] = ()
+) -> dict[str, bytes]:
+    """Every file of the repository, path in repo -> bytes, checked (card metadata, no secrets) before upload."""
+    if not run.path.is_dir():
+        raise FileNotFoundError(f"Run directory {run.path} does not exist.")
+    manifest = run.read_manifest()
+    if not manifest:
+        raise FileNotFoundError(f"{run.manifest_path} is missing: publish a run directory written by hfssl.")
+    public_manifest = sanitize_manifest(manifest, secrets)
+    if is_adapter_run(run.path):
+        files, config, base = _adapter_files(run, manifest, base_model_id)
+    else:
+        files, base = _model_files(run), None
+        config = json.loads(files["config.json"])
+    files.update({rel: path.read_bytes() for rel, path in eval_files(run.path).items()})
+    if (run.path / "bias_audit.json").is_file():
+        files["bias_audit.json"] = (run.path / "bias_audit.json").read_bytes()
+    files["run.json"] = (json.dumps(public_manifest, indent=2, default=str) + "\n").encode()
+    files["README.md"] = _card(run, repo_id, public_manifest, config, files, base)
+    leaked = find_secret(files, secrets)
+    if leaked:
+        raise ValueError(f"{leaked} contains the Hub token; remove it from the run before publishing.")
+    return dict(sorted(files.items()))
+
+
+def _model_files(run: RunDirectory) -> dict[str, bytes]:
+    if not run.model_dir.is_dir():
+        raise FileNotFoundError(
+            f"{run.model_dir} does not exist: a model run needs model/ (save_pretrained output), "
+            "an adapter run needs adapter/."
+        )
+    found = folder_files(run.model_dir, skip=("README.md",))
+    check_model_folder(found, run.model_dir)
+    return {rel: path.read_bytes() for rel, path in found.items()}
+
+
+def _adapter_files(
+    run: RunDirectory, manifest: dict[str, Any], base_model_id: str | None
+) -> tuple[dict[str, bytes], dict[str, Any], str]:
+    """The adapter folder (peft's template README left out), its config pointing at the base model's Hub id."""
+    folder = run.path / "adapter"
+    found = folder_files(folder, skip=("README.md",))
+    if not any(rel.endswith(".safetensors") for rel in found):
+        raise FileNotFoundError(f"{folder} has no adapter_model.safetensors; save the adapter with peft's save_pretrained.")
+    base = base_model_id or parent_hub_id(run, manifest)
+    files = {rel: path.read_bytes() for rel, path in found.items()}
+    config = json.loads(files["adapter_config.json"])
+    config["base_model_name_or_path"] = base
+    files["adapter_config.json"] = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
+    return files, config, base
+
+
+def parent_hub_id(run: RunDirectory, manifest: dict[str, Any]) -> str:
+    """The base model's Hub id: the parent run's run.json `publish.repo_id`, or the parent itself if a Hub id.
+
+    `finetune.parent` is the parent run's path (or a dict with `path`, as the finetune stage writes it).
+    """
+    parent = (manifest.get("finetune") or {}).get("parent")
+    if isinstance(parent, dict):
+        parent = parent.get("path") or parent.get("run_dir")
+    if not parent:
+        raise ValueError(
+            f"{run.manifest_path} names no parent run (finetune.parent): pass --base-model-id with the base model's Hub id."
+        )
+    parent_run = _find_parent(run, str(parent))
+    if parent_run is None:
+        return _parent_as_hub_id(run, str(parent))
+    published = parent_run.read_manifest().get(PUBLISH_SECTION) or {}
+    if not published.get("repo_id"):
+        raise ValueError(
+            f"The parent run {parent_run.path} has not been published, so the adapter's base has no Hub id. "
+            f"Publish it first (hfssl publish {parent_run.path} --repo-id NAMESPACE/NAME) or pass --base-model-id."
+        )
+    return published["repo_id"]
+
+
+def _find_parent(run: RunDirectory, parent: str) -> RunDirectory | None:
+    """The parent's run directory: the path itself, relative to the run, a sibling, or above its model/ folder."""
+    path = Path(parent).expanduser()
+    candidates = [path, run.path / parent, run.path.parent / path.name]
+    if path.name == "model":
+        candidates.append(path.parent)
+    return next((RunDirectory(c) for c in candidates if (c / "run.json").is_file()), None)
+
+
+def _parent_as_hub_id(run: RunDirectory, parent: str) -> str:
+    """A parent that was a Hub id to begin with is the base; a local parent that is gone is an error."""
+    if not Path(parent).expanduser().exists():
+        try:
+            return check_repo_id(parent)
+        except ValueError:
+            pass
+    raise FileNotFoundError(
+        f"The parent run {parent!r} named in {run.manifest_path} was not found; pass --base-model-id instead."
+    )
+
+
+def _card(run: RunDirectory, repo_id: str, manifest: dict[str, Any], config: dict[str, Any],
+          files: dict[str, bytes], base_model: str | None) -> bytes:
+    """The card rendered by the card stage (model/README.md, `{{repo_id}}` filled in), else a minimal card from
+    run.json; checked offline either way."""
+    rendered = run.model_dir / "README.md"
+    if rendered.is_file():
+        # The card stage cannot know where the run will be published: `{{repo_id}}` stands for it.
+        text = rendered.read_text(encoding="utf-8").replace(REPO_ID_SLOT, repo_id)
+        if base_model:
+            text = _with_base_model(text, base_model)
+    else:
+        text = render_card(repo_id, manifest, config, tokenizer_or_processor(files), sorted(files), base_model)
+    check_card(text, "model")
+    return text.encode()
+
+
+def _with_base_model(text: str, base_model: str) -> str:
+    """Set `base_model` in a card's YAML header to the Hub id (the card stage may only know a local path)."""
+    import yaml
+
+    metadata, body = split_front_matter(text)
+    metadata = {**(metadata or {}), "base_model": base_model}
+    return f"---\n{yaml.safe_dump(metadata, sort_keys=False).strip()}\n---\n{body}"
+
+
+def write_dry_run(files: dict[str, bytes], folder: Path) -> Path:
+    """Write exactly the files that would be uploaded into `folder`, replacing it atomically."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        for rel, content in files.items():
+            target = staging / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        replace_dir(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
