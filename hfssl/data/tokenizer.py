@@ -93,6 +93,21 @@ def _add_cls_sep(tokenizer: Tokenizer) -> None:
     )
 
 
+def _renumber_wordpiece(tokenizer: Tokenizer, specials: list[str]) -> None:
+    """Give a trained WordPiece vocabulary canonical ids: special tokens first, then the rest sorted.
+
+    The trainer numbers tokens of equal frequency in hash-map order, which differs between processes;
+    renumbering removes that source of run-to-run differences. (Ties at the vocabulary cut-off can still
+    swap a token or two: the `tokenizers` trainers are not bit-repeatable, so pass `--tokenizer` for runs
+    that must be.) WordPiece segments by greedy longest match, so renumbering changes nothing else.
+    """
+    vocab = tokenizer.get_vocab()
+    ordered = list(dict.fromkeys(specials)) + sorted(t for t in vocab if t not in specials)
+    tokenizer.model = models.WordPiece(
+        vocab={token: i for i, token in enumerate(ordered)}, unk_token=BERT_SPECIALS["unk_token"]
+    )
+
+
 def train_tokenizer(
     texts: Iterable[str], kind: str, vocab_size: int, model_max_length: int
 ) -> PreTrainedTokenizerFast:
@@ -113,6 +128,8 @@ def train_tokenizer(
         raise ValueError(
             f"Training a {kind} tokenizer with vocab_size={vocab_size} failed: {error}. Raise --vocab-size."
         ) from error
+    if kind == "wordpiece":
+        _renumber_wordpiece(tokenizer, list(specials.values()))
     learned = tokenizer.get_vocab_size()
     if learned <= len(set(specials.values())):
         raise ValueError("The tokenizer learned no tokens: the texts are empty. Give a corpus with text.")

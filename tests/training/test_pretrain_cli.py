@@ -137,10 +137,25 @@ def test_script_form_parses_the_same_arguments(tmp_path, docstring_corpus):
     script = Path(__file__).resolve().parents[2] / "scripts" / "pretrain.py"
     result = subprocess.run(
         [sys.executable, str(script), "--objective", "clm", "--train_files", str(docstring_corpus / "part0.txt"),
-         "--output", str(out), "--max_steps", "3", *TINY], capture_output=True, text=True, timeout=600,
+         "--output", str(out), "--max_steps", "3", *TINY, "--report_to", "tensorboard"],
+        capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((out / "run.json").read_text())["pretrain"]["steps"] == 3
+    assert list((out / "checkpoints").rglob("events.out.tfevents.*")), "no TensorBoard log was written"
+
+
+def test_the_same_seed_gives_the_same_run(tmp_path, docstring_corpus, mlm_run):
+    # The tokenizer is given: the `tokenizers` trainers themselves are not bit-repeatable.
+    losses = []
+    for name in ("a", "b"):
+        assert run_pretrain("--objective", "mlm", "--train-files", str(docstring_corpus / "part1.txt"),
+                            "--tokenizer", mlm_run / "model", "--output", tmp_path / name, "--max-steps", "4",
+                            "--seed", "7") == 0
+        losses.append(json.loads((tmp_path / name / "run.json").read_text())["pretrain"]["eval_loss"])
+    assert losses[0] == losses[1]
+    a = (tmp_path / "a" / "model" / "model.safetensors").read_bytes()
+    assert a == (tmp_path / "b" / "model" / "model.safetensors").read_bytes()
 
 
 def test_help_lists_the_commands_and_objectives(capsys):
