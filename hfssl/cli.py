@@ -131,6 +131,7 @@ def _next_steps(objective: str, run) -> list[str]:
         try_it = f"print(AutoModel.from_pretrained('{model}'))"
     return [
         f'  python -c "import hfssl; from transformers import AutoModel, pipeline; {try_it}"',
+        f"  hfssl demo {run.path}",
         f"  tensorboard --logdir {run.checkpoints_dir}",
     ]
 
@@ -149,9 +150,17 @@ def cmd_publish_space(argv: Sequence[str]) -> int:
     return run(argv)
 
 
+def cmd_demo(argv: Sequence[str]) -> int:
+    """Try a run directory or Hub id in a Gradio app (fill-mask, generation, MAE, gallery search)."""
+    from .demo.command import cmd_demo as run
+
+    return run(argv)
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "quickstart": cmd_quickstart,
     "pretrain": cmd_pretrain,
+    "demo": cmd_demo,
     "publish": cmd_publish,
     "publish-space": cmd_publish_space,
 }

@@ -1,0 +1,50 @@
+"""`hfssl demo runs/my-mlm [--share] [--port 7860] [--host 127.0.0.1]`: open a model's Gradio demo."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from collections.abc import Sequence
+
+from .loading import DEMO_KINDS, POOLING_RULES
+
+DESCRIPTION = (
+    "Try a model in a Gradio app: fill-mask for masked LMs, streamed generation for next-token LMs, "
+    "original | masked | reconstruction for MAE, and nearest neighbours over a gallery for every encoder, "
+    "plus the model card's tables. Needs the demo extra: pip install 'hfssl[demo]'."
+)
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the `hfssl demo` arguments to `parser` and return it."""
+    parser.add_argument("model", help="Run directory (runs/<name>), a save_pretrained folder, or a Hub id owner/name.")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="Address to listen on (default 127.0.0.1; 0.0.0.0 serves other machines).")
+    parser.add_argument("--port", type=int, default=7860, help="Port (default 7860).")
+    parser.add_argument("--share", action="store_true", help="Also open a temporary public gradio.live link.")
+    parser.add_argument("--kind", choices=list(DEMO_KINDS),
+                        help="Main tab, instead of the one the run's objective or the architecture implies.")
+    parser.add_argument("--pooling", choices=POOLING_RULES, default="mean",
+                        help="Pooling of stock transformers encoders that have no get_features (default mean).")
+    return parser
+
+
+def run_demo_from_args(args: argparse.Namespace) -> int:
+    """Build and launch the demo (blocks until interrupted); returns the exit code."""
+    if importlib.util.find_spec("gradio") is None:
+        raise ValueError("The demo needs gradio, which is not installed: pip install 'hfssl[demo]'.")
+    from .app import build_demo, launch_demo
+
+    demo = build_demo(args.model, kind=args.kind, pooling=args.pooling)
+    try:
+        launch_demo(demo, host=args.host, port=args.port, share=args.share)
+    except OSError as error:
+        raise ValueError(f"Cannot serve on {args.host}:{args.port}: {error}. Pass another --port.") from error
+    return 0
+
+
+def cmd_demo(argv: Sequence[str]) -> int:
+    """Try a run directory or Hub id in a Gradio app (fill-mask, generation, MAE, gallery search)."""
+    parser = argparse.ArgumentParser(prog="hfssl demo", description=DESCRIPTION)
+    add_demo_arguments(parser)
+    return run_demo_from_args(parser.parse_args(argv))

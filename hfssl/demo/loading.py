@@ -1,0 +1,370 @@
+"""Load what a demo needs from a run directory, a model folder or a Hub id, and decide which demo fits.
+
+A run directory (`runs/<name>/` with `model/` and `run.json`) gives the model, its tokenizer or image
+processor, the manifest and the card; a bare model folder or a Hub id gives the model and whatever card
+travels with it. The demo kind follows the run's objective, else the model's architecture:
+
+| objective / architecture            | demo                                   |
+|-------------------------------------|----------------------------------------|
+| mlm*, `...ForMaskedLM`              | fill-mask                              |
+| clm*, `...ForCausalLM`              | generation                             |
+| mae, `...ForMaskedImageModeling`    | reconstruction                         |
+| anything else with an encoder       | gallery (nearest neighbours, kNN, PCA) |
+
+This module also holds what every tab shares: the input limits and the way input errors reach the UI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForPreTraining,
+    PreTrainedModel,
+)
+
+import hfssl  # noqa: F401  (registers the hfssl Auto classes)
+
+from ..data.tokenizer import is_causal_objective, load_tokenizer
+from ..training.rundir import RunDirectory
+
+logger = logging.getLogger(__name__)
+
+DEMO_KINDS: dict[str, str] = {
+    "fill-mask": "masked language model: fill in the masked tokens",
+    "generation": "next-token language model: continue a prompt",
+    "reconstruction": "masked autoencoder: hide image patches and reconstruct them",
+    "gallery": "encoder: nearest neighbours, kNN classification and a PCA map over a gallery",
+}
+_AUTO_CLASSES = {
+    "fill-mask": AutoModelForMaskedLM,
+    "generation": AutoModelForCausalLM,
+    "reconstruction": AutoModelForPreTraining,
+    "gallery": AutoModel,
+}
+_ARCHITECTURE_SUFFIXES = (
+    ("ForMaskedLM", "fill-mask"),
+    ("ForCausalLM", "generation"),
+    ("LMHeadModel", "generation"),
+    ("ForMaskedImageModeling", "reconstruction"),
+    ("MAEForPreTraining", "reconstruction"),
+)
+POOLING_RULES = ("mean", "cls", "last")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Input sizes the demo accepts; larger inputs get a message in the UI instead of a slow or failed call."""
+
+    max_text_chars: int = 2_000  # fill-mask text, prompts and each gallery line
+    max_new_tokens: int = 256  # generation length
+    max_image_pixels: int = 4096 * 4096  # width * height of one uploaded image
+    max_gallery_items: int = 2_000  # images or texts in one gallery
+    max_upload_mb: int = 50  # one uploaded file, enforced by the Gradio server
+
+
+class DemoInputError(ValueError):
+    """Input the demo refuses (too large, empty, wrong kind); its message is shown to the user as is."""
+
+
+@dataclass
+class LoadedModel:
+    """Everything a demo needs about one model.
+
+    kind: a key of DEMO_KINDS; modality: "text" or "image"; pooling: the rule that turns a stock encoder's
+    last hidden state (b, t, d) into features (b, d) when the model has no `get_features`.
+    """
+
+    ref: str
+    kind: str
+    modality: str
+    model: PreTrainedModel
+    tokenizer: Any | None = None
+    image_processor: Any | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+    card_text: str | None = None
+    pooling: str = "mean"
+
+    @property
+    def title(self) -> str:
+        """A short name for the page header: the run or repo name."""
+        path = Path(self.ref)
+        return path.parent.name if path.name == "model" else path.name or self.ref
+
+
+def load_demo_model(ref: str | os.PathLike, kind: str | None = None, pooling: str = "mean") -> LoadedModel:
+    """Load a run directory, a model folder or a Hub id for a demo.
+
+    Args:
+        ref: `runs/<name>` (with model/ and run.json), a save_pretrained folder, or a Hub id `owner/name`.
+        kind: force a demo kind (a key of DEMO_KINDS); by default it follows the objective or architecture.
+        pooling: "mean", "cls" or "last", for encoders that have no `get_features` (stock transformers models).
+    """
+    if kind is not None and kind not in DEMO_KINDS:
+        raise ValueError(f"Unknown demo kind {kind!r}; valid kinds: {', '.join(DEMO_KINDS)}.")
+    if pooling not in POOLING_RULES:
+        raise ValueError(f"Unknown pooling rule {pooling!r}; valid rules: {', '.join(POOLING_RULES)}.")
+    model_path, manifest, card_text = resolve_model_source(str(ref))
+    config = _load_config(model_path)
+    chosen = kind or decide_kind(manifest.get("objective"), getattr(config, "architectures", None))
+    model, problem = _load_model(model_path, chosen)
+    if problem:
+        if kind is not None:
+            raise ValueError(f"{ref} cannot show the {kind} demo: {problem}. Choose another --kind.")
+        logger.warning("%s: %s; showing the gallery demo instead.", ref, problem)
+        chosen, (model, _) = "gallery", _load_model(model_path, "gallery")
+    loaded = LoadedModel(ref=str(ref), kind=chosen, modality=model_modality(model), model=model.eval(),
+                         manifest=manifest, card_text=card_text, pooling=pooling)
+    _attach_processor(loaded, model_path)
+    return loaded
+
+
+def resolve_model_source(ref: str) -> tuple[str, dict[str, Any], str | None]:
+    """(path or Hub id of the model, run.json contents or {}, README.md text or None) for `ref`."""
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        run = RunDirectory(path) if (path / "model").is_dir() else RunDirectory(path.parent)
+        model_dir = run.model_dir if (path / "model").is_dir() else path
+        if not (model_dir / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{ref} is neither a run directory (with model/config.json) nor a model folder (with config.json); "
+                "pass runs/<name> or the folder written by save_pretrained."
+            )
+        manifest = run.read_manifest() if model_dir == run.model_dir else {}
+        return str(model_dir), manifest, _read_local_card(model_dir, run.path)
+    if path.is_absolute() or ref.startswith((".", "~")) or ref.count("/") != 1:
+        raise FileNotFoundError(
+            f"{ref} does not exist. Pass a run directory (runs/<name>), a model folder, or a Hub id owner/name."
+        )
+    return ref, _hub_json(ref, "run.json") or {}, _hub_text(ref, "README.md")
+
+
+def decide_kind(objective: str | None, architectures: list[str] | None = None) -> str:
+    """The demo kind for a run's objective, else for the model's architecture names; "gallery" otherwise.
+
+    A hybrid objective (`mlm+simcse`, `mae+dino`) shows the demo of its reconstruction half, whose head the
+    checkpoint holds; the gallery tab covers the joint-embedding half.
+    """
+    if objective:
+        first = objective.split("+")[0]
+        if first.startswith("mlm"):
+            return "fill-mask"
+        if is_causal_objective(first):
+            return "generation"
+        return "reconstruction" if first == "mae" else "gallery"
+    for name in architectures or ():
+        for suffix, kind in _ARCHITECTURE_SUFFIXES:
+            if name.endswith(suffix):
+                return kind
+    return "gallery"
+
+
+def model_modality(model: PreTrainedModel) -> str:
+    """ "image" for models that take pixel_values, "text" otherwise."""
+    return "image" if getattr(model, "main_input_name", "input_ids") == "pixel_values" else "text"
+
+
+def _load_config(model_path: str):
+    try:
+        return AutoConfig.from_pretrained(model_path)
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"Could not read the model config of {model_path!r}: {str(error).rstrip('.')}. Check the path, "
+            "or for a Hub id that you are online (HF_HUB_OFFLINE unset) and the repository exists."
+        ) from error
+
+
+def _load_model(model_path: str, kind: str) -> tuple[PreTrainedModel, str | None]:
+    """The model for a demo kind, and why it cannot serve that kind (None when it can).
+
+    A head missing from the checkpoint would be random, so it counts as a problem; weights of training-only
+    heads (projectors, EMA copies) that the demo does not use are ignored.
+    """
+    try:
+        with _quiet_transformers():
+            model, info = _AUTO_CLASSES[kind].from_pretrained(model_path, output_loading_info=True)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise ValueError(f"Could not load {model_path!r} as a {kind} model: {str(error).rstrip('.')}.") from error
+    if info["unexpected_keys"]:
+        logger.info("Ignoring %d checkpoint weights the %s demo does not use.", len(info["unexpected_keys"]), kind)
+    missing = sorted(info["missing_keys"])
+    if missing and kind != "gallery":
+        return model, f"the checkpoint has no trained weights for {', '.join(missing[:3])}" + (
+            f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    if kind == "reconstruction" and not hasattr(model, "reconstruction"):
+        return model, f"{type(model).__name__} has no MAE `reconstruction` method"
+    if missing:  # e.g. a pooler the gallery does not use; anything else makes the features partly random
+        logger.warning("%s has no weights for %s; features may be partly random.", model_path, ", ".join(missing[:3]))
+    return model, None
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Hide transformers' load report: `_load_model` judges missing and unused weights itself."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def _attach_processor(loaded: LoadedModel, model_path: str) -> None:
+    """Load the tokenizer (text) or image processor (image) saved beside the weights."""
+    try:
+        if loaded.modality == "text":
+            loaded.tokenizer = load_tokenizer(model_path)
+        else:
+            loaded.image_processor = AutoImageProcessor.from_pretrained(model_path)
+    except (OSError, ValueError) as error:
+        what = "tokenizer" if loaded.modality == "text" else "image processor (preprocessor_config.json)"
+        raise ValueError(
+            f"{model_path} has no usable {what}: {str(error).rstrip('.')}. Save it next to the model "
+            "(RunDirectory.save_model(model, processor))."
+        ) from error
+    if loaded.kind == "fill-mask" and loaded.tokenizer.mask_token is None:
+        raise ValueError(f"The tokenizer of {model_path} has no mask token, so fill-mask cannot run.")
+
+
+def _read_local_card(model_dir: Path, run_dir: Path) -> str | None:
+    for candidate in (model_dir / "README.md", run_dir / "README.md"):
+        if candidate.is_file():
+            return candidate.read_text(encoding="utf-8")
+    return None
+
+
+def _hub_text(repo_id: str, filename: str) -> str | None:
+    """A text file of a Hub model repo, or None when it is absent or the Hub cannot be reached."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(repo_id, filename)).read_text(encoding="utf-8")
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as error:
+        logger.info("No %s for %s: %s", filename, repo_id, error)
+        return None
+
+
+def _hub_json(repo_id: str, filename: str) -> dict[str, Any] | None:
+    import json
+
+    text = _hub_text(repo_id, filename)
+    try:
+        return json.loads(text) if text else None
+    except json.JSONDecodeError:
+        logger.warning("%s of %s is not valid JSON; ignoring it.", filename, repo_id)
+        return None
+
+
+# ---------------------------------------------------------------- shared by the tabs
+
+
+@torch.no_grad()
+def encode(loaded: LoadedModel, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Features (b, hidden) from `get_features`, or for stock encoders the last hidden state pooled by
+    `loaded.pooling` (attention-masked mean, first token, or last real token)."""
+    model = loaded.model
+    if hasattr(model, "get_features"):
+        return model.get_features(**inputs)
+    out = model(**inputs)
+    hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]  # (b, t, d)
+    mask = inputs.get("attention_mask")
+    if loaded.pooling == "cls" or hidden.dim() == 2:
+        return hidden[:, 0] if hidden.dim() == 3 else hidden
+    if mask is None:
+        return hidden.mean(dim=1) if loaded.pooling == "mean" else hidden[:, -1]
+    weights = mask.to(hidden.dtype)  # (b, t)
+    if loaded.pooling == "mean":
+        return (hidden * weights[..., None]).sum(dim=1) / weights.sum(dim=1, keepdim=True).clamp(min=1.0)
+    last = (mask.long() * torch.arange(hidden.shape[1])).argmax(dim=-1)  # (b,)
+    return hidden[torch.arange(hidden.shape[0]), last]
+
+
+def reports_input_errors(blank: Callable[[], tuple]) -> Callable:
+    """Decorate an event handler whose last output is a status message.
+
+    A `DemoInputError` (or any ValueError from the model code) becomes `blank()` outputs plus the message, and
+    a `gr.Warning` toast, instead of an error page. Works for plain functions and for generators (streaming).
+    """
+
+    def decorate(handler: Callable) -> Callable:
+        def failure(error: ValueError) -> tuple:
+            import gradio as gr
+
+            message = f"⚠️ {error}"
+            gr.Warning(str(error))
+            return (*blank(), message)
+
+        if inspect.isgeneratorfunction(handler):
+            @functools.wraps(handler)
+            def stream(*args, **kwargs):
+                try:
+                    yield from handler(*args, **kwargs)
+                except ValueError as error:
+                    yield failure(error)
+
+            return stream
+
+        @functools.wraps(handler)
+        def call(*args, **kwargs):
+            try:
+                return handler(*args, **kwargs)
+            except ValueError as error:
+                return failure(error)
+
+        return call
+
+    return decorate
+
+
+def runnable_examples(rows: list[list], inputs: list, outputs: list, fn: Callable, api_name: str,
+                      **event_options: Any) -> None:
+    """Examples (only the first column shown) that fill the inputs and run `fn` on one click.
+
+    Gradio's own `run_on_click` names its run event after `fn`, which would take the tab's public api_name;
+    here both events get explicit names: `api_name` (load the example) and `api_name + "_run"`.
+    `event_options` (e.g. concurrency_id) go to the run event.
+    """
+    import gradio as gr
+
+    examples = gr.Examples(rows, inputs=inputs, cache_examples=False, visible_columns=[0], api_name=api_name)
+    examples.load_input_event.then(fn, inputs, outputs, api_name=f"{api_name}_run", api_visibility="undocumented",
+                                   **event_options)
+
+
+def check_text(text: str | None, limits: Limits, what: str = "text") -> str:
+    """The stripped text; DemoInputError when it is empty or longer than the limit."""
+    text = (text or "").strip()
+    if not text:
+        raise DemoInputError(f"The {what} is empty; type something (or click an example).")
+    if len(text) > limits.max_text_chars:
+        raise DemoInputError(
+            f"The {what} has {len(text):,} characters; this demo accepts at most {limits.max_text_chars:,}. "
+            "Shorten it."
+        )
+    return text
+
+
+def check_pixels(width: int, height: int, limits: Limits, what: str = "image") -> None:
+    """DemoInputError when width * height exceeds the limit."""
+    if width * height > limits.max_image_pixels:
+        raise DemoInputError(
+            f"The {what} is {width}x{height} = {width * height:,} pixels; this demo accepts at most "
+            f"{limits.max_image_pixels:,}. Downscale it first."
+        )
