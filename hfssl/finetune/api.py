@@ -1,0 +1,444 @@
+"""`finetune(parent, ...)`: PEFT (or full) fine-tuning of a pretrained encoder into a child run directory.
+
+```
+runs/<child>/
+  adapter/   PeftModel.save_pretrained + tokenizer or image processor (small; peft methods only).
+             Its base_model_name_or_path is the parent's model folder (absolute path; publishing rewrites it).
+  model/     the complete fine-tuned classifier, what every later stage loads: the merged model for peft
+             methods, the full model for --peft none. Loads with AutoModelForSequenceClassification /
+             AutoModelForImageClassification (after `import hfssl`, or with trust_remote_code=True).
+  merged/    with merge=True: the same merged model under the name peft users expect (hard links to model/).
+  run.json   stage "finetune", task, modality, id2label, and a `finetune` section linking the parent run.
+  eval/finetune.json   accuracy, macro-F1, trainable parameters, wall time, peak memory.
+```
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from peft import PeftModel, get_peft_model
+from sklearn.metrics import accuracy_score, f1_score
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    AutoModelForSequenceClassification,
+    DataCollatorWithPadding,
+    PreTrainedModel,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING,
+    MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
+)
+
+from ..data.images import build_image_processor, compute_mean_std
+from ..data.tokenizer import load_tokenizer
+from ..training.environment import hardware, versions
+from ..training.rundir import RunDirectory, check_can_start, open_run, write_json_atomic
+from .data import (
+    DataSpec,
+    ImageClassificationCollator,
+    check_dataset_modality,
+    check_modality,
+    decode_images,
+    encode_labels,
+    load_splits,
+    subsample,
+    task_modality,
+    tokenize_texts,
+)
+from .methods import MethodOptions, PeftMethod, build_peft_config, get_method
+from .targets import head_modules, resolve_targets
+
+logger = logging.getLogger(__name__)
+
+AUTO_CLASSES = {"text": AutoModelForSequenceClassification, "image": AutoModelForImageClassification}
+PEFT_TASK_TYPES = {"text": "SEQ_CLS", "image": None}  # peft has no task type for image classification
+RESERVED_TRAINING_ARGS = ("output_dir",)
+
+
+@dataclass
+class Parent:
+    """The run being fine-tuned: where its model is, and what its run.json says (empty for a Hub id or bare folder)."""
+
+    source: str
+    model_path: str
+    manifest: dict[str, Any] = field(default_factory=dict)
+    modality: str | None = None
+
+
+@dataclass
+class TrainSettings:
+    """Trainer settings: a few named ones and any other TrainingArguments field in `overrides`."""
+
+    epochs: float = 3.0
+    learning_rate: float | None = None  # None: the method's default (hfssl.finetune.methods.METHODS)
+    batch_size: int = 32
+    max_length: int = 128  # tokens per text
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def finetune(
+    parent: str | os.PathLike,
+    *,
+    task: str,
+    output: str | os.PathLike,
+    train_files: list[str] | None = None,
+    test_files: list[str] | None = None,
+    dataset: str | None = None,
+    dataset_config: str | None = None,
+    data_dir: str | None = None,
+    train_split: str = "train",
+    test_split: str = "test",
+    text_column: str = "text",
+    image_column: str | None = None,
+    label_column: str = "label",
+    peft: str = "lora",
+    lora_r: int | None = None,
+    lora_alpha: float = 16.0,
+    lora_dropout: float = 0.05,
+    target_modules: list[str] | None = None,
+    peft_options: dict[str, Any] | None = None,
+    label_fraction: float | None = None,
+    max_train_examples: int | None = None,
+    max_test_examples: int | None = None,
+    max_length: int = 128,
+    epochs: float = 3.0,
+    learning_rate: float | None = None,
+    batch_size: int = 32,
+    training_args: dict[str, Any] | None = None,
+    merge: bool = False,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Fine-tune `parent` (a run directory, a model folder or a Hub id) for classification into the run `output`.
+
+    `peft` names a method of `hfssl.finetune.methods` ("lora" default, "dora", "ia3", "none" = full
+    fine-tuning, or any peft method by name). Data: `train_files` + `test_files` (csv/json/jsonl/parquet with
+    `text_column` and `label_column`, or image files), or `dataset` (a Hub id, a builder such as "imagefolder"
+    with `data_dir`, a save_to_disk folder, "fashion-mnist", "digits" or "stdlib-docstrings").
+    `training_args` overrides any `TrainingArguments` field.
+
+    Returns:
+        The run.json `finetune` section: metrics (accuracy, macro_f1), trainable_parameters, wall_time_s,
+        peak_memory_mb, id2label, the parent and the written folders (`run_dir`, `adapter_dir`, `model_dir`, ...).
+    """
+    method = get_method(peft)
+    options = MethodOptions(lora_r, lora_alpha, lora_dropout, target_modules, dict(peft_options or {}))
+    spec = DataSpec(train_files, test_files, dataset, dataset_config, data_dir, train_split, test_split, text_column,
+                    image_column, label_column, label_fraction, max_train_examples, max_test_examples, seed=seed)
+    settings = TrainSettings(epochs, learning_rate, batch_size, max_length, dict(training_args or {}))
+    return run_finetune(str(parent), task, Path(output), method, options, spec, settings, merge, overwrite)
+
+
+def run_finetune(parent_source: str, task: str, output: Path, method: PeftMethod, options: MethodOptions,
+                 spec: DataSpec, settings: TrainSettings, merge: bool, overwrite: bool) -> dict[str, Any]:
+    """The steps of `finetune`; everything that can fail on bad input runs before the run directory is touched."""
+    modality = task_modality(task)
+    check_dataset_modality(spec, task)
+    parent = resolve_parent(parent_source)
+    check_modality(task, parent.modality, parent.source)
+    check_can_start(output, overwrite, resume=False)
+    args = build_training_arguments(output, method, settings, spec.seed)
+    set_seed(spec.seed)
+    splits, data_description = load_splits(spec, modality)
+    splits, id2label = encode_labels(splits, spec.label_column)
+    splits = subsample(splits, spec)
+    model = load_classifier(parent, modality, id2label)
+    encoded, processor, collator = prepare_inputs(splits, parent, model, modality, spec, settings)
+    model, peft_description = apply_method(model, method, options, modality)
+    with open_run(output, overwrite) as run:
+        trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], data_collator=collator)
+        stats = train_and_measure(trainer)
+        metrics = evaluate_classifier(trainer, encoded["test"])
+        folders = save_outputs(run, trainer.model, processor, merge)
+        summary = {
+            "parent": describe_parent(parent), "task": task, **peft_description, "id2label": id2label,
+            "label_fraction": spec.label_fraction, "train_examples": len(encoded["train"]),
+            "test_examples": len(encoded["test"]), "metrics": metrics, **stats, **folders,
+            "learning_rate": args.learning_rate, "epochs": args.num_train_epochs, "batch_size": settings.batch_size,
+        }
+        write_manifest(run, summary, model_config(folders, trainer.model), modality, data_description, args)
+    return {"run_dir": str(run.path), **summary}
+
+
+# ----------------------------------------------------------------------------------------------- parent
+
+
+def resolve_parent(source: str) -> Parent:
+    """A run directory means its model/ folder and run.json; a model folder inside a run also finds the run.json."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        run = RunDirectory(path)
+        if run.model_dir.is_dir():
+            model_dir, manifest = run.model_dir, run.read_manifest()
+        elif (path / "config.json").is_file():
+            model_dir, manifest = path, RunDirectory(path.parent).read_manifest() if path.name == "model" else {}
+        else:
+            raise FileNotFoundError(
+                f"{source} is neither a run directory (with model/) nor a model folder (with config.json); "
+                "pass the output of `hfssl pretrain` or a folder written by save_pretrained."
+            )
+        model_path = str(model_dir.resolve())
+    elif path.is_absolute() or source.startswith((".", "~")) or source.count("/") > 1:
+        raise FileNotFoundError(f"Parent {source!r} does not exist. Pass a run directory, a model folder or a Hub id.")
+    else:
+        model_path, manifest = source, {}
+    return Parent(source, model_path, manifest, manifest.get("modality") or _config_modality(model_path))
+
+
+def _config_modality(model_path: str) -> str | None:
+    """"image" or "text" from the config's class in the Auto mappings; None when neither knows it."""
+    try:
+        config = AutoConfig.from_pretrained(model_path)
+    except (OSError, ValueError) as error:
+        raise FileNotFoundError(
+            f"Could not load a model config from {model_path!r}: {error}. Pass a run directory, a model folder "
+            "or a Hub id reachable from here."
+        ) from error
+    if type(config) in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING:
+        return "image"
+    if type(config) in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
+        return "text"
+    return None
+
+
+def describe_parent(parent: Parent) -> dict[str, Any]:
+    """What run.json records about the parent run."""
+    local = Path(parent.source).expanduser().exists()
+    return {
+        "path": str(Path(parent.source).expanduser().resolve()) if local else parent.source,
+        "model": parent.model_path,
+        "objective": parent.manifest.get("objective"),
+        "modality": parent.modality,
+        "run_json": bool(parent.manifest),
+    }
+
+
+def load_classifier(parent: Parent, modality: str, id2label: dict[int, str]) -> PreTrainedModel:
+    """The parent's weights under a fresh classification head with `len(id2label)` outputs."""
+    label2id = {name: i for i, name in id2label.items()}
+    return AUTO_CLASSES[modality].from_pretrained(
+        parent.model_path, num_labels=len(id2label), id2label=id2label, label2id=label2id,
+        ignore_mismatched_sizes=True,  # a parent that is itself a classifier may have another label count
+    )
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+
+
+def prepare_inputs(splits, parent: Parent, model: PreTrainedModel, modality: str, spec: DataSpec,
+                   settings: TrainSettings):
+    """Tokenized texts or decoded images, the processor saved with the model, and the Trainer's collator."""
+    if modality == "text":
+        tokenizer = load_tokenizer(parent.model_path)
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id  # GPT-2-style heads pool the last non-pad token
+        max_length = min(settings.max_length, getattr(model.config, "max_position_embeddings", settings.max_length))
+        encoded = tokenize_texts(splits, tokenizer, spec.text_column, max_length)
+        return encoded, tokenizer, DataCollatorWithPadding(tokenizer)
+    processor = _saved_image_processor(parent.model_path)
+    size = _processor_size(processor) or getattr(model.config, "image_size", 224)
+    channels = getattr(model.config, "num_channels", 3)
+    encoded = decode_images(splits, spec.image_column, size, channels)
+    if processor is None:
+        mean, std = compute_mean_std(encoded["train"])
+        processor = build_image_processor(size, channels, mean, std)
+        logger.info("The parent has no image processor; built one with the training split's mean %s and std %s.",
+                    mean, std)
+    return encoded, processor, ImageClassificationCollator(list(processor.image_mean), list(processor.image_std))
+
+
+def _saved_image_processor(model_path: str):
+    try:
+        return AutoImageProcessor.from_pretrained(model_path)
+    except (OSError, ValueError):
+        return None
+
+
+def _processor_size(processor) -> int | None:
+    size = getattr(processor, "size", None) or {}
+    return size.get("height") or size.get("shortest_edge") if isinstance(size, dict) else None
+
+
+# ----------------------------------------------------------------------------------------------- method
+
+
+def apply_method(model: PreTrainedModel, method: PeftMethod, options: MethodOptions,
+                 modality: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Wrap the model with the method's peft config (or leave it whole for full fine-tuning)."""
+    head = head_modules(model)
+    description: dict[str, Any] = {"method": method.name, "modules_to_save": head}
+    if method.name == "none":
+        if options.target_modules:
+            logger.warning("--target-modules is ignored with --peft none: every parameter trains.")
+        return model, {**description, **count_parameters(model)}
+    targets = resolve_targets(model, options.target_modules)
+    config = build_peft_config(method, options, targets, head, PEFT_TASK_TYPES[modality])
+    peft_model = get_peft_model(model, config)
+    description.update(
+        target_family=targets.family,
+        target_modules=sorted(config.target_modules) if getattr(config, "target_modules", None) else None,
+        peft_config=_jsonable(config.to_dict()),
+    )
+    return peft_model, {**description, **count_parameters(peft_model)}
+
+
+def _jsonable(value: Any) -> Any:
+    """Sets (peft stores target modules as sets) become sorted lists, recursively."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    return value
+
+
+def count_parameters(model: torch.nn.Module) -> dict[str, Any]:
+    """Trainable and total parameters (a peft model's total includes its adapters)."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable_parameters": trainable, "total_parameters": total,
+            "trainable_percent": round(100 * trainable / total, 4)}
+
+
+# ----------------------------------------------------------------------------------------------- training
+
+
+def build_training_arguments(output: Path, method: PeftMethod, settings: TrainSettings, seed: int) -> TrainingArguments:
+    """TrainingArguments with fine-tuning defaults, then the user's overrides (any TrainingArguments field)."""
+    reserved = sorted(set(settings.overrides) & set(RESERVED_TRAINING_ARGS))
+    if reserved:
+        raise ValueError(f"{', '.join(reserved)} is set by hfssl (checkpoints go to <output>/checkpoints); drop it.")
+    values = {
+        "output_dir": str(RunDirectory(output).checkpoints_dir), "num_train_epochs": settings.epochs,
+        "learning_rate": settings.learning_rate or method.learning_rate,
+        "per_device_train_batch_size": settings.batch_size, "per_device_eval_batch_size": max(settings.batch_size, 64),
+        "weight_decay": 0.01, "warmup_steps": 0.1, "eval_strategy": "no", "save_strategy": "no", "logging_steps": 10,
+        "report_to": "none", "seed": seed, "data_seed": seed, "label_names": ["labels"],
+        "remove_unused_columns": False, "dataloader_pin_memory": torch.cuda.is_available(),
+    }
+    values.update(settings.overrides)
+    try:
+        return TrainingArguments(**values)
+    except TypeError as error:
+        raise ValueError(f"Bad training argument: {error}. Use TrainingArguments field names.") from error
+
+
+def peak_memory_mb() -> tuple[float, str]:
+    """Peak memory and how it was measured: the CUDA allocator's peak, else the process's peak RSS.
+
+    On Linux the peak RSS is VmHWM: getrusage's ru_maxrss survives exec, so a process started from a large
+    one (a notebook, a benchmark driver) would report its parent's peak.
+    """
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20, "torch.cuda.max_memory_allocated"
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10, "process peak RSS (VmHWM)"
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
+    return rss / (2**20 if sys.platform == "darwin" else 2**10), "process peak RSS (getrusage)"
+
+
+def train_and_measure(trainer: Trainer) -> dict[str, Any]:
+    """Train; return wall time, steps, the final training loss and peak memory."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    result = trainer.train()
+    wall = time.perf_counter() - start
+    memory, how = peak_memory_mb()
+    return {"wall_time_s": round(wall, 2), "steps": trainer.state.global_step, "train_loss": result.training_loss,
+            "peak_memory_mb": round(memory, 1), "peak_memory_measure": how}
+
+
+def evaluate_classifier(trainer: Trainer, test) -> dict[str, Any]:
+    """Accuracy and macro-F1 of argmax predictions on the test split, and the test loss."""
+    output = trainer.predict(test)
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    predicted, labels = np.asarray(logits).argmax(-1), np.asarray(test["label"])
+    return {
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "macro_f1": float(f1_score(labels, predicted, average="macro")),
+        "test_loss": output.metrics.get("test_loss"),
+    }
+
+
+# ----------------------------------------------------------------------------------------------- outputs
+
+
+def save_outputs(run: RunDirectory, model: torch.nn.Module, processor, merge: bool) -> dict[str, str | None]:
+    """adapter/ (peft), model/ (merged or full) and, with `merge`, merged/; returns their paths."""
+    folders: dict[str, str | None] = {"adapter_dir": None, "model_dir": None, "merged_dir": None}
+    if not isinstance(model, PeftModel):
+        folders["model_dir"] = str(run.save_model(model, processor))
+        return folders
+    adapter = run.path / "adapter"
+    model.save_pretrained(adapter)
+    processor.save_pretrained(adapter)
+    folders["adapter_dir"] = str(adapter)
+    folders["adapter_bytes"] = sum(f.stat().st_size for f in adapter.iterdir() if f.is_file())
+    try:
+        merged = model.merge_and_unload()
+    except (AttributeError, NotImplementedError, ValueError) as error:
+        logger.warning("%s cannot be merged (%s): the run has adapter/ only, no model/.", model.peft_type, error)
+        return folders
+    folders["model_dir"] = str(run.save_model(merged, processor))
+    if merge:
+        folders["merged_dir"] = str(link_copy(run.model_dir, run.path / "merged"))
+    return folders
+
+
+def link_copy(source: Path, target: Path) -> Path:
+    """Copy a folder as hard links (no extra disk), falling back to a real copy across file systems."""
+    try:
+        shutil.copytree(source, target, copy_function=os.link)
+    except OSError:
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target)
+    return target
+
+
+def model_config(folders: dict[str, Any], model: torch.nn.Module) -> dict[str, Any]:
+    """The saved classifier's class, size and config (from model/ when written)."""
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    return {"class": type(base).__name__, "parameters": sum(p.numel() for p in base.parameters()),
+            "config": base.config.to_diff_dict(), "path": folders.get("model_dir")}
+
+
+def write_manifest(run: RunDirectory, summary: dict[str, Any], model: dict[str, Any], modality: str,
+                   data: dict[str, Any], args: TrainingArguments) -> None:
+    """run.json sections of this stage and eval/finetune.json."""
+    write_json_atomic(run.eval_dir / "finetune.json", summary)
+    run.update_manifest(
+        format_version=1,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        stage="finetune",
+        task=summary["task"],
+        modality=modality,
+        model=model,
+        id2label=summary["id2label"],
+        data={**data, "train_examples": summary["train_examples"], "test_examples": summary["test_examples"],
+              "label_fraction": summary["label_fraction"]},
+        seed=args.seed,
+        arguments={"training": {k: v for k, v in args.to_dict().items() if "token" not in k}},
+        versions=versions(),
+        hardware=hardware(),
+        finetune=summary,
+    )

@@ -1,0 +1,354 @@
+"""Labeled data for fine-tuning: text or images with a label, split into `train` and `test`.
+
+Steps, each a function: `load_splits` (files, a Hub id or builder, a `save_to_disk` folder, or a built-in
+set) -> `encode_labels` (one id per label value, from the training split; test labels must all occur in
+training) -> `subsample` (stratified `label_fraction` and example caps, seeded) -> `tokenize_texts` or
+`decode_images`. Built-in sets: `fashion-mnist` (IDX files in --data-dir or $HFSSL_DATA_DIR/fashion_mnist),
+`digits` (scikit-learn) and `stdlib-docstrings` (docstrings of the standard library labeled by package).
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import os
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from datasets import ClassLabel, Dataset, DatasetDict
+
+from ..data.images import digits_dataset, fashion_mnist_dataset, load_image_dataset, normalize, to_float_pixels
+from ..data.text import infer_format, resolve_files
+
+logger = logging.getLogger(__name__)
+
+TASKS: dict[str, str] = {"text-classification": "text", "image-classification": "image"}
+MODALITY_ALIASES = {"text": "text", "image": "image", "vision": "image"}
+BUILTIN_DATASETS: dict[str, str] = {"fashion-mnist": "image", "digits": "image", "stdlib-docstrings": "text"}
+STDLIB_PACKAGES = ("asyncio", "email", "http", "importlib", "logging", "multiprocessing", "unittest", "xml")
+_LABEL_IDS = "_hfssl_label_id"
+_SKIPPED_DIRS = frozenset({"test", "tests", "idlelib", "__pycache__"})
+
+
+@dataclass
+class DataSpec:
+    """Where the labeled data comes from and how much of it to use."""
+
+    train_files: list[str] | None = None  # local csv/json/jsonl/parquet (text) or image files/globs
+    test_files: list[str] | None = None
+    dataset: str | None = None  # Hub id, builder ("csv", "imagefolder"), save_to_disk folder, or a built-in set
+    dataset_config: str | None = None
+    data_dir: str | None = None
+    train_split: str = "train"
+    test_split: str = "test"
+    text_column: str = "text"
+    image_column: str | None = None  # None: the first image column
+    label_column: str = "label"
+    label_fraction: float | None = None  # stratified fraction of the training labels kept (few-label runs)
+    max_train_examples: int | None = None  # stratified caps, for quick runs
+    max_test_examples: int | None = None
+    test_fraction: float = 0.2  # carved off the training split (stratified) when there is no test split
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.label_fraction is not None and not 0 < self.label_fraction <= 1:
+            raise ValueError(f"--label-fraction must be in (0, 1], got {self.label_fraction!r}.")
+        for name in ("max_train_examples", "max_test_examples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value!r}.")
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction!r}.")
+        if bool(self.train_files) == bool(self.dataset):
+            raise ValueError(
+                "Give exactly one data source: --train-files (with --test-files) or --dataset "
+                f"(a Hub id, a builder such as imagefolder with --data-dir, or one of {', '.join(BUILTIN_DATASETS)}); "
+                f"got train_files={self.train_files!r}, dataset={self.dataset!r}."
+            )
+
+
+# ----------------------------------------------------------------------------------------------- modality
+
+
+def task_modality(task: str) -> str:
+    """"text" or "image" for a task name; ValueError naming the tasks otherwise."""
+    if task not in TASKS:
+        raise ValueError(f"Unknown --task {task!r}; valid tasks: {', '.join(TASKS)}.")
+    return TASKS[task]
+
+
+def check_modality(task: str, parent_modality: str | None, parent: str) -> None:
+    """Refuse a parent whose modality (from its run.json or config) does not fit the task."""
+    wanted = task_modality(task)
+    found = MODALITY_ALIASES.get(parent_modality or "", parent_modality)
+    if found is not None and found != wanted:
+        other = next(t for t, m in TASKS.items() if m == found) if found in TASKS.values() else None
+        hint = f"use --task {other}, or " if other else ""
+        raise ValueError(
+            f"The parent {parent} is {_article(found)} {found} model but --task {task} needs {_article(wanted)} "
+            f"{wanted} model; {hint}fine-tune {_article(wanted)} {wanted} parent."
+        )
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
+def check_dataset_modality(spec: DataSpec, task: str) -> None:
+    """Refuse a built-in dataset of the other modality (e.g. --dataset digits with text-classification)."""
+    kind = BUILTIN_DATASETS.get(spec.dataset or "")
+    if kind is not None and kind != task_modality(task):
+        raise ValueError(f"--dataset {spec.dataset} holds {kind} data but --task is {task}.")
+
+
+# ----------------------------------------------------------------------------------------------- sources
+
+
+def stdlib_docstrings_by_package(packages: tuple[str, ...] = STDLIB_PACKAGES) -> Dataset:
+    """Docstrings (>= 40 characters) of standard-library packages, labeled by package: `text`, `label` (ClassLabel).
+
+    Real text with a real label that ships with every Python; files are parsed, never imported.
+    """
+    root = Path(sysconfig.get_paths()["stdlib"])
+    texts, labels = [], []
+    for label, package in enumerate(packages):
+        for path in sorted((root / package).rglob("*.py")):
+            if _SKIPPED_DIRS & set(path.relative_to(root).parts):
+                continue
+            docs = _docstrings(path)
+            texts += docs
+            labels += [label] * len(docs)
+    features = datasets.Features({"text": datasets.Value("string"), "label": ClassLabel(names=list(packages))})
+    return Dataset.from_dict({"text": texts, "label": labels}, features=features)
+
+
+def _docstrings(path: Path) -> list[str]:
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError, OSError):
+        return []  # a few stdlib files are templates or need another Python version
+    nodes = [tree] + [n for n in ast.walk(tree) if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
+    return [doc for doc in map(ast.get_docstring, nodes) if doc and len(doc) >= 40]
+
+
+def _fashion_mnist_dir(data_dir: str | None) -> Path:
+    if data_dir:
+        return Path(data_dir)
+    shared = os.environ.get("HFSSL_DATA_DIR")
+    if not shared:
+        raise FileNotFoundError(
+            "--dataset fashion-mnist needs its IDX files: pass --data-dir FOLDER or set HFSSL_DATA_DIR to the folder "
+            "that holds fashion_mnist/."
+        )
+    return Path(shared) / "fashion_mnist"
+
+
+def _builtin(spec: DataSpec) -> tuple[DatasetDict, bool]:
+    """A built-in set as train/test; the bool says whether the test split was carved here."""
+    if spec.dataset == "fashion-mnist":
+        folder = _fashion_mnist_dir(spec.data_dir)
+        splits = DatasetDict(train=fashion_mnist_dataset(folder, "train"), test=fashion_mnist_dataset(folder, "test"))
+        return splits, False
+    full = digits_dataset() if spec.dataset == "digits" else stdlib_docstrings_by_package()
+    return carve_test_split(full, spec.test_fraction, spec.seed), True
+
+
+def _local(spec: DataSpec, modality: str) -> DatasetDict:
+    roles = {"train": spec.train_files, "test": spec.test_files}
+    if modality == "image":
+        data_files = {role: list(files) for role, files in roles.items() if files}
+        return datasets.load_dataset("imagefolder", data_files=data_files)
+    resolved = {role: resolve_files(files, f"--{role}-files") for role, files in roles.items() if files}
+    fmt = infer_format([f for files in resolved.values() for f in files])
+    return datasets.load_dataset(fmt, data_files={role: [str(f) for f in files] for role, files in resolved.items()})
+
+
+def _hub_or_disk(spec: DataSpec) -> DatasetDict:
+    path = Path(spec.dataset)
+    if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
+        loaded = datasets.load_from_disk(str(path))
+    else:
+        loaded = datasets.load_dataset(spec.dataset, spec.dataset_config, data_dir=spec.data_dir)
+    if isinstance(loaded, Dataset):
+        loaded = DatasetDict(train=loaded)
+    if spec.train_split not in loaded:
+        raise ValueError(
+            f"Dataset {spec.dataset!r} has no split {spec.train_split!r}; it has {sorted(loaded)}. Pass --train-split."
+        )
+    splits = {"train": loaded[spec.train_split]}
+    if spec.test_split in loaded and spec.test_split != spec.train_split:
+        splits["test"] = loaded[spec.test_split]
+    return DatasetDict(splits)
+
+
+def load_splits(spec: DataSpec, modality: str) -> tuple[DatasetDict, dict[str, Any]]:
+    """Raw `train` and `test` splits and a description for run.json; a missing test split is carved (stratified)."""
+    carved = False
+    if spec.dataset in BUILTIN_DATASETS:
+        splits, carved = _builtin(spec)
+        source: Any = spec.dataset
+    elif spec.train_files:
+        splits, source = _local(spec, modality), {"train": spec.train_files, "test": spec.test_files}
+    else:
+        splits, source = _hub_or_disk(spec), spec.dataset
+    if "test" not in splits:
+        logger.warning("No test split given: %.0f%% of the training rows become the test split.",
+                       100 * spec.test_fraction)
+        _check_label_column(splits["train"], spec.label_column, "train")
+        splits, carved = carve_test_split(splits["train"], spec.test_fraction, spec.seed, spec.label_column), True
+    description = {"source": source, "dataset_config": spec.dataset_config, "data_dir": spec.data_dir,
+                   "test_split_carved": carved, "fingerprint": splits["train"]._fingerprint}
+    return splits, description
+
+
+# ----------------------------------------------------------------------------------------------- labels
+
+
+def _check_label_column(split: Dataset, column: str, role: str) -> None:
+    if column not in split.column_names:
+        raise ValueError(
+            f"Label column {column!r} not found in the {role} split; its columns are {split.column_names}. "
+            "Pass the right one with --label-column."
+        )
+
+
+def encode_labels(splits: DatasetDict, label_column: str) -> tuple[DatasetDict, dict[int, str]]:
+    """Replace `label_column` by an int `label` column numbered from the training split; returns id2label.
+
+    A ClassLabel column keeps its ids and names. Otherwise labels are sorted values of the training split.
+
+    Raises:
+        ValueError: the column is missing, or the test split holds labels that training never shows (named).
+    """
+    for role, split in splits.items():
+        _check_label_column(split, label_column, role)
+    splits = DatasetDict({role: _drop_missing_labels(split, label_column, role) for role, split in splits.items()})
+    feature = splits["train"].features[label_column]
+    if isinstance(feature, ClassLabel):
+        names = list(feature.names)
+        train_values = {names[i] for i in set(splits["train"][label_column])}
+        test_values = {names[i] for i in set(splits["test"][label_column])}
+        to_id = {name: i for i, name in enumerate(names)}
+    else:
+        train_values, test_values = set(splits["train"][label_column]), set(splits["test"][label_column])
+        names = sorted(train_values, key=lambda v: (str(type(v)), v))
+        to_id = {value: i for i, value in enumerate(names)}
+    if len(train_values) < 2:
+        raise ValueError(
+            f"The training split has a single label ({', '.join(map(str, train_values))}): nothing to classify. "
+            f"Check --label-column ({label_column!r}) or add examples of other labels."
+        )
+    unseen = sorted(map(str, test_values - train_values))
+    if unseen:
+        raise ValueError(
+            f"The test split has label(s) {', '.join(unseen)} that the training split never shows "
+            f"(training labels: {', '.join(sorted(map(str, train_values)))}). Add training examples of them "
+            "or remove them from the test data."
+        )
+    if label_column != "label" and "label" in splits["train"].column_names:
+        splits = splits.remove_columns("label")  # another column called label would shadow the chosen one
+    if not isinstance(feature, ClassLabel):
+        # A new column, not an overwrite: `datasets` keeps a string column's type when a map rewrites it.
+        splits = splits.map(lambda batch: {_LABEL_IDS: [to_id[v] for v in batch[label_column]]}, batched=True,
+                            remove_columns=[label_column])
+        label_column = _LABEL_IDS
+    if label_column != "label":
+        splits = splits.rename_column(label_column, "label")
+    return splits, {i: str(name) for i, name in enumerate(names)}
+
+
+def _drop_missing_labels(split: Dataset, column: str, role: str) -> Dataset:
+    kept = split.filter(lambda batch: [v is not None for v in batch[column]], batched=True)
+    if len(kept) < len(split):
+        logger.warning("Dropped %d %s row(s) without a label.", len(split) - len(kept), role)
+    if len(kept) == 0:
+        raise ValueError(f"The {role} split has no labeled rows (column {column!r}).")
+    return kept
+
+
+# ----------------------------------------------------------------------------------------------- subsets
+
+
+def stratified_indices(labels: list[int] | np.ndarray, size: int, seed: int) -> list[int]:
+    """`size` row indices (at least one per class) drawn per class in proportion to its count; sorted.
+
+    labels: (n,) class ids. Reproducible for a given seed.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for value in np.unique(labels):
+        rows = np.flatnonzero(labels == value)
+        quota = min(len(rows), max(1, round(size * len(rows) / len(labels))))
+        chosen.append(rng.permutation(rows)[:quota])
+    return sorted(np.concatenate(chosen).tolist())
+
+
+def carve_test_split(full: Dataset, test_fraction: float, seed: int, label_column: str = "label") -> DatasetDict:
+    """Stratified train/test split of one labeled dataset."""
+    test = set(stratified_indices(full[label_column], round(test_fraction * len(full)), seed))
+    train = [i for i in range(len(full)) if i not in test]
+    return DatasetDict(train=full.select(train), test=full.select(sorted(test)))
+
+
+def subsample(splits: DatasetDict, spec: DataSpec) -> DatasetDict:
+    """Apply `label_fraction`, then `max_train_examples` / `max_test_examples`, all stratified by label."""
+    train, test = splits["train"], splits["test"]
+    if spec.label_fraction is not None and spec.label_fraction < 1:
+        train = train.select(stratified_indices(train["label"], round(spec.label_fraction * len(train)), spec.seed))
+    if spec.max_train_examples is not None and spec.max_train_examples < len(train):
+        train = train.select(stratified_indices(train["label"], spec.max_train_examples, spec.seed))
+    if spec.max_test_examples is not None and spec.max_test_examples < len(test):
+        test = test.select(stratified_indices(test["label"], spec.max_test_examples, spec.seed))
+    return DatasetDict(train=train, test=test)
+
+
+# ----------------------------------------------------------------------------------------------- encoding
+
+
+def tokenize_texts(splits: DatasetDict, tokenizer, text_column: str, max_length: int) -> DatasetDict:
+    """`input_ids`, `attention_mask`, `label` per row, truncated to `max_length` tokens; rows without text dropped."""
+    for role, split in splits.items():
+        if text_column not in split.column_names:
+            raise ValueError(
+                f"Text column {text_column!r} not found in the {role} split; its columns are {split.column_names}. "
+                "Pass the right one with --text-column."
+            )
+    splits = splits.filter(lambda batch: [bool(t and t.strip()) for t in batch[text_column]], batched=True)
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        encoded = tokenizer(batch[text_column], truncation=True, max_length=max_length)
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    columns = splits["train"].column_names
+    return splits.map(encode, batched=True, remove_columns=[c for c in columns if c != "label"])
+
+
+def decode_images(splits: DatasetDict, image_column: str | None, image_size: int, num_channels: int) -> DatasetDict:
+    """uint8 `pixel_values` (num_channels, image_size, image_size) and `label` per row (hfssl.data.images)."""
+    decoded = {}
+    for role, split in splits.items():
+        decoded[role], _ = load_image_dataset(dataset=split, image_column=image_column, label_column="label",
+                                              image_size=image_size, num_channels=num_channels)
+    return DatasetDict(decoded)
+
+
+@dataclass
+class ImageClassificationCollator:
+    """Rows of uint8 `pixel_values` (C, H, W) and `label` -> float `pixel_values` (B, C, H, W) and `labels` (B,).
+
+    Rescale by 1/255 and normalize with `mean`/`std`: what the saved ViT image processor does at inference.
+    """
+
+    mean: list[float]
+    std: list[float]
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        pixels = torch.stack([torch.as_tensor(np.asarray(row["pixel_values"])) for row in rows])  # (B, C, H, W)
+        labels = torch.tensor([int(row["label"]) for row in rows], dtype=torch.long)  # (B,)
+        return {"pixel_values": normalize(to_float_pixels(pixels), self.mean, self.std), "labels": labels}
