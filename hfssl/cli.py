@@ -85,7 +85,7 @@ def cmd_quickstart(argv: Sequence[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="hfssl quickstart", description=cmd_quickstart.__doc__)
     parser.add_argument("--output", default="runs/quickstart", help="Run directory (default: runs/quickstart).")
-    parser.add_argument("--max-steps", type=int, default=300, help="Training steps (default: 300).")
+    parser.add_argument("--max-steps", type=int, default=250, help="Training steps (default: 250).")
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing run that is not a quickstart.")
     args = parser.parse_args(argv)
     result = quickstart(args.output, max_steps=args.max_steps, overwrite=args.overwrite)
@@ -150,6 +150,34 @@ def cmd_publish_space(argv: Sequence[str]) -> int:
     return run(argv)
 
 
+def cmd_evaluate(argv: Sequence[str]) -> int:
+    """Measure what a run learned: linear probe, kNN, fine-tuning, label-efficiency curves."""
+    from .evaluation.command import cmd_evaluate as run
+
+    return run(argv)
+
+
+def cmd_finetune(argv: Sequence[str]) -> int:
+    """Fine-tune a pretrained run for classification with PEFT (LoRA, DoRA, IA3, ...) or fully."""
+    from .finetune.command import main as run
+
+    return run(argv)
+
+
+def cmd_audit(argv: Sequence[str]) -> int:
+    """Audit a run for bias (stereotype sets, association tests, metrics by group) into bias_audit.json."""
+    from .audit.command import cmd_audit as run
+
+    return run(argv)
+
+
+def cmd_card(argv: Sequence[str]) -> int:
+    """Render a run's model card (model/README.md) from run.json, metadata checked offline."""
+    from .cards.command import cmd_card as run
+
+    return run(argv)
+
+
 def cmd_demo(argv: Sequence[str]) -> int:
     """Try a run directory or Hub id in a Gradio app (fill-mask, generation, MAE, gallery search)."""
     from .demo.command import cmd_demo as run
@@ -160,6 +188,10 @@ def cmd_demo(argv: Sequence[str]) -> int:
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "quickstart": cmd_quickstart,
     "pretrain": cmd_pretrain,
+    "evaluate": cmd_evaluate,
+    "finetune": cmd_finetune,
+    "audit": cmd_audit,
+    "card": cmd_card,
     "demo": cmd_demo,
     "publish": cmd_publish,
     "publish-space": cmd_publish_space,
@@ -167,7 +199,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 
 
 def _usage() -> str:
-    rows = "\n".join(f"  {name:12} {(fn.__doc__ or '').strip().splitlines()[0]}" for name, fn in COMMANDS.items())
+    rows = "\n".join(f"  {name:14} {(fn.__doc__ or '').strip().splitlines()[0]}" for name, fn in COMMANDS.items())
     return f"usage: hfssl <command> [options]\n\nCommands:\n{rows}\n\nRun `hfssl <command> --help` for its options."
 
 

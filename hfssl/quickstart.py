@@ -8,7 +8,7 @@ from .training.rundir import RunDirectory
 from .training.training_args import PretrainingArguments
 
 
-def quickstart(output: str = "runs/quickstart", max_steps: int = 300, overwrite: bool = False) -> PretrainResult:
+def quickstart(output: str = "runs/quickstart", max_steps: int = 250, overwrite: bool = False) -> PretrainResult:
     """Pretrain a tiny masked LM on the standard library's docstrings into `output`.
 
     A previous quickstart run in `output` is replaced; any other existing run needs `overwrite=True`.

@@ -26,10 +26,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import DefaultFlowCallback, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import (
+    DefaultFlowCallback,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
 from transformers.trainer_utils import get_last_checkpoint
 
-from ..evaluation.features import Examples, InputEncoder, encoder_features, extract_features, input_encoder
+from ..evaluation.features import (
+    Examples,
+    InputEncoder,
+    encoder_features,
+    extract_features,
+    input_encoder,
+)
 from ..evaluation.metrics import effective_rank
 from ..evaluation.probes import knn_probe, linear_probe
 
@@ -333,22 +345,54 @@ class NonFiniteLossGuard(TrainerCallback):
 # ---------------------------------------------------------------------------------------------- wiring
 
 
+def _first_rows(dataset: Any, size: int) -> list[dict[str, Any]]:
+    if hasattr(dataset, "select"):  # map-style
+        return list(dataset.select(range(min(size, len(dataset)))))
+    return list(dataset.take(size))  # streamed
+
+
 def fixed_probe_batch(dataset: Any, to_inputs: InputEncoder, *, size: int = 256, pad_token_id: int = 0) -> dict[str, torch.Tensor]:
-    """The first `size` rows of a pretraining dataset as one batch of model inputs, for the collapse monitor.
+    """The first `size` rows of a pretraining dataset (map-style or streamed) as one batch of model inputs,
+    for the collapse monitor.
 
     Rows hold uint8 `pixel_values` (normalized by `to_inputs`, an `ImageInputs`) or token `input_ids`
     (padded with `pad_token_id`, with an attention mask). No masking, no augmentation.
     """
-    rows = dataset.select(range(min(size, len(dataset))))
-    if "pixel_values" in rows.column_names:
-        return to_inputs(np.stack([np.asarray(p) for p in rows["pixel_values"]]))
-    ids = [list(map(int, r)) for r in rows["input_ids"]]
+    rows = _first_rows(dataset, size)
+    if rows and "pixel_values" in rows[0]:
+        return to_inputs(np.stack([np.asarray(r["pixel_values"]) for r in rows]))
+    ids = [[int(t) for t in r["input_ids"]] for r in rows]
     length = max(len(r) for r in ids)
     input_ids = torch.full((len(ids), length), pad_token_id, dtype=torch.long)
     mask = torch.zeros(len(ids), length, dtype=torch.long)
     for i, row in enumerate(ids):
         input_ids[i, : len(row)], mask[i, : len(row)] = torch.tensor(row), 1
     return {"input_ids": input_ids, "attention_mask": mask}
+
+
+def load_probe_data(
+    source: str,
+    model: nn.Module,
+    *,
+    label_column: str = "label",
+    text_column: str | None = None,
+    image_column: str | None = None,
+    max_examples: int = 2000,
+    data_dir: str | None = None,
+) -> tuple[Examples, np.ndarray]:
+    """(examples, labels) for `OnlineProbeCallback` from a labelled source: a file (csv/json/parquet, or an
+    image), or anything `hfssl evaluate --dataset` takes (fashion-mnist, digits, a save_to_disk folder, a
+    builder or Hub id). Checked like evaluation data (label column, classes, modality); at most
+    `max_examples` rows of its training split. Call it before training starts, so bad input fails early."""
+    from ..evaluation.features import modality_of
+    from ..evaluation.protocol import DataOptions, load_labeled_data
+
+    is_file = Path(source).is_file()
+    options = DataOptions(dataset=None if is_file else source, train_files=[source] if is_file else None,
+                          data_dir=data_dir, label_column=label_column, text_column=text_column,
+                          image_column=image_column, max_train_examples=max_examples)
+    data = load_labeled_data(options, modality_of(model), model.config)
+    return data.train.examples, data.train.labels
 
 
 def build_monitors(

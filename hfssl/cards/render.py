@@ -1,0 +1,244 @@
+"""`render_card`: write `<run>/model/README.md` from run.json alone, through the Jinja template with
+huggingface_hub's `ModelCard.from_template`, and check its metadata offline before writing it.
+
+The run is described as published: run.json is sanitized as the publisher sanitizes it (no local paths, no
+secrets). Where the Hub repo id is not known yet, the card says `{{repo_id}}`, which `hfssl publish` fills in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import ModelCard, ModelCardData
+
+from .. import __version__
+from ..hub.bundle import is_adapter_run, sanitize_manifest
+from ..hub.metadata import KNOWN_LICENSES, check_card
+from ..hub.publish import REPO_ID_SLOT, parent_hub_id
+from ..training.rundir import RunDirectory
+from . import sections
+from .results import bias_section, eval_results, evaluation_blocks
+
+TEMPLATE_NAME = "hfssl_model_card.md"
+# hfssl's own licence, which covers the modeling code the repo ships; the weights' terms may also depend on the
+# training data's licence, which hfssl cannot know, so the card says the default was applied.
+DEFAULT_LICENSE = "apache-2.0"
+BIBTEX = """@software{hfssl,
+  title = {hfssl: self-supervised learning, evaluation, bias audits and publishing, the Hugging Face way},
+  author = {{hfssl developers}},
+  version = {%s},
+  url = {https://github.com/hfssl/hfssl}
+}"""
+
+
+def template_text() -> str:
+    """The card template shipped in the package (hfssl/cards/templates; a copy lives in model_cards/)."""
+    return importlib.resources.files("hfssl.cards").joinpath("templates", TEMPLATE_NAME).read_text(encoding="utf-8")
+
+
+def resolve_license(manifest: dict[str, Any], license: str | None) -> tuple[str, str]:
+    """(license id, how it was chosen): the argument, else run.json's `license`, else the default."""
+    chosen, how = license, "given with --license"
+    if chosen is None and manifest.get("license"):
+        chosen, how = str(manifest["license"]), "recorded in run.json"
+    if chosen is None:
+        chosen, how = DEFAULT_LICENSE, ("hfssl's default (the licence of the modeling code in this repository); it "
+                                         "was not derived from the training data's terms, so check those too")
+    if chosen not in KNOWN_LICENSES:
+        raise ValueError(f"License {chosen!r} is not a Hub license id; use one such as apache-2.0, mit, cc-by-4.0 or "
+                         "other (see https://huggingface.co/docs/hub/repositories-licenses).")
+    return chosen, how
+
+
+def _base_model(run: RunDirectory, manifest: dict[str, Any]) -> str | None:
+    """The parent's Hub id for fine-tuned runs (published parent or Hub-id parent), else None."""
+    if "finetune" not in manifest:
+        return None
+    try:
+        return parent_hub_id(run, manifest)
+    except (ValueError, FileNotFoundError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- snippets
+
+
+def snippet(family: str, config: dict[str, Any], manifest: dict[str, Any], repo: str,
+            adapter: bool) -> tuple[str, str]:
+    """(Python code that loads and runs the model from `repo`, a note under it)."""
+    note = ("The model code ships in the repository (`modeling_*.py`), so hfssl need not be installed; "
+            "`trust_remote_code=True` runs that code, so read it first.")
+    if family == "classifier":
+        return _classifier_snippet(config, manifest, repo, adapter), note
+    if family == "mlm":
+        code = ["from transformers import pipeline", "",
+                f'fill = pipeline("fill-mask", model="{repo}", trust_remote_code=True)',
+                'print(fill(f"The function returns the {fill.tokenizer.mask_token} of the list."))']
+    elif family == "clm":
+        code = ["from transformers import pipeline", "",
+                f'generate = pipeline("text-generation", model="{repo}", trust_remote_code=True)',
+                'print(generate("The function", max_new_tokens=20, do_sample=False)[0]["generated_text"])']
+    elif family == "vision":
+        code = _vision_snippet(config, repo)
+    else:
+        code = ["import torch", "from transformers import AutoModel, AutoTokenizer", "",
+                f'tokenizer = AutoTokenizer.from_pretrained("{repo}")',
+                f'model = AutoModel.from_pretrained("{repo}", trust_remote_code=True).eval()',
+                'batch = tokenizer(["A first sentence.", "Another sentence."], padding=True, return_tensors="pt")',
+                "with torch.no_grad():",
+                '    embeddings = model.get_features(batch["input_ids"], batch["attention_mask"])  # (2, hidden)',
+                "print(torch.nn.functional.cosine_similarity(embeddings[0], embeddings[1], dim=0))"]
+    return "\n".join(code), note
+
+
+def _vision_snippet(config: dict[str, Any], repo: str) -> list[str]:
+    mode = "L" if int(config.get("num_channels", 3)) == 1 else "RGB"
+    return ["import torch", "from PIL import Image", "from transformers import AutoImageProcessor, AutoModel", "",
+            f'processor = AutoImageProcessor.from_pretrained("{repo}")',
+            f'model = AutoModel.from_pretrained("{repo}", trust_remote_code=True).eval()',
+            f'image = Image.new("{mode}", (64, 64), 128)  # or Image.open("photo.jpg").convert("{mode}")',
+            'pixel_values = processor(images=image, return_tensors="pt")["pixel_values"]',
+            "with torch.no_grad():",
+            "    features = model.get_features(pixel_values)  # (1, hidden)",
+            "print(features.shape)"]
+
+
+def _classifier_snippet(config: dict[str, Any], manifest: dict[str, Any], repo: str, adapter: bool) -> str:
+    vision = sections.is_vision(manifest, config)
+    labels = len(manifest.get("id2label") or (manifest.get("finetune") or {}).get("id2label") or {}) or None
+    auto, processor = (("AutoModelForImageClassification", "AutoImageProcessor") if vision
+                       else ("AutoModelForSequenceClassification", "AutoTokenizer"))
+    mode = "L" if int(config.get("num_channels", 3)) == 1 else "RGB"
+    example = (f'inputs = processor(images=Image.new("{mode}", (64, 64), 128), return_tensors="pt")' if vision
+               else 'inputs = processor(["An example to classify."], return_tensors="pt")')
+    head = ["import torch"] + (["from PIL import Image"] if vision else [])
+    if adapter:
+        extra = f", num_labels={labels}" if labels else ""
+        load = ["from peft import PeftConfig, PeftModel", f"from transformers import {auto}, {processor}", "",
+                f'config = PeftConfig.from_pretrained("{repo}")',
+                f"base = {auto}.from_pretrained(config.base_model_name_or_path, trust_remote_code=True{extra})",
+                f'model = PeftModel.from_pretrained(base, "{repo}").eval()']
+    else:
+        load = [f"from transformers import {auto}, {processor}", "",
+                f'model = {auto}.from_pretrained("{repo}", trust_remote_code=True).eval()']
+    body = [f'processor = {processor}.from_pretrained("{repo}")', example,
+            "inputs = {k: v for k, v in inputs.items() if k != \"token_type_ids\"}",
+            "with torch.no_grad():", "    predicted = model(**inputs).logits.argmax(-1).item()",
+            "print(model.config.id2label[predicted])"]
+    return "\n".join(head + load + body)
+
+
+# ---------------------------------------------------------------------------------------------- context
+
+
+def _summary(family: str, manifest: dict[str, Any]) -> str:
+    model = manifest.get("model") or {}
+    size = f"{model['parameters']:,}-parameter " if isinstance(model.get("parameters"), int) else ""
+    objective = sections.objective_of(manifest)
+    method = sections.METHODS.get(objective, (f"`{objective}`", ""))[0]
+    if family == "classifier":
+        finetune = manifest.get("finetune") or {}
+        return (f"A {size}{manifest.get('task') or 'classification'} model fine-tuned with hfssl "
+                f"({finetune.get('method') or 'full fine-tuning'}) from an encoder pretrained by {method}. "
+                "Every number on this card is copied from the run's manifest (`run.json`).")
+    return (f"A {size}{manifest.get('modality') or 'text'} model pretrained with hfssl by self-supervised {method} "
+            "(no labels). Every number on this card is copied from the run's manifest (`run.json`).")
+
+
+def _details(family: str, manifest: dict[str, Any], config: dict[str, Any], license_note: str,
+             base_model: str | None) -> list[tuple[str, str]]:
+    model = manifest.get("model") or {}
+    rows = [("developed with", f"hfssl {(manifest.get('versions') or {}).get('hfssl') or __version__}"),
+            ("architecture", sections.fmt(model.get("class") or (config.get("architectures") or ["-"])[0])),
+            ("parameters", sections.fmt(model.get("parameters"))),
+            ("objective", sections.fmt(sections.objective_of(manifest))),
+            ("modality", sections.fmt(manifest.get("modality")))]
+    if family == "classifier":
+        rows.append(("base model", base_model or "a local hfssl run (not published; see run.json finetune.parent)"))
+        id2label = manifest.get("id2label") or (manifest.get("finetune") or {}).get("id2label") or {}
+        rows.append(("classes", ", ".join(f"{k}: {v}" for k, v in id2label.items()) or "-"))
+    for key in ("tokenizer", "image_processor"):
+        if manifest.get(key):
+            rows.append((key.replace("_", " "), ", ".join(f"{k} {sections.fmt(v)}" for k, v in manifest[key].items())))
+    rows += [("license", license_note), ("run created", sections.fmt(manifest.get("created")))]
+    return rows
+
+
+def card_context(run: RunDirectory, repo_id: str | None, license: str | None) -> tuple[ModelCardData, dict[str, Any]]:
+    """The card's metadata and the template variables, from run.json and model/config.json."""
+    from ..audit.api import run_family
+
+    raw = run.read_manifest()
+    if not raw:
+        raise FileNotFoundError(f"{run.manifest_path} is missing or empty: render cards for run directories written "
+                                "by hfssl (pretrain, finetune).")
+    config_path = run.model_dir / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    manifest = sanitize_manifest(raw)
+    family = run_family(manifest, config)
+    license_id, how = resolve_license(raw, license)
+    base_model = _base_model(run, raw)
+    title = (repo_id or run.path.name).split("/")[-1]
+    task = sections.pipeline_tag(family, manifest, config)
+    results = eval_results(manifest, "image-classification" if sections.is_vision(manifest, config)
+                           else "text-classification")
+    tags = ["hfssl", "self-supervised", str(sections.objective_of(manifest) or family), "custom_code"]
+    adapter = is_adapter_run(run.path)
+    card_data = ModelCardData(
+        # An adapter repo holds peft files only (the publisher's convention); everything else loads with transformers.
+        library_name="peft" if adapter else "transformers", pipeline_tag=task, license=license_id, tags=tags,
+        datasets=sections.hub_dataset_ids((manifest.get("data") or {}).get("source")) or None,
+        base_model=base_model, model_name=title, eval_results=results or None)
+    code, note = snippet(family, config, manifest, repo_id or REPO_ID_SLOT, adapter)
+    blocks, missing = evaluation_blocks(manifest)
+    intended, out_of_scope = sections.intended_uses(family)
+    context = {
+        "title": title, "summary": _summary(family, manifest),
+        "details": _details(family, manifest, config, f"{license_id} ({how})", base_model),
+        "intended": intended, "out_of_scope": out_of_scope, "snippet": code, "snippet_note": note,
+        "data_rows": sections.data_rows(manifest), "procedure": sections.procedure_rows(manifest),
+        "hyperparameters": sections.hyperparameter_rows(manifest, config), "energy": sections.energy_text(manifest),
+        "evaluations": blocks, "not_evaluated": missing if family != "classifier" else [],
+        "bias": bias_section(manifest), "limitations": sections.limitations(family, manifest),
+        "citations": sections.citations(manifest), "bibtex": BIBTEX % __version__,
+    }
+    return card_data, context
+
+
+def card_text(run_dir: str | os.PathLike, repo_id: str | None = None, license: str | None = None) -> str:
+    """The rendered card (not written), checked offline: metadata, no placeholder, no local path."""
+    run = RunDirectory(run_dir)
+    card_data, context = card_context(run, repo_id, license)
+    text = str(ModelCard.from_template(card_data, template_str=template_text(), **context))
+    check_card(text, "model")
+    leaked = next((p for p in (str(run.path.resolve()), str(Path.home())) if len(p) > 1 and p in text), None)
+    if leaked:
+        raise ValueError(f"The card would contain the local path {leaked!r}; remove it from run.json first.")
+    return text
+
+
+def render_card(run_dir: str | os.PathLike, repo_id: str | None = None, license: str | None = None) -> Path:
+    """Write `<run>/model/README.md` from run.json; returns its path.
+
+    `repo_id`: the Hub repo the card is for; None leaves `{{repo_id}}` for `hfssl publish` to fill in.
+    `license`: a Hub license id; default run.json's `license`, else apache-2.0 (stated on the card).
+    """
+    text = card_text(run_dir, repo_id, license)
+    path = RunDirectory(run_dir).model_dir / "README.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".README.md.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path

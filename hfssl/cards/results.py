@@ -1,0 +1,201 @@
+"""Evaluation and bias-audit sections of the card, and the `model-index` results, from run.json's `eval`,
+`finetune` and `audit` sections."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from huggingface_hub import EvalResult
+
+from .sections import fmt, hub_dataset_ids, source_names
+
+PROTOCOL_TITLES = {
+    "linear-probe": "Linear probe on frozen features",
+    "knn": "k-nearest-neighbour classification on frozen features",
+    "label-efficiency": "Label efficiency (linear probe with a fraction of the labels)",
+    "finetune": "Fine-tuning on a labelled task",
+}
+_ALIASES = {"linear_probe": "linear-probe", "label_efficiency": "label-efficiency"}
+
+
+@dataclass
+class Block:
+    """One evaluation table of the card."""
+
+    title: str
+    description: str
+    header: list[str]
+    rows: list[list[str]]
+    plots: list[str] = field(default_factory=list)
+
+
+def public_source(source: Any) -> str:
+    """A data source without local paths: "files:/a/b.csv" -> "files: b.csv", "/x/y" -> "y"."""
+    text = str(source)
+    kind, sep, rest = text.partition(":")
+    if sep and ("/" in rest or "\\" in rest) and not rest.startswith("//"):
+        names = [re.split(r"[\\/]", p.rstrip("/\\"))[-1] for p in rest.split(",") if p]
+        return f"{kind}: {', '.join(names)}"
+    if text.startswith(("/", "~", ".")):
+        return re.split(r"[\\/]", text.rstrip("/\\"))[-1]
+    return text
+
+
+def dataset_type(source: Any) -> str:
+    """The model-index dataset type: the Hub id when the source is one, "local-files" for files, else a slug of
+    its name (a builtin such as sklearn-digits)."""
+    ids = hub_dataset_ids(source)
+    if ids:
+        return ids[0]
+    kind, sep, _ = str(source).partition(":")
+    if sep and kind not in ("files", "disk"):
+        return re.sub(r"[^\w.-]+", "-", kind).strip("-") or "local-files"  # a builtin read from a local folder
+    name = public_source(source)
+    if sep or name != str(source) or re.search(r"\.\w{2,7}$", name):
+        return "local-files"
+    return re.sub(r"[^\w.-]+", "-", name).strip("-") or "local-files"
+
+
+def _data_note(data: dict[str, Any]) -> str:
+    if not data:
+        return ""
+    parts = [f"data: {', '.join(public_source(s) for s in source_names(data.get('source'))) or 'not recorded'}"]
+    for key in ("train_examples", "test_examples", "num_classes"):
+        if data.get(key) is not None:
+            parts.append(f"{key.replace('_', ' ')} {fmt(data[key])}")
+    return "; ".join(parts) + "."
+
+
+# ---------------------------------------------------------------------------------------------- blocks
+
+
+def _arms_block(protocol: str, result: dict[str, Any]) -> Block:
+    rows = []
+    for arm, r in (result.get("arms") or {}).items():
+        if "by_k" in r:
+            rows += [[arm, f"k={k}", fmt(s.get("accuracy")), fmt(s.get("macro_f1"))] for k, s in r["by_k"].items()]
+        else:
+            setting = (r.get("protocol") or {}).get("C")
+            rows.append([arm, f"C={fmt(setting)}" if setting is not None else "-", fmt(r.get("accuracy")),
+                         fmt(r.get("macro_f1"))])
+    return Block(PROTOCOL_TITLES.get(protocol, protocol), _data_note(result.get("data") or {}),
+                 ["arm", "setting", "accuracy", "macro-F1"], rows, list(result.get("plots") or []))
+
+
+def _curve_block(result: dict[str, Any]) -> Block:
+    curves = result.get("curves") or {}
+    arms = list(curves)
+    fractions = sorted({p["fraction"] for points in curves.values() for p in points})
+    rows = []
+    for fraction in fractions:
+        cells, examples = [], None
+        for arm in arms:
+            point = next((p for p in curves[arm] if p["fraction"] == fraction), None)
+            examples = examples or (point or {}).get("examples")
+            cells.append("-" if point is None else f"{fmt(point.get('mean'))} ± {fmt(point.get('std'))}")
+        rows.append([f"{fraction:g}", fmt(examples), *cells])
+    seeds = result.get("seeds")
+    note = _data_note(result.get("data") or {}) + (f" Mean ± std over seeds {seeds}." if seeds else "")
+    return Block(PROTOCOL_TITLES["label-efficiency"], note.strip(), ["label fraction", "labels", *arms], rows,
+                 list(result.get("plots") or []))
+
+
+def _flat_block(protocol: str, result: dict[str, Any]) -> Block:
+    rows = [[k, fmt(v)] for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return Block(PROTOCOL_TITLES.get(protocol, protocol), "", ["metric", "value"], rows)
+
+
+def evaluation_blocks(manifest: dict[str, Any]) -> tuple[list[Block], list[str]]:
+    """(tables of the evaluations run.json records, descriptions of the evaluations it does not)."""
+    blocks = []
+    evaluations = {_ALIASES.get(k, k): v for k, v in (manifest.get("eval") or {}).items() if isinstance(v, dict)}
+    for protocol, result in evaluations.items():
+        if "curves" in result:
+            blocks.append(_curve_block(result))
+        elif "arms" in result:
+            blocks.append(_arms_block(protocol, result))
+        else:
+            blocks.append(_flat_block(protocol, result))
+    finetune = manifest.get("finetune") or {}
+    if finetune.get("metrics"):
+        rows = [[k, fmt(v)] for k, v in finetune["metrics"].items() if v is not None]
+        note = _data_note({"source": (manifest.get("data") or {}).get("source"),
+                           "train_examples": finetune.get("train_examples"),
+                           "test_examples": finetune.get("test_examples")})
+        blocks.append(Block("Fine-tuned classifier on its test split", note, ["metric", "value"], rows))
+    missing = [title for key, title in PROTOCOL_TITLES.items()
+               if key not in evaluations and not (key == "finetune" and finetune.get("metrics"))]
+    return [b for b in blocks if b.rows], missing
+
+
+# ---------------------------------------------------------------------------------------------- model-index
+
+
+def eval_results(manifest: dict[str, Any], task_type: str) -> list[EvalResult]:
+    """model-index results: the pretrained arm's accuracies (probe, kNN, label efficiency) and fine-tune metrics."""
+    out = []
+    evaluations = {_ALIASES.get(k, k): v for k, v in (manifest.get("eval") or {}).items() if isinstance(v, dict)}
+
+    # The Hub groups model-index metrics by (task type, dataset): the metric names carry the protocol.
+    task_name = task_type.replace("-", " ").capitalize()
+
+    def add(_: str, source: Any, metric: str, value: Any, name: str) -> None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out.append(EvalResult(task_type=task_type, task_name=task_name, dataset_type=dataset_type(source),
+                                  dataset_name=public_source(source), metric_type=metric, metric_value=float(value),
+                                  metric_name=name))
+
+    for protocol, result in evaluations.items():
+        source = (result.get("data") or {}).get("source") or "unknown"
+        title = PROTOCOL_TITLES.get(protocol, protocol)
+        pretrained = (result.get("arms") or {}).get("pretrained") or {}
+        if "by_k" in pretrained:
+            for k, scores in pretrained["by_k"].items():
+                add(title, source, "accuracy", scores.get("accuracy"), f"kNN accuracy (k={k})")
+        elif pretrained:
+            add(title, source, "accuracy", pretrained.get("accuracy"), f"{protocol} accuracy")
+            add(title, source, "f1", pretrained.get("macro_f1"), f"{protocol} macro-F1")
+        for point in (result.get("curves") or {}).get("pretrained", []):
+            add(title, source, "accuracy", point.get("mean"),
+                f"linear-probe accuracy with {point['fraction']:.0%} of the labels")
+        if not result.get("arms") and not result.get("curves"):
+            add(title, source, "accuracy", result.get("accuracy"), f"{protocol} accuracy")
+    metrics = (manifest.get("finetune") or {}).get("metrics") or {}
+    names = source_names((manifest.get("data") or {}).get("source"))
+    source = names[-1] if names else "unknown"
+    add("Fine-tuned classification", source, "accuracy", metrics.get("accuracy"), "test accuracy")
+    add("Fine-tuned classification", source, "f1", metrics.get("macro_f1"), "test macro-F1")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- bias audit
+
+
+def bias_section(manifest: dict[str, Any]) -> dict[str, Any]:
+    """{"ran", "rows", "audits" (titles, data, subsample notes), "caveats", "not_evaluated"} for the template."""
+    from ..audit.api import audit_table_rows
+
+    report = manifest.get("audit") or {}
+    if not report.get("audits") and not report.get("not_evaluated"):
+        return {"ran": False, "rows": [], "audits": [], "caveats": [],
+                "not_evaluated": ["No bias audit was run on this model (`hfssl audit <run>`)."]}
+    audits, caveats = [], list(report.get("caveats") or [])
+    for name, audit in (report.get("audits") or {}).items():
+        data = audit.get("data") or {}
+        sample = audit.get("subsample")
+        audits.append({
+            "name": name, "title": audit.get("title", name), "description": audit.get("description", ""),
+            "data": "; ".join(f"{k} {fmt(public_source(data[k]) if k == 'source' else data[k])}"
+                              for k in ("source", "file", "rows", "sha256") if data.get(k) is not None),
+            "subsample": "" if not sample else f"Seeded subsample: {sample['used']} of {sample['of']} items (seed "
+                                               f"{sample['seed']}), {sample['reason']}.",
+            "suppressed": ", ".join(f"{g} (n={n})" for g, n in (audit.get("suppressed_groups") or {}).items()),
+            "caveats": list(audit.get("caveats") or []),
+        })
+    not_evaluated = [f"{name}: {reason}" for name, reason in (report.get("not_evaluated") or {}).items()]
+    return {"ran": True, "rows": audit_table_rows(report), "audits": audits, "caveats": caveats,
+            "not_evaluated": not_evaluated, "baseline": report.get("baseline") or "none (run with --no-baseline)",
+            "seed": report.get("seed"), "family": report.get("family")}
+

@@ -1,0 +1,281 @@
+"""Labelled evaluation data: any source -> train and test examples with integer labels, checked.
+
+Sources: the built-in names `fashion-mnist` (IDX files in a folder) and `digits` (scikit-learn), a
+`save_to_disk` folder, a `datasets` builder or Hub id, or local files (csv/json/parquet/txt for text,
+image files or class folders for images). A source without a test split gets a stratified one carved
+from its training split. Bad input fails here, before any feature is computed: a missing label
+column, a single class, or data of the other modality than the model's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+
+from ..data.images import (
+    digits_dataset,
+    fashion_mnist_dataset,
+    find_image_column,
+    load_image_dataset,
+)
+
+logger = logging.getLogger(__name__)
+
+FASHION_MNIST_NAMES = ("fashion-mnist", "fashion_mnist")
+BUILTIN_DATASETS = {"fashion-mnist": "Fashion-MNIST IDX files (--data-dir or $HFSSL_DATA_DIR/fashion_mnist)",
+                    "digits": "scikit-learn's 8x8 digits (1,797 images; a test split is carved)"}
+DATA_DIR_ENV = "HFSSL_DATA_DIR"
+_STRING_DTYPES = ("string", "large_string")
+
+
+@dataclass
+class LabeledSplit:
+    """examples: (n,) texts or (n, c, h, w) uint8 pixels; labels: (n,) int64 class ids."""
+
+    examples: list[str] | np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class LabeledData:
+    """Train and test splits sharing one label encoding, and their description for run.json."""
+
+    train: LabeledSplit
+    test: LabeledSplit
+    class_names: list[str]
+    description: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass
+class DataOptions:
+    """Where the labelled data comes from and which columns hold what (the `hfssl evaluate` data flags)."""
+
+    dataset: str | datasets.Dataset | datasets.DatasetDict | None = None
+    data_dir: str | None = None
+    train_files: list[str] | None = None
+    test_files: list[str] | None = None
+    train_split: str = "train"
+    test_split: str | None = None  # None: "test" when the source has it, else carved from train
+    text_column: str | None = None
+    image_column: str | None = None
+    label_column: str = "label"
+    max_train_examples: int | None = None
+    max_test_examples: int | None = None
+    test_fraction: float = 0.2
+    seed: int = 0
+
+
+# ---------------------------------------------------------------------------------------------- sources
+
+
+def _fashion_mnist_dir(data_dir: str | None) -> Path:
+    if data_dir:
+        return Path(data_dir)
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]) / "fashion_mnist"
+    raise FileNotFoundError(
+        "--dataset fashion-mnist reads the four Fashion-MNIST IDX .gz files from --data-dir, or from "
+        f"${DATA_DIR_ENV}/fashion_mnist; set one of them."
+    )
+
+
+def _pick_splits(loaded: Any, options: DataOptions, where: str) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """(train, test or None) from a Dataset or DatasetDict, by the split names in `options`."""
+    if isinstance(loaded, datasets.Dataset):
+        return loaded, None
+    if options.train_split not in loaded:
+        raise ValueError(f"{where} has no split {options.train_split!r}; its splits are {sorted(loaded)}. "
+                         "Pass one of them with --train-split.")
+    if options.test_split is not None and options.test_split not in loaded:
+        raise ValueError(f"{where} has no split {options.test_split!r}; its splits are {sorted(loaded)}. "
+                         "Pass one of them with --test-split, or leave it out to carve a test split from train.")
+    test_split = options.test_split or ("test" if "test" in loaded else None)
+    return loaded[options.train_split], loaded[test_split] if test_split else None
+
+
+def _load_files(options: DataOptions) -> datasets.DatasetDict:
+    from ..data.text import infer_format, resolve_files
+
+    roles = {"train": options.train_files, "test": options.test_files}
+    roles = {role: list(files) for role, files in roles.items() if files}
+    try:
+        resolved = {role: [str(f) for f in resolve_files(files, f"--{role}-files")] for role, files in roles.items()}
+        builder = infer_format([Path(f) for files in resolved.values() for f in files])
+    except (FileNotFoundError, ValueError):
+        # Not text files: image files, globs or class folders, read by `imagefolder` (folder names are labels).
+        resolved = {role: [f"{p.rstrip('/')}/**" if Path(p).is_dir() else p for p in files]
+                    for role, files in roles.items()}
+        builder = "imagefolder"
+    return datasets.load_dataset(builder, data_files=resolved)
+
+
+def load_source(options: DataOptions) -> tuple[datasets.Dataset, datasets.Dataset | None, str]:
+    """(train, test or None, source description) for any source named by `options`."""
+    dataset = options.dataset
+    if (dataset is None) == (options.train_files is None):
+        raise ValueError("Give exactly one labelled data source: --dataset (a builtin name "
+                         f"({', '.join(BUILTIN_DATASETS)}), a save_to_disk folder, a builder or Hub id) or --train-files.")
+    if options.test_files and dataset is not None:
+        raise ValueError("--test-files goes with --train-files; with --dataset use --test-split.")
+    if options.train_files is not None:
+        train, test = _pick_splits(_load_files(options), DataOptions(), "the files")
+        return train, test, f"files:{','.join(options.train_files)}"
+    if isinstance(dataset, (datasets.Dataset, datasets.DatasetDict)):
+        return (*_pick_splits(dataset, options, "the dataset"), "in-memory")
+    if dataset in FASHION_MNIST_NAMES:
+        # The IDX files are in random order, so their first N images are a fair subset and far cheaper than
+        # encoding all 60,000 before sampling.
+        folder = _fashion_mnist_dir(options.data_dir)
+        train = fashion_mnist_dataset(folder, "train", limit=options.max_train_examples)
+        test = fashion_mnist_dataset(folder, "test", limit=options.max_test_examples)
+        return train, test, f"fashion-mnist:{folder}"
+    if dataset == "digits":
+        return digits_dataset(), None, "sklearn-digits"
+    if Path(dataset).is_dir() and any((Path(dataset) / name).is_file() for name in ("state.json", "dataset_dict.json")):
+        return (*_pick_splits(datasets.load_from_disk(dataset), options, dataset), f"disk:{dataset}")
+    loaded = datasets.load_dataset(dataset, data_dir=options.data_dir)
+    return (*_pick_splits(loaded, options, dataset), f"{dataset}" + (f"(data_dir={options.data_dir})" if options.data_dir else ""))
+
+
+# ---------------------------------------------------------------------------------------------- columns
+
+
+def _text_columns(features: datasets.Features, exclude: str) -> list[str]:
+    return [n for n, f in features.items() if n != exclude and getattr(f, "dtype", None) in _STRING_DTYPES]
+
+
+def _image_column_or_none(features: datasets.Features, exclude: str) -> str | None:
+    try:
+        column = find_image_column(datasets.Features({n: f for n, f in features.items() if n != exclude}))
+    except ValueError:
+        return None
+    return column
+
+
+def check_label_column(features: datasets.Features, label_column: str) -> None:
+    """ValueError listing the columns when `label_column` is not one of them."""
+    if label_column not in features:
+        raise ValueError(f"Label column {label_column!r} not found; the columns are {list(features)}. "
+                         "Pass the column that holds the labels with --label-column.")
+
+
+def input_column(features: datasets.Features, modality: str, options: DataOptions) -> str:
+    """The column holding the model's inputs; ValueError when the data is of the other modality."""
+    label = options.label_column
+    texts, image = _text_columns(features, label), _image_column_or_none(features, label)
+    if modality == "image":
+        if options.image_column is not None:
+            return find_image_column(features, options.image_column)
+        if image is None:
+            found = f"it holds text ({', '.join(texts)})" if texts else f"its columns are {list(features)}"
+            raise ValueError(f"The model is an image encoder but the dataset has no image column; {found}. "
+                             "Evaluate a text model on text data, or name the image column with --image-column.")
+        return image
+    if options.text_column is not None:
+        if options.text_column not in texts:
+            raise ValueError(f"Text column {options.text_column!r} is not a column of strings; the text columns "
+                             f"are {texts} (all columns: {list(features)}). Pass one with --text-column.")
+        return options.text_column
+    if not texts:
+        found = f"it holds images ({image!r})" if image else f"its columns are {list(features)}"
+        raise ValueError(f"The model is a text encoder but the dataset has no text column; {found}. "
+                         "Evaluate an image model on image data, or name the text column with --text-column.")
+    return "text" if "text" in texts else texts[0]
+
+
+# ---------------------------------------------------------------------------------------------- labels and rows
+
+
+def _class_names(feature: Any, values: list[Any]) -> list[str]:
+    if isinstance(feature, datasets.ClassLabel):
+        return list(feature.names)
+    return [str(v) for v in sorted(set(values))]
+
+
+def encode_labels(values: list[Any], feature: Any, names: list[str], role: str) -> np.ndarray:
+    """Label values -> (n,) int64 ids into `names` (ClassLabel ids are kept); ValueError on unknown labels."""
+    if isinstance(feature, datasets.ClassLabel):
+        return np.asarray(values, dtype=np.int64)
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted({str(v) for v in values} - set(index))
+    if unknown:
+        raise ValueError(f"The {role} split has labels the training split lacks: {unknown[:10]}; "
+                         "give a training split that covers every class.")
+    return np.asarray([index[str(v)] for v in values], dtype=np.int64)
+
+
+def carve_test_split(train: datasets.Dataset, label_column: str, fraction: float, seed: int):
+    """Stratified (train, test) split of one Dataset: `fraction` of every class goes to test."""
+    from sklearn.model_selection import train_test_split
+
+    labels = np.asarray([str(v) for v in train[label_column]])
+    _, counts = np.unique(labels, return_counts=True)
+    stratify = labels if counts.min() >= 2 else None
+    keep, test = train_test_split(np.arange(len(train)), test_size=fraction, random_state=seed, stratify=stratify)
+    return train.select(np.sort(keep)), train.select(np.sort(test))
+
+
+def _limit(ds: datasets.Dataset, max_examples: int | None, seed: int, flag: str) -> datasets.Dataset:
+    if max_examples is None or max_examples >= len(ds):
+        return ds
+    if max_examples < 1:
+        raise ValueError(f"{flag}={max_examples} must be >= 1.")
+    return ds.shuffle(seed=seed).select(range(max_examples))
+
+
+def _examples(ds: datasets.Dataset, column: str, modality: str, label: str, model_config: Any) -> tuple[Any, list]:
+    """(examples, label values): texts as a list, images decoded to uint8 (n, c, h, w) at the model's size."""
+    if modality == "text":
+        return [t if isinstance(t, str) else "" for t in ds[column]], list(ds[label])
+    size, channels = int(model_config.image_size), int(model_config.num_channels)
+    decoded, _ = load_image_dataset(dataset=ds, image_column=column, label_column=label,
+                                    image_size=size, num_channels=channels)
+    pixels = np.stack(decoded.with_format("numpy", columns=["pixel_values"])["pixel_values"]).astype(np.uint8)
+    return pixels, list(decoded.with_format(None)["label"])
+
+
+def load_labeled_data(options: DataOptions, modality: str, model_config: Any = None) -> LabeledData:
+    """Load, check and encode the labelled train/test splits for a `modality` ("text" or "image") model.
+
+    Images are decoded to the model's `image_size` and `num_channels` (from `model_config`).
+    """
+    train, test, source = load_source(options)
+    check_label_column(train.features, options.label_column)
+    column = input_column(train.features, modality, options)
+    if test is not None:
+        check_label_column(test.features, options.label_column)
+        test_note = "given"
+    else:
+        train, test = carve_test_split(train, options.label_column, options.test_fraction, options.seed)
+        test_note = f"carved: stratified {options.test_fraction:.0%} of the training split, seed {options.seed}"
+    train = _limit(train, options.max_train_examples, options.seed, "--max-train-examples")
+    test = _limit(test, options.max_test_examples, options.seed, "--max-test-examples")
+    feature = train.features[options.label_column]
+    train_x, train_values = _examples(train, column, modality, options.label_column, model_config)
+    test_x, test_values = _examples(test, column, modality, options.label_column, model_config)
+    names = _class_names(feature, train_values)
+    train_y = encode_labels(train_values, feature, names, "training")
+    present = np.unique(train_y)
+    if len(present) < 2:
+        raise ValueError(f"The training labels hold one class only ({names[present[0]]!r} in column "
+                         f"{options.label_column!r}); probes need at least 2 classes. Check --label-column.")
+    description = {
+        "source": source, "input_column": column, "label_column": options.label_column, "modality": modality,
+        "train_examples": len(train_y), "test_examples": len(test_values), "test_split": test_note,
+        "num_classes": len(names), "class_names": names,
+    }
+    return LabeledData(LabeledSplit(train_x, train_y),
+                       LabeledSplit(test_x, encode_labels(test_values, feature, names, "test")), names, description)

@@ -1,0 +1,253 @@
+#!/usr/bin/env python
+"""Does self-supervised pretraining help, and how much per label? The quality benchmark of hfssl.
+
+Text:   MLM and next-token (CLM) models pretrained on the news articles, probed on the movie-review
+        sentiment split (rotten_tomatoes).
+Images: MAE, SimCLR, BYOL and DINO pretrained on the Fashion-MNIST training images (labels unused),
+        probed on its test split.
+
+Each objective is pretrained through the CLI (`hfssl.cli.main(["pretrain", ...])`) and evaluated with
+`hfssl.evaluation.evaluate_run`: linear probe, kNN and label efficiency, each against the same architecture
+randomly initialized and trained from scratch with labels (supervised), plus fine-tuning where available.
+Results go to <output>/benchmark.json and <output>/benchmark.md; every run directory keeps its own
+eval/ files and run.json section.
+
+    python scripts/benchmark_ssl_quality.py --part text --scale small --data-dir ../shared/data
+    python scripts/benchmark_ssl_quality.py --part images --scale full --output runs/benchmark
+    python scripts/benchmark_ssl_quality.py --part images --objectives mae,dino --skip-pretrain   # re-evaluate
+
+An objective that fails to pretrain or evaluate is reported with its error and the others go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+TEXT_OBJECTIVES = ("mlm", "clm")
+IMAGE_OBJECTIVES = ("mae", "simclr", "byol", "dino")
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much compute one objective gets: pretraining steps and the evaluation budget."""
+
+    text_steps: int
+    image_steps: int
+    max_train_examples: int | None  # labelled training examples used by the probes and baselines
+    max_test_examples: int | None
+    fractions: tuple[float, ...]
+    seeds: int
+    supervised_epochs: int
+
+
+SCALES = {
+    "smoke": Scale(30, 30, 1000, 500, (0.05, 1.0), 2, 1),
+    "small": Scale(1500, 1500, 5000, 2000, (0.01, 0.05, 0.25, 1.0), 3, 5),
+    "full": Scale(6000, 6000, None, None, (0.01, 0.05, 0.1, 0.25, 1.0), 3, 10),
+}
+
+
+def default_data_dir() -> str | None:
+    env = os.environ.get("HFSSL_DATA_DIR")
+    beside = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return env or (str(beside) if beside.is_dir() else None)
+
+
+def pretrain_argv(objective: str, run_dir: Path, data_dir: Path, steps: int) -> list[str]:
+    """`hfssl pretrain` flags for one objective of the benchmark."""
+    common = ["--objective", objective, "--output", str(run_dir), "--overwrite", "--max-steps", str(steps),
+              "--report-to", "none", "--disable-tqdm", "true", "--save-steps", str(steps), "--seed", "0",
+              "--logging-steps", "50", "--eval-steps", str(steps)]
+    if objective in TEXT_OBJECTIVES:
+        return common + ["--train-files", str(data_dir / "news" / "news_articles.jsonl.gz"), "--text-column", "text",
+                         "--model-size", "tiny", "--block-size", "128", "--vocab-size", "8192",
+                         "--per-device-train-batch-size", "32"]
+    return common + ["--dataset", "fashion-mnist", "--data-dir", str(data_dir / "fashion_mnist"),
+                     "--image-size", "28", "--model-size", "tiny", "--per-device-train-batch-size", "128"]
+
+
+def data_options(objective: str, data_dir: Path, scale: Scale) -> dict[str, Any]:
+    """`evaluate_run` data arguments: rotten_tomatoes for text objectives, Fashion-MNIST for image ones."""
+    limits = {"max_train_examples": scale.max_train_examples, "max_test_examples": scale.max_test_examples}
+    if objective in TEXT_OBJECTIVES:
+        folder = data_dir / "rotten_tomatoes"
+        return {"train_files": [str(folder / "train.csv")], "test_files": [str(folder / "test.csv")],
+                "text_column": "text", "label_column": "label", **limits}
+    return {"dataset": "fashion-mnist", "data_dir": str(data_dir / "fashion_mnist"), **limits}
+
+
+def run_pretraining(objective: str, run_dir: Path, data_dir: Path, steps: int) -> dict[str, Any]:
+    """Pretrain through the CLI; returns {"ok", "wall_time_s", "error"}."""
+    from hfssl.cli import main
+
+    start = time.perf_counter()
+    try:
+        code = main(["pretrain", *pretrain_argv(objective, run_dir, data_dir, steps)])
+        error = None if code == 0 else f"hfssl pretrain exited with {code} (its error is printed above)"
+    except Exception as exc:  # noqa: BLE001  (a benchmark reports every objective: one failure must not end it)
+        error = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+    return {"ok": error is None, "wall_time_s": round(time.perf_counter() - start, 1), "error": error}
+
+
+def run_protocols(objective: str, run_dir: Path, data_dir: Path, scale: Scale) -> dict[str, Any]:
+    """linear-probe, knn, label-efficiency and finetune on one run; each protocol's result or error."""
+    from hfssl.evaluation import SupervisedSettings, evaluate_run
+
+    options = data_options(objective, data_dir, scale)
+    supervised = SupervisedSettings(epochs=scale.supervised_epochs)
+    plans = {
+        # Supervised training from scratch with all labels is the label-efficiency curve's last point.
+        "linear-probe": {"baselines": ["random-init"]},
+        "knn": {"baselines": ["random-init"], "k": [20, 200]},
+        "label-efficiency": {"baselines": ["random-init", "supervised"], "supervised": supervised,
+                             "fractions": scale.fractions, "seeds": scale.seeds},
+        "finetune": {},
+    }
+    results = {}
+    for protocol, extra in plans.items():
+        start = time.perf_counter()
+        try:
+            results[protocol] = evaluate_run(run_dir, protocol, **options, **extra)
+        except Exception as exc:  # noqa: BLE001  (reported in the summary; the other protocols still run)
+            results[protocol] = {"error": f"{type(exc).__name__}: {exc}"}
+            logging.getLogger(__name__).warning("%s %s failed: %s", objective, protocol, exc)
+        results[protocol]["benchmark_wall_time_s"] = round(time.perf_counter() - start, 1)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- verdicts
+
+
+def _point(curves: dict, arm: str, index: int) -> dict | None:
+    points = curves.get(arm) or []
+    return points[index] if points else None
+
+
+def verdicts(results: dict[str, Any]) -> dict[str, Any]:
+    """The issue's two checks from the label-efficiency curves, and the headline numbers."""
+    curves = results.get("label-efficiency", {}).get("curves", {})
+    summary: dict[str, Any] = {}
+    gaps = []
+    for index in range(len(curves.get("pretrained", []))):
+        p, r = _point(curves, "pretrained", index), _point(curves, "random-init", index)
+        if p and r:
+            spread = max(p["std"], r["std"], 1e-3)
+            gaps.append((p["mean"] - r["mean"]) > 2 * spread)
+    summary["beats_random_init_beyond_2_std_at_every_fraction"] = all(gaps) if gaps else None
+    p, s = _point(curves, "pretrained", 0), _point(curves, "supervised", 0)
+    summary["beats_supervised_at_smallest_fraction"] = (p["mean"] > s["mean"]) if p and s else None
+    linear = results.get("linear-probe", {}).get("arms", {})
+    knn = results.get("knn", {}).get("arms", {})
+    summary["linear_probe"] = {arm: r.get("accuracy") for arm, r in linear.items()}
+    last = _point(curves, "supervised", -1)
+    if last and last["fraction"] == 1.0:
+        summary["linear_probe"]["supervised"] = last["mean"]  # not a probe: the same labels, trained from scratch
+    summary["knn"] = {arm: {k: v["accuracy"] for k, v in r.get("by_k", {}).items()} for arm, r in knn.items()}
+    summary["finetune"] = results.get("finetune", {}).get("arms", {}).get("pretrained", {}).get("accuracy")
+    summary["smallest_fraction"] = {arm: _point(curves, arm, 0) for arm in curves}
+    return summary
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else ("—" if value is None else str(value))
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The summary table of every objective as Markdown."""
+    header = ("| objective | pretrain s | linear (SSL / random / supervised) | kNN k=20 (SSL / random) | fine-tune "
+              "| smallest fraction (SSL / random / supervised) | > random beyond 2 std | > supervised at smallest |")
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
+    for objective, entry in report["objectives"].items():
+        if not entry["pretrain"]["ok"] and not entry.get("evaluation"):
+            lines.append(f"| {objective} | failed: {entry['pretrain']['error']} |||||||")
+            continue
+        v = entry["verdicts"]
+        lin = " / ".join(_fmt(v["linear_probe"].get(a)) for a in ("pretrained", "random-init", "supervised"))
+        knn = " / ".join(_fmt(v["knn"].get(a, {}).get("20")) for a in ("pretrained", "random-init"))
+        small = " / ".join(_fmt((v["smallest_fraction"].get(a) or {}).get("mean"))
+                           for a in ("pretrained", "random-init", "supervised"))
+        lines.append(f"| {objective} | {_fmt(entry['pretrain']['wall_time_s'])} | {lin} | {knn} | {_fmt(v['finetune'])} "
+                     f"| {small} | {_fmt(v['beats_random_init_beyond_2_std_at_every_fraction'])} "
+                     f"| {_fmt(v['beats_supervised_at_smallest_fraction'])} |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=("text", "images", "all"), default="all")
+    parser.add_argument("--objectives", help="Comma-separated subset, e.g. mae,dino (default: all of the part).")
+    parser.add_argument("--scale", choices=tuple(SCALES), default="small")
+    parser.add_argument("--steps", type=int, help="Pretraining steps (overrides the scale's).")
+    parser.add_argument("--data-dir", default=default_data_dir(), help="The shared data folder (news, rotten_tomatoes, "
+                                                                         "fashion_mnist); default: $HFSSL_DATA_DIR.")
+    parser.add_argument("--output", default="runs/benchmark", help="Folder of the run directories and the report.")
+    parser.add_argument("--skip-pretrain", action="store_true", help="Evaluate existing run directories only.")
+    parser.add_argument("--max-train-examples", type=int, help="Labelled training examples (overrides the scale's).")
+    parser.add_argument("--max-test-examples", type=int, help="Labelled test examples (overrides the scale's).")
+    parser.add_argument("--fractions", help="Comma-separated label fractions (overrides the scale's).")
+    parser.add_argument("--seeds", type=int, help="Seeds per label fraction (overrides the scale's).")
+    parser.add_argument("--supervised-epochs", type=int, help="Epochs of the supervised baseline (overrides the scale's).")
+    return parser.parse_args(argv)
+
+
+def selected_objectives(args: argparse.Namespace) -> list[str]:
+    known = {"text": TEXT_OBJECTIVES, "images": IMAGE_OBJECTIVES, "all": TEXT_OBJECTIVES + IMAGE_OBJECTIVES}[args.part]
+    if not args.objectives:
+        return list(known)
+    chosen = [o.strip() for o in args.objectives.split(",") if o.strip()]
+    unknown = [o for o in chosen if o not in TEXT_OBJECTIVES + IMAGE_OBJECTIVES]
+    if unknown:
+        raise SystemExit(f"Unknown objective(s) {unknown}; the benchmark knows {TEXT_OBJECTIVES + IMAGE_OBJECTIVES}.")
+    return chosen
+
+
+def resolve_scale(args: argparse.Namespace) -> Scale:
+    """The preset of --scale with any of the explicit budget flags applied."""
+    overrides = {
+        "max_train_examples": args.max_train_examples, "max_test_examples": args.max_test_examples,
+        "fractions": tuple(float(f) for f in args.fractions.split(",")) if args.fractions else None,
+        "seeds": args.seeds, "supervised_epochs": args.supervised_epochs,
+    }
+    return replace(SCALES[args.scale], **{k: v for k, v in overrides.items() if v is not None})
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    if not args.data_dir or not Path(args.data_dir).is_dir():
+        raise SystemExit(f"Data folder {args.data_dir!r} not found; pass --data-dir or set HFSSL_DATA_DIR.")
+    scale, data_dir, output = resolve_scale(args), Path(args.data_dir), Path(args.output)
+    report = {"scale": args.scale, "settings": scale.__dict__, "command": " ".join(["python", *sys.argv]),
+              "objectives": {}}
+    for objective in selected_objectives(args):
+        run_dir = output / objective
+        steps = args.steps or (scale.text_steps if objective in TEXT_OBJECTIVES else scale.image_steps)
+        pretrain = ({"ok": True, "wall_time_s": None, "error": None, "skipped": True} if args.skip_pretrain
+                    else run_pretraining(objective, run_dir, data_dir, steps))
+        entry: dict[str, Any] = {"run_dir": str(run_dir), "steps": steps, "pretrain": pretrain}
+        if pretrain["ok"]:
+            entry["evaluation"] = run_protocols(objective, run_dir, data_dir, scale)
+            entry["verdicts"] = verdicts(entry["evaluation"])
+        report["objectives"][objective] = entry
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "benchmark.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (output / "benchmark.md").write_text(markdown(report))
+    print("\n" + markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,152 @@
+"""Disaggregated metrics (fairlearn MetricFrame) for image encoders and fine-tuned classifiers, and the
+counterfactual flip rate of text classifiers."""
+
+from __future__ import annotations
+
+import random
+
+import datasets
+import numpy as np
+import pytest
+import torch
+
+from hfssl.audit import audit_run
+from hfssl.audit.classifier import swap_gender
+from hfssl.audit.common import AuditContext
+from hfssl.audit.fairness import accuracy, frame_rows
+
+from ..cards import make_finetune_run, make_pretrain_run, one_torch_thread  # noqa: F401
+
+
+def rows_of(report: dict, audit: str, metric: str) -> list[dict]:
+    return [r for r in report["audits"][audit]["rows"] if r["metric"].startswith(metric)]
+
+
+def test_frame_rows_match_hand_computed_values():
+    y_true = np.array([1] * 20 + [1] * 20)
+    y_pred = np.array([1] * 18 + [0] * 2 + [1] * 10 + [0] * 10)  # group a: 0.9 correct, group b: 0.5
+    groups = np.array(["a"] * 20 + ["b"] * 20 + [])
+    ctx = AuditContext(model=None, processor=None, baseline=None, n_boot=300)
+    rows, suppressed = frame_rows("accuracy", accuracy, y_true, y_pred, groups, ctx, factor="gender")
+    values = {(r["metric"], r["group"]): r for r in rows}
+    assert values[("accuracy", "all")]["value"] == 0.7 and values[("accuracy by gender", "a")]["value"] == 0.9
+    difference = values[("accuracy: difference across gender (max - min)", "all")]
+    ratio = values[("accuracy: ratio across gender (min / max)", "all")]
+    assert difference["value"] == pytest.approx(0.4) and difference["ideal"] == 0.0
+    assert ratio["value"] == pytest.approx(0.5 / 0.9, abs=1e-4) and ratio["ideal"] == 1.0
+    assert difference["ci95"][0] < 0.4 < difference["ci95"][1] and suppressed == {}
+
+
+def test_swap_gender_keeps_case_and_swaps_names():
+    assert swap_gender("He told Mary that his sister saw HER.") == "She told John that her brother saw HIS."
+    assert swap_gender("The table is red.") == "The table is red."
+
+
+@pytest.fixture(scope="module")
+def mae_report(tmp_path_factory):
+    run = make_pretrain_run(tmp_path_factory.mktemp("runs"), "mae+dino", with_eval=False)
+    return audit_run(run.path, dataset="digits", time_budget_s=None, n_boot=100, print_table=False)
+
+
+def test_vision_audit_disaggregates_knn_accuracy_and_reconstruction_error(mae_report):
+    rows = mae_report["audits"]["image_factors"]["rows"]
+    factors = {r["metric"].split(" by ")[-1] for r in rows if " by " in r["metric"]}
+    assert factors == {"class", "brightness", "contrast"}
+    by_class = rows_of(mae_report, "image_factors", "kNN accuracy by class")
+    assert len(by_class) == 10 and all(r["n"] >= 10 and r["baseline"] is not None for r in by_class)
+    for metric in ("kNN accuracy: difference across class", "reconstruction error (MSE): ratio across brightness"):
+        (row,) = rows_of(mae_report, "image_factors", metric)
+        assert row["ci95"][0] <= row["value"] <= row["ci95"][1] and row["baseline"]["value"] is not None
+    brightness = [r["group"] for r in rows_of(mae_report, "image_factors", "reconstruction error (MSE) by brightness")]
+    assert len(brightness) == 3 and all(g.startswith("brightness ") for g in brightness)
+    assert "social_bias" in mae_report["not_evaluated"]
+
+
+def test_vision_audit_uses_a_group_column_and_then_evaluates_social_groups(tmp_path):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = list(np.round(digits.images[:300] * 255 / 16).astype(np.uint8))
+    table = datasets.Dataset.from_dict({"image": images, "label": digits.target[:300].tolist(),
+                                        "site": ["clinic-a" if i % 3 else "clinic-b" for i in range(300)]})
+    run = make_pretrain_run(tmp_path, "simclr", with_eval=False)
+    report = audit_run(run.path, dataset=table, group_column="site", time_budget_s=None, n_boot=100,
+                       print_table=False)
+    sites = {r["group"] for r in rows_of(report, "image_factors", "kNN accuracy by site")}
+    assert sites == {"clinic-a", "clinic-b"} and "social_bias" not in report["not_evaluated"]
+    assert not rows_of(report, "image_factors", "reconstruction error")  # simclr has no decoder
+
+
+def _train_pronoun_classifier(model, tokenizer, texts, labels, steps=60):
+    """Deliberately learn the pronoun: a positive control for the flip rate."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    encoded = tokenizer(texts, padding=True, return_tensors="pt", return_token_type_ids=False)
+    model.train()
+    for _ in range(steps):
+        loss = model(**encoded, labels=torch.tensor(labels)).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def classifier_run(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    from hfssl.models import HfsslTextForSequenceClassification
+
+    root = tmp_path_factory.mktemp("runs")
+    run = make_finetune_run(root, "finetune-text", "alice/tiny-mlm")
+    rng = random.Random(0)
+    subjects = [("he", "positive"), ("she", "negative")]
+    rows = []
+    for i in range(120):
+        pronoun, label = subjects[i % 2]
+        verb = rng.choice(["said", "return", "split", "open"])
+        rows.append({"text": f"{pronoun} {verb} the list", "label": label, "gender": "m" if i % 2 == 0 else "f"})
+    tokenizer = AutoTokenizer.from_pretrained(run.model_dir)
+    model = HfsslTextForSequenceClassification.from_pretrained(run.model_dir)
+    model = _train_pronoun_classifier(model, tokenizer, [r["text"] for r in rows],
+                                      [model.config.label2id[r["label"]] for r in rows])
+    run.save_model(model, tokenizer)
+    data = tmp_path_factory.mktemp("data") / "test.csv"
+    datasets.Dataset.from_list(rows).to_csv(data)
+    return run, data
+
+
+def test_classifier_metrics_by_group_and_counterfactual_flips(classifier_run):
+    run, data = classifier_run
+    report = audit_run(run.path, test_files=[str(data)], text_column="text", group_column="gender",
+                       time_budget_s=None, n_boot=100, print_table=False)
+    metrics = {(r["metric"], r["group"]) for r in report["audits"]["classifier"]["rows"]}
+    for name in ("accuracy", "selection rate (class 1)", "false positive rate", "false negative rate"):
+        assert {(name, "all"), (f"{name} by gender", "m"), (f"{name} by gender", "f"),
+                (f"{name}: difference across gender (max - min)", "all"),
+                (f"{name}: ratio across gender (min / max)", "all")} <= metrics
+    (selection_gap,) = rows_of(report, "classifier", "selection rate (class 1): difference")
+    assert selection_gap["value"] == pytest.approx(1.0)  # the classifier answers by pronoun alone
+    flips = rows_of(report, "classifier", "counterfactual flip rate")
+    overall = next(r for r in flips if r["group"] == "all")
+    assert overall["value"] == pytest.approx(1.0) and overall["n"] == 120
+    assert overall["baseline"]["value"] < 0.5 and overall["ideal"] == 0.0
+
+
+def test_classifier_audit_needs_labelled_data_and_names_bad_columns(classifier_run):
+    run, data = classifier_run
+    report = audit_run(run.path, time_budget_s=None, print_table=False)
+    assert "No labelled audit set" in report["not_evaluated"]["classifier"]
+    with pytest.raises(ValueError, match=r"--group-column 'sex' is not a column.*\['text', 'label', 'gender'\]"):
+        audit_run(run.path, test_files=[str(data)], group_column="sex", print_table=False)
+
+
+def test_image_classifier_metrics_by_group(tmp_path):
+    run = make_finetune_run(tmp_path, "finetune-image", "alice/tiny-mae")
+    rng = np.random.default_rng(0)
+    table = datasets.Dataset.from_dict({
+        "image": list(rng.integers(0, 256, size=(60, 8, 8), dtype=np.uint8)),
+        "label": ["negative", "positive"] * 30, "group": ["x"] * 30 + ["y"] * 30})
+    report = audit_run(run.path, dataset=table, group_column="group", time_budget_s=None, n_boot=50,
+                       print_table=False)
+    assert {r["group"] for r in rows_of(report, "classifier", "accuracy by group")} == {"x", "y"}
+    assert any("not evaluated for an image classifier" in c for c in report["audits"]["classifier"]["caveats"])

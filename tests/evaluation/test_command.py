@@ -1,0 +1,35 @@
+"""`hfssl evaluate` flags reach `evaluate_run`; bad flag values fail at parsing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from hfssl.evaluation.command import add_evaluate_arguments, cmd_evaluate
+
+
+def test_flags_parse_lists():
+    args = add_evaluate_arguments(argparse.ArgumentParser()).parse_args(
+        ["runs/x", "--protocol", "label-efficiency", "--fractions", "0.01,0.5,1", "--seeds", "2",
+         "--baselines", "random-init,supervised", "--k", "10,50", "--train-files", "a.csv", "b.csv"])
+    assert args.fractions == [0.01, 0.5, 1.0] and args.k == [10, 50] and args.seeds == 2
+    assert args.baselines == ["random-init", "supervised"] and args.train_files == ["a.csv", "b.csv"]
+
+
+@pytest.mark.parametrize("flags", [["--fractions", "0.1,x"], ["--k", "twenty"], ["--protocol", "probe"]])
+def test_bad_flag_values_exit_with_usage(flags, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        add_evaluate_arguments(argparse.ArgumentParser()).parse_args(["runs/x", *flags])
+    assert exit_info.value.code == 2
+
+
+def test_command_runs_knn_and_prints_the_table(vision_run, capsys):
+    code = cmd_evaluate([str(vision_run), "--protocol", "knn", "--dataset", "digits", "--k", "5",
+                         "--max-train-examples", "300", "--baselines", "random-init"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "knn: sklearn-digits (train 300, test 360, 10 classes)" in out and "random-init  k=5" in out
+    saved = json.loads((vision_run / "eval" / "knn.json").read_text())
+    assert saved["arms"]["pretrained"]["protocol"]["k_requested"] == [5]
