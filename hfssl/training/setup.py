@@ -209,11 +209,11 @@ def prepare_text(model_args: ModelArguments, data_args: DataArguments, objective
                                  num_proc=data_args.preprocessing_num_workers)
         collator = build_collator(objective.collator, tokenizer, data_args.mlm_probability, seed=seed)
     description = {**description, "block_size": data_args.block_size,
-                   "blocks": {split: _length(data[split]) for split in ("train", "validation")}}
+                   "blocks": {split: dataset_length(data[split]) for split in ("train", "validation")}}
     return Prepared(model, tokenizer, data["train"], data["validation"], collator, description, tokenizer_description)
 
 
-def _length(dataset) -> int | None:
+def dataset_length(dataset) -> int | None:
     try:
         return len(dataset)
     except TypeError:  # streamed
@@ -333,7 +333,7 @@ def check_modality(objective: Objective, data_args: DataArguments) -> None:
     builtin = "text" if named in BUILTIN_CORPORA else "image" if named in BUILTIN_IMAGE_SETS else None
     if named == "imagefolder":
         builtin = "image"
-    files = [Path(f) for pattern in data_args.train_files or [] for f in [pattern] if Path(f).suffix]
+    files = [Path(f) for f in data_args.train_files or [] if Path(f).suffix]
     suffixes = {f.suffix.lower() for f in files}
     if suffixes and suffixes <= IMAGE_SUFFIXES:
         builtin = "image"
