@@ -176,7 +176,8 @@ def markdown(report: dict[str, Any]) -> str:
         knn = " / ".join(_fmt(v["knn"].get(a, {}).get("20")) for a in ("pretrained", "random-init"))
         small = " / ".join(_fmt((v["smallest_fraction"].get(a) or {}).get("mean"))
                            for a in ("pretrained", "random-init", "supervised"))
-        lines.append(f"| {objective} | {_fmt(entry['pretrain']['wall_time_s'])} | {lin} | {knn} | {_fmt(v['finetune'])} "
+        wall = entry["pretrain"]["wall_time_s"]
+        lines.append(f"| {objective} | {'—' if wall is None else f'{wall:.0f}'} | {lin} | {knn} | {_fmt(v['finetune'])} "
                      f"| {small} | {_fmt(v['beats_random_init_beyond_2_std_at_every_fraction'])} "
                      f"| {_fmt(v['beats_supervised_at_smallest_fraction'])} |")
     return "\n".join(lines) + "\n"
