@@ -162,3 +162,11 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, how: str) ->
     positions = torch.arange(hidden.shape[1], device=hidden.device)
     last = (attention_mask.long() * positions).argmax(dim=-1)  # (b,)
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Loss of a classification head: logits (b, num_labels), labels (b,). Cross-entropy over class ids, or
+    mean squared error when num_labels == 1 (regression on float targets)."""
+    if logits.shape[-1] == 1:
+        return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
+    return F.cross_entropy(logits, labels)

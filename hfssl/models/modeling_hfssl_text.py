@@ -20,7 +20,7 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
 )
 
-from .blocks import Block, RotaryEmbedding, build_attention_mask, pool
+from .blocks import Block, RotaryEmbedding, build_attention_mask, classification_loss, pool
 from .configuration_hfssl_text import HfsslTextConfig
 
 
@@ -275,12 +275,7 @@ class HfsslTextForSequenceClassification(HfsslTextPreTrainedModel):
         )
         pooled = pool(out.last_hidden_state, attention_mask, self.config.pooling)  # (b, hidden)
         logits = self.classifier(self.dropout(pooled))  # (b, num_labels)
-        loss = None
-        if labels is not None:
-            if self.num_labels == 1:
-                loss = F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
-            else:
-                loss = F.cross_entropy(logits, labels)
+        loss = classification_loss(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
 
 

@@ -16,7 +16,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.utils import ModelOutput
 
-from .blocks import Block, pool
+from .blocks import Block, classification_loss, pool
 from .configuration_hfssl_vision import HfsslVisionConfig
 
 
@@ -393,12 +393,7 @@ class HfsslVisionForImageClassification(HfsslVisionPreTrainedModel):
         """labels (b,): class ids (or floats for num_labels == 1 regression) -> logits (b, num_labels)."""
         out = self.model(pixel_values, output_hidden_states=output_hidden_states)
         logits = self.classifier(_pool(out.last_hidden_state, self.config.pooling))  # (b, num_labels)
-        loss = None
-        if labels is not None:
-            if self.num_labels == 1:
-                loss = F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
-            else:
-                loss = F.cross_entropy(logits, labels)
+        loss = classification_loss(logits, labels) if labels is not None else None
         return ImageClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
 
 
