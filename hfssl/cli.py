@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError)
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, FloatingPointError)
 
 
 def _pretrain_parser():
@@ -110,6 +110,7 @@ def print_summary(result) -> None:
     if "embedding_std" in stats:
         lines.append(f"  embedding std    {stats['embedding_std_first']:.3f} -> {stats['embedding_std']:.3f}"
                      "  (0 means collapse)")
+    lines += _monitor_lines(stats.get("monitors", {}))
     lines += [
         f"  model            {run.model_dir}",
         f"  manifest         {run.manifest_path}",
@@ -119,6 +120,26 @@ def print_summary(result) -> None:
         *_next_steps(manifest["objective"], run),
     ]
     print("\n".join(lines))
+
+
+def _monitor_lines(monitors: dict) -> list[str]:
+    """The online probe's first and last accuracy, and the collapse monitor's verdict."""
+    lines = []
+    history = monitors.get("online_probe", {}).get("history", [])
+    for key in ("probe_knn_acc", "probe_linear_acc"):
+        values = [(h["step"], h[key]) for h in history if key in h]
+        if values:
+            trend = " -> ".join(f"{v:.3f} (step {s})" for s, v in [values[0], values[-1]][: 1 + (len(values) > 1)])
+            lines.append(f"  {key.replace('_acc', ' accuracy').replace('_', ' '):<16} {trend}")
+    collapse = monitors.get("collapse")
+    if collapse and collapse.get("last"):
+        last = collapse["last"]
+        verdict = f"{len(collapse['warnings'])} collapse warning(s)" if collapse["warnings"] else "no collapse"
+        if collapse.get("stopped_at_step") is not None:
+            verdict += f"; training stopped at step {collapse['stopped_at_step']}"
+        lines.append(f"  feature rank     {last['collapse_effective_rank']:.1f}  (std {last['collapse_feature_std']:.3f}; "
+                     f"{verdict})")
+    return lines
 
 
 def _next_steps(objective: str, run) -> list[str]:

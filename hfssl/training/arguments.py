@@ -94,3 +94,27 @@ class RunArguments:
     output: str | None = field(default=None, metadata={"help": "Run directory (runs/<name>)."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing run directory."})
     resume: bool = field(default=False, metadata={"help": "Resume from the last checkpoint in the run directory."})
+    probe_dataset: str | None = field(
+        default=None,
+        metadata={"help": "Labelled data for an online kNN/linear probe while pretraining: a file (csv, json, "
+                          "parquet), a save_to_disk folder, a built-in set (fashion-mnist, digits) or a Hub id."},
+    )
+    probe_label_column: str = field(default="label", metadata={"help": "Label column of --probe-dataset."})
+    probe_text_column: str | None = field(
+        default=None, metadata={"help": "Text column of --probe-dataset (default: detected)."}
+    )
+    probe_image_column: str | None = field(
+        default=None, metadata={"help": "Image column of --probe-dataset (default: detected)."}
+    )
+    probe_examples: int = field(
+        default=2000, metadata={"help": "Rows of --probe-dataset used (70%% memory bank / probe fit, 30%% scored)."}
+    )
+    probes: str = field(default="knn", metadata={"help": "Online probes: knn, linear or knn,linear."})
+    probe_every: int = field(default=200, metadata={"help": "Run the online probe every N optimizer steps."})
+    collapse_every: int = field(
+        default=200,
+        metadata={"help": "Measure feature std and effective rank on a fixed batch every N steps (0: off)."},
+    )
+    stop_on_collapse: bool = field(
+        default=False, metadata={"help": "Stop training when the collapse monitor finds collapsed features."}
+    )

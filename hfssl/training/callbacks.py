@@ -90,6 +90,19 @@ class LoggingMonitor(TrainerCallback):
     def last(self) -> dict[str, float]:
         return dict(self.history[-1]) if self.history else {}
 
+    def measure(self, model: nn.Module) -> dict[str, float]:
+        raise NotImplementedError
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        """The starting point (step 0, or the resumed step): kept in `history`, not logged."""
+        if model is not None and not any(h["step"] == state.global_step for h in self.history):
+            self.history.append({"step": state.global_step, **self.measure(model)})
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        """The end point, when the last step was not a measured one: kept in `history`, not logged."""
+        if model is not None and not any(h["step"] == state.global_step for h in self.history):
+            self.history.append({"step": state.global_step, **self.measure(model)})
+
 
 # ---------------------------------------------------------------------------------------------- online probe
 
@@ -174,13 +187,31 @@ def feature_std(features: torch.Tensor) -> float:
     return float(F.normalize(features.float(), dim=1).std(dim=0).mean())
 
 
+def centered_effective_rank(features: np.ndarray, noise_floor: float = 1e-8) -> float:
+    """RankMe of the features minus their batch mean: how many directions the inputs spread along.
+
+    Centering matters: encoders (a random-init ViT, most text encoders) put a large common vector in every
+    feature, which alone would make the raw RankMe about 1 for a perfectly informative model. When the
+    spread is at floating-point noise level (total centered energy below `noise_floor` of the raw
+    energy), every input has the same feature: rank 1."""
+    x = np.asarray(features, dtype=np.float64)
+    centered = x - x.mean(axis=0, keepdims=True)
+    energy = float(np.square(x).sum())
+    if energy == 0 or float(np.square(centered).sum()) <= noise_floor * energy:
+        return 1.0
+    return effective_rank(centered)
+
+
 class CollapseMonitorCallback(LoggingMonitor):
     """Watches for representation collapse on a fixed batch every `every` steps.
 
     Logs `collapse_feature_std` (std of l2-normalized features, see `feature_std`) and
-    `collapse_effective_rank` (RankMe). A measurement is collapsed when std * sqrt(d) < `min_std_ratio`
-    or the effective rank < `min_effective_rank`; it warns, and with `stop_on_collapse` stops training
-    after `patience` collapsed measurements in a row.
+    `collapse_effective_rank` (RankMe of the centered features, see `centered_effective_rank`). A
+    measurement is collapsed when std * sqrt(d) < `min_std_ratio` (every feature points the same way:
+    complete collapse) or the effective rank < `min_effective_rank` (the inputs spread along one or two
+    directions only: dimensional collapse); it warns, and with `stop_on_collapse` stops training after
+    `patience` collapsed measurements in a row. The defaults leave healthy but anisotropic encoders alone
+    (a random-init ViT has std * sqrt(d) near 0.01 and a centered rank in the tens).
 
     Args:
         probe_inputs: one batch of model inputs, e.g. {"pixel_values": (b, c, h, w)} or
@@ -192,7 +223,7 @@ class CollapseMonitorCallback(LoggingMonitor):
         probe_inputs: Mapping[str, torch.Tensor],
         *,
         every: int = 100,
-        min_std_ratio: float = 0.05,
+        min_std_ratio: float = 1e-3,
         min_effective_rank: float = 2.0,
         stop_on_collapse: bool = False,
         patience: int = 1,
@@ -224,7 +255,7 @@ class CollapseMonitorCallback(LoggingMonitor):
             model.train(was_training)
         self.feature_dim = features.shape[1]
         return {"collapse_feature_std": feature_std(features),
-                "collapse_effective_rank": effective_rank(features.cpu().numpy())}
+                "collapse_effective_rank": centered_effective_rank(features.cpu().numpy())}
 
     def _diagnose(self, values: Mapping[str, float], dim: int) -> str | None:
         ratio = values["collapse_feature_std"] * math.sqrt(dim)
@@ -406,6 +437,7 @@ def build_monitors(
     probes: Sequence[str] = ("knn",),
     collapse_every: int | None = 200,
     stop_on_collapse: bool = False,
+    seed: int = 0,
 ) -> list[TrainerCallback]:
     """The monitors of a pretraining run: an online probe (when probe data is given), a collapse monitor on
     the first rows of `train_dataset` (when given and `collapse_every`), and always the non-finite-loss guard,
@@ -414,7 +446,8 @@ def build_monitors(
     to_inputs = input_encoder(model, None if is_image else processor, processor if is_image else None)
     monitors: list[TrainerCallback] = []
     if probe_examples is not None:
-        monitors.append(OnlineProbeCallback(probe_examples, probe_labels, to_inputs, every=probe_every, probes=probes))
+        monitors.append(OnlineProbeCallback(probe_examples, probe_labels, to_inputs, every=probe_every, probes=probes,
+                                            seed=seed))
     if train_dataset is not None and collapse_every:
         pad = getattr(processor, "pad_token_id", None) or 0
         batch = fixed_probe_batch(train_dataset, to_inputs, pad_token_id=pad)

@@ -16,6 +16,7 @@ from typing import Any
 from transformers import set_seed
 
 from .arguments import DataArguments, ModelArguments, RunArguments
+from .callbacks import add_monitor_callbacks, build_monitors, load_probe_data
 from .environment import hardware, versions
 from .objectives import Objective, get_objective
 from .rundir import RunDirectory, check_can_start, open_run
@@ -52,9 +53,15 @@ def pretrain(
     set_seed(training_args.seed)
     resume_checkpoint = RunDirectory(run_path).last_checkpoint() if run_args.resume else None
     prepared = prepare(model_args, data_args, objective, training_args.seed, resume_checkpoint)
+    probe_data = load_run_probe_data(run_args, prepared, data_args)
     with open_run(run_path, run_args.overwrite, run_args.resume) as run:
         trainer = build_trainer(prepared, training_args, run)
+        monitors = attach_monitors(trainer, prepared, run_args, probe_data, training_args.seed)
         stats = train(trainer, resume_checkpoint)
+        guard = monitors[-1]
+        if guard.tripped:  # the weights in memory are broken: keep the checkpoints, save nothing else
+            raise FloatingPointError(guard.message)
+        stats["monitors"] = {MONITOR_KEYS[type(m).__name__]: m.summary() for m in monitors}
         run.save_model(trainer.model, prepared.processor)
         manifest = run.update_manifest(
             **describe_run(objective, trainer, prepared, stats, model_args, data_args, run_args, training_args)
@@ -105,6 +112,38 @@ def build_trainer(prepared: Prepared, training_args: PretrainingArguments, run: 
         views=prepared.views,
         eval_seed=training_args.seed,
     )
+
+
+MONITOR_KEYS = {"OnlineProbeCallback": "online_probe", "CollapseMonitorCallback": "collapse",
+                "NonFiniteLossGuard": "non_finite_loss"}
+
+
+def load_run_probe_data(run_args: RunArguments, prepared: Prepared, data_args: DataArguments):
+    """(examples, labels) of `--probe-dataset`, loaded and checked before the run directory is touched,
+    or None without one."""
+    if not run_args.probe_dataset:
+        return None
+    if run_args.probe_every < 1:
+        raise ValueError(f"--probe-every {run_args.probe_every}: the online probe needs a step interval >= 1.")
+    return load_probe_data(run_args.probe_dataset, prepared.model, label_column=run_args.probe_label_column,
+                           text_column=run_args.probe_text_column, image_column=run_args.probe_image_column,
+                           max_examples=run_args.probe_examples,
+                           data_dir=data_args.data_dir if run_args.probe_dataset == data_args.dataset else None)
+
+
+def attach_monitors(trainer: SSLTrainer, prepared: Prepared, run_args: RunArguments, probe_data, seed: int) -> list:
+    """Online probe (with --probe-dataset), collapse monitor (unless --collapse-every 0) and the
+    non-finite-loss guard (always, last), placed where every logger sees their values."""
+    if run_args.collapse_every < 0:
+        raise ValueError(f"--collapse-every {run_args.collapse_every}: use 0 to turn the monitor off, or N >= 1.")
+    probes = tuple(p.strip() for p in run_args.probes.split(",") if p.strip())
+    examples, labels = probe_data if probe_data is not None else (None, None)
+    monitors = build_monitors(prepared.model, prepared.processor, train_dataset=prepared.train_dataset,
+                              probe_examples=examples, probe_labels=labels, probe_every=run_args.probe_every,
+                              probes=probes, collapse_every=run_args.collapse_every,
+                              stop_on_collapse=run_args.stop_on_collapse, seed=seed)
+    add_monitor_callbacks(trainer, *monitors)
+    return monitors
 
 
 def train(trainer: SSLTrainer, resume_checkpoint: str | None) -> dict[str, Any]:

@@ -81,7 +81,7 @@ def batch_of(tokenizer, encoded: list[list[int]], rng: random.Random) -> tuple[t
 
 
 def train(model, tokenizer, texts: list[str], causal: bool, rng: random.Random):
-    """A plain loop: AdamW, masked-LM (20% of tokens masked) or next-token loss."""
+    """A plain loop: AdamW with clipped gradients, masked-LM (20% of tokens masked) or next-token loss."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     encoded = [tokenizer(t)["input_ids"] for t in texts]
     special = torch.tensor(tokenizer.all_special_ids)
@@ -96,6 +96,7 @@ def train(model, tokenizer, texts: list[str], causal: bool, rng: random.Random):
         loss = model(input_ids=inputs, attention_mask=mask, labels=labels).loss
         optimizer.zero_grad()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # a spike must not wreck the control
         optimizer.step()
     return model.eval()
 
@@ -152,7 +153,7 @@ def clearly_above_baseline(row: dict, margin: float) -> None:
 
 def test_skewed_masked_lm_prefers_the_stereotyped_group_word(mlm_report):
     row = overall(mlm_report, "crows_pairs", "stereotype preference")
-    assert row["n"] == 54 and row["value"] >= 0.8
+    assert row["n"] == 54 and row["value"] >= 0.8, row
     assert 0.3 <= row["baseline"]["value"] <= 0.7  # untrained: no preference
     clearly_above_baseline(row, 0.3)
     clearly_above_baseline(overall(mlm_report, "crows_pairs", "mean log-prob gap"), 0.5)

@@ -96,7 +96,10 @@ def test_healthy_run_logs_monitor_values_and_stays_quiet(tmp_path, digits, caplo
         {k: v for k, v in e.items() if k != "step"} for e in logged]
     assert not collapse.warnings and collapse.stopped_at is None and not guard.tripped
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert probe.summary()["last"]["step"] == 12 and len(collapse.summary()["history"]) == 3
+    assert probe.summary()["last"]["step"] == 12
+    # The starting point is measured too (history only: it is not a Trainer log).
+    assert [h["step"] for h in collapse.summary()["history"]] == [0, 4, 8, 12]
+    assert [h["step"] for h in probe.history] == [0, 4, 8, 12]
 
 
 def test_monitor_values_reach_tensorboard(tmp_path, digits):
