@@ -4,6 +4,7 @@
     python scripts/pretrain.py --objective mlm --train_files 'corpus/*.txt' --output runs/my-mlm --max_steps 1000
     python scripts/pretrain.py --config scripts/configs/mlm-small.yaml
     accelerate launch scripts/pretrain.py --config scripts/configs/mlm-small.yaml     # several GPUs or processes
+    torchrun --nproc_per_node 2 scripts/pretrain.py --config scripts/configs/mlm-small.yaml  # 2 CPU processes (gloo)
 
 Arguments are four dataclasses parsed by HfArgumentParser: ModelArguments, DataArguments, RunArguments
 (hfssl/training/arguments.py) and every TrainingArguments flag (hfssl/training/training_args.py).
@@ -14,10 +15,12 @@ import sys
 
 from hfssl.cli import parse_pretrain_args, print_summary
 from hfssl.training.pretrain import pretrain
+from hfssl.training.setup import use_cpu_processes_without_accelerator
 
 
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    use_cpu_processes_without_accelerator()  # before the TrainingArguments pick their device
     model_args, data_args, run_args, training_args = parse_pretrain_args(argv)
     result = pretrain(model_args, data_args, run_args, training_args)
     if training_args.process_index == 0:

@@ -32,17 +32,65 @@ class CausalLMCollator:
         return {"input_ids": input_ids, "labels": input_ids.clone()}
 
 
+@dataclass
+class StaticMaskingCollator:
+    """Masked-LM batches of static shape: exactly k = round(mlm_probability * block length) positions per row,
+    chosen uniformly among its non-special tokens, with BERT's 80% [MASK] / 10% random / 10% kept.
+
+    Besides `input_ids` and `labels` (b, t), it returns `masked_positions` (b, k): the chosen positions,
+    -1 where a row has fewer than k maskable tokens. `HfsslTextForMaskedLM` then gathers exactly b * k hidden
+    states for its head, so every batch has the same shapes (`torch.compile` compiles once) and the head
+    needs no data-dependent indexing (no host-device synchronization on a GPU).
+    """
+
+    tokenizer: PreTrainedTokenizerBase
+    mlm_probability: float = 0.15
+    seed: int | None = None
+
+    def __post_init__(self):
+        self.special_ids = torch.tensor(sorted(set(self.tokenizer.all_special_ids)), dtype=torch.long)
+        self.generator = torch.Generator().manual_seed(self.seed) if self.seed is not None else None
+
+    def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """examples: rows with `input_ids` (padded to the longest) -> input_ids, attention_mask, labels (b, t),
+        masked_positions (b, k)."""
+        batch = self.tokenizer.pad([{"input_ids": list(e["input_ids"])} for e in examples], return_tensors="pt")
+        ids = batch["input_ids"].long()  # (b, t)
+        b, t = ids.shape
+        k = max(1, round(self.mlm_probability * t))
+        maskable = ~torch.isin(ids, self.special_ids)  # (b, t)
+        scores = torch.rand(b, t, generator=self.generator).masked_fill(~maskable, 2.0)  # specials sort last
+        positions = scores.argsort(dim=1)[:, :k]  # (b, k)
+        chosen_ok = maskable.gather(1, positions)  # (b, k): False past a row's maskable tokens
+        positions = positions.masked_fill(~chosen_ok, -1)
+        rows = torch.arange(b)[:, None].expand(b, k)[chosen_ok]
+        cols = positions[chosen_ok]
+        labels = torch.full_like(ids, -100)
+        labels[rows, cols] = ids[rows, cols]
+        action = torch.rand(len(rows), generator=self.generator)  # 80% mask, 10% random, 10% keep
+        inputs = ids.clone()
+        to_mask = action < 0.8
+        inputs[rows[to_mask], cols[to_mask]] = self.tokenizer.mask_token_id
+        to_random = (action >= 0.8) & (action < 0.9)
+        inputs[rows[to_random], cols[to_random]] = torch.randint(
+            len(self.tokenizer), (int(to_random.sum()),), generator=self.generator)
+        return {"input_ids": inputs, "attention_mask": batch["attention_mask"], "labels": labels,
+                "masked_positions": positions}
+
+
 def build_collator(
     objective: str,
     tokenizer: PreTrainedTokenizerBase,
     mlm_probability: float = 0.15,
     seed: int | None = None,
+    static_masking: bool = False,
 ) -> Callable[[Sequence[dict[str, Any]]], dict[str, torch.Tensor]]:
     """The collator for `objective`: masked (80% [MASK] / 10% random / 10% kept) or next-token.
 
     Masked batches: `input_ids` (batch, block_size) with some tokens replaced, `labels` holding the
     original id at selected positions and -100 elsewhere. Special tokens ([CLS], [SEP], [PAD], [UNK])
     are never selected: the collator finds them by id, since packed blocks carry no special_tokens_mask.
+    `static_masking` (objective "mlm" only): a fixed count per row, see `StaticMaskingCollator`.
     """
     if is_causal_objective(objective):
         return CausalLMCollator()
@@ -55,6 +103,10 @@ def build_collator(
         raise ValueError(f"mlm_probability must be in (0, 1), got {mlm_probability}. Change --mlm-probability.")
     if tokenizer.mask_token is None:
         raise ValueError(f"Objective {objective!r} needs a tokenizer with a mask token; this one has none.")
+    if static_masking:
+        if objective != "mlm":
+            raise ValueError(f"--mlm-static-masking works with objective 'mlm' only, not {objective!r}.")
+        return StaticMaskingCollator(tokenizer, mlm_probability, seed)
     return DataCollatorForLanguageModeling(
         tokenizer=tokenizer, mlm=True, mlm_probability=mlm_probability, seed=seed, return_tensors="pt"
     )

@@ -13,6 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+try:  # transformers >= 4.52: layers that `gradient_checkpointing_enable()` switches to recomputation
+    from transformers.modeling_layers import GradientCheckpointingLayer
+except ImportError:  # pragma: no cover - older transformers: no checkpointing, the model still loads
+    GradientCheckpointingLayer = nn.Module
+
 
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding (Su et al. 2021, RoFormer). Computed on the fly: no parameters, no buffers."""
@@ -132,8 +137,11 @@ class MLP(nn.Module):
         return self.down(h)
 
 
-class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+class Block(GradientCheckpointingLayer):
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x)).
+
+    With `model.gradient_checkpointing_enable()` its activations are recomputed in the backward pass
+    (the hidden state is passed positionally, as checkpointing needs)."""
 
     def __init__(self, config, layer_idx: int = 0):
         super().__init__()

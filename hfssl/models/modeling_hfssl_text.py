@@ -34,7 +34,7 @@ class HfsslTextPreTrainedModel(PreTrainedModel):
     config_class = HfsslTextConfig
     config: HfsslTextConfig
     base_model_prefix = "model"
-    supports_gradient_checkpointing = False
+    supports_gradient_checkpointing = True
     _no_split_modules = ["Block"]
     _supports_sdpa = True
 
@@ -104,7 +104,7 @@ class HfsslTextModel(HfsslTextPreTrainedModel):
         rope = self.rotary(position_ids, x.dtype) if self.embed_positions is None else None
         hidden_states = [x] if output_hidden_states else None
         for layer in self.layers:
-            x = layer(x, mask, is_causal, rope, cache)
+            x = layer(x, mask, is_causal, rope, cache=cache)
             if hidden_states is not None:
                 hidden_states.append(x)
         x = self.norm(x)
@@ -172,18 +172,30 @@ class HfsslTextForMaskedLM(HfsslTextPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
+        masked_positions: torch.LongTensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> MaskedLMOutput:
-        """labels (b, t): target ids at masked positions, -100 elsewhere."""
+        """labels (b, t): target ids at masked positions, -100 elsewhere.
+
+        masked_positions (b, k), optional with labels: the masked positions of each row (-1 for none), as a
+        static-shape collator gives them; the head then runs on exactly b * k positions (logits (b * k, vocab),
+        no data-dependent shapes).
+        """
         out = self.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
             inputs_embeds=inputs_embeds, output_hidden_states=output_hidden_states,
         )
         hidden = out.last_hidden_state  # (b, t, hidden)
         loss = None
-        if labels is not None and self.config.sparse_prediction:
+        if labels is not None and masked_positions is not None:
+            index = masked_positions.clamp(min=0)  # (b, k)
+            picked = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))  # (b, k, hidden)
+            targets = labels.gather(1, index).masked_fill(masked_positions < 0, -100)  # (b, k)
+            logits = self.lm_head(picked.flatten(0, 1))  # (b * k, vocab)
+            loss = _token_cross_entropy(logits, targets.flatten(), kwargs.get("num_items_in_batch"))
+        elif labels is not None and self.config.sparse_prediction:
             selected = labels != -100  # (b, t)
             logits = self.lm_head(hidden[selected])  # (masked, vocab)
             loss = _token_cross_entropy(logits, labels[selected], kwargs.get("num_items_in_batch"))

@@ -74,6 +74,11 @@ class DataArguments:
         default=False, metadata={"help": "Fail on undecodable input instead of skipping it with a count."}
     )
     mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens masked for MLM."})
+    mlm_static_masking: bool = field(
+        default=False,
+        metadata={"help": "MLM: mask exactly round(p * block size) tokens per block, so batches have static shapes "
+                          "(torch.compile compiles once; no host-device sync in the sparse head on a GPU)."},
+    )
     image_column: str | None = field(default=None, metadata={"help": "Column holding the images (default: detected)."})
     image_size: int | None = field(default=None, metadata={"help": "Images are resized to this square size (default 32)."})
     num_channels: int | None = field(

@@ -8,7 +8,8 @@ runs/<name>/
   eval/         result JSON and PNG plots
 ```
 Every write is atomic (temporary file or folder, then rename), and a stage that fails leaves the
-directory as it was.
+directory as it was. Under torchrun or accelerate launch only the main process (global rank 0) writes;
+the other processes take part in collective steps (gathering sharded weights) and write nothing.
 """
 
 from __future__ import annotations
@@ -23,11 +24,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.distributed as dist
 from transformers.trainer_utils import get_last_checkpoint
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "run.json"
+
+
+def is_main_process() -> bool:
+    """True on the process that writes run directories: global rank 0, or the only process there is."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0  # a launcher set it; the process group may come later
+
+
+def _barrier() -> None:
+    """Wait for every process of a running process group (no-op with one process)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
 
 
 class RunDirectory:
@@ -59,9 +75,12 @@ class RunDirectory:
         return json.loads(self.manifest_path.read_text(encoding="utf-8"))
 
     def update_manifest(self, **sections: Any) -> dict[str, Any]:
-        """Set top-level sections of run.json and write it back atomically; returns the new manifest."""
+        """Set top-level sections of run.json and write it back atomically; returns the new manifest.
+
+        Only the main process writes; the others get the same manifest back without touching the file."""
         manifest = {**self.read_manifest(), **sections}
-        write_json_atomic(self.manifest_path, manifest)
+        if is_main_process():
+            write_json_atomic(self.manifest_path, manifest)
         return manifest
 
     def last_checkpoint(self) -> str | None:
@@ -70,11 +89,21 @@ class RunDirectory:
             return None
         return get_last_checkpoint(str(self.checkpoints_dir))
 
-    def save_model(self, model, processor=None) -> Path:
-        """save_pretrained into model/ atomically: a failed save leaves the previous model folder intact."""
+    def save_model(self, model, processor=None, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+        """save_pretrained into model/ atomically: a failed save leaves the previous model folder intact.
+
+        Call it on every process: FSDP2-sharded weights are gathered collectively, then the main process
+        writes them; the others write nothing. `state_dict`: the full weights when the caller gathered them
+        (e.g. `accelerator.get_state_dict(model_wrapped)`, which also covers DeepSpeed ZeRO-3)."""
+        sharded_class = _fsdp2_class(model)
+        if sharded_class is not None and state_dict is None:
+            state_dict = _full_state_dict(model)
+        if not is_main_process():
+            return self.model_dir
         staging = Path(tempfile.mkdtemp(prefix=".model-", dir=self.path))
         try:
-            model.save_pretrained(staging)
+            with _as_class(model, sharded_class):
+                model.save_pretrained(staging, state_dict=state_dict)
             if processor is not None:
                 processor.save_pretrained(staging)
             replace_dir(staging, self.model_dir)
@@ -82,6 +111,42 @@ class RunDirectory:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return self.model_dir
+
+
+def _fsdp2_class(model) -> type | None:
+    """For a model sharded by FSDP2 (`fully_shard` turns its class into FSDP<Class>), the class it had
+    before; None for an unsharded model."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # torch < 2.6 has no public FSDP2
+        return None
+    if not isinstance(model, FSDPModule):
+        return None
+    return next(c for c in type(model).__mro__ if not issubclass(c, FSDPModule))
+
+
+def _full_state_dict(model) -> dict[str, torch.Tensor]:
+    """The unsharded CPU state dict of an FSDP2 model: a collective call (every process makes it), and
+    only rank 0 gets the tensors."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+@contextlib.contextmanager
+def _as_class(model, cls: type | None) -> Iterator[None]:
+    """Give `model` the class `cls` for a while (no-op for None).
+
+    save_pretrained copies the source module of the model's class as the model code and names the class
+    in config.auto_map; for FSDP<Class> that would be torch's FSDP module instead of the hfssl code."""
+    if cls is None:
+        yield
+        return
+    sharded, model.__class__ = model.__class__, cls
+    try:
+        yield
+    finally:
+        model.__class__ = sharded
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -116,7 +181,10 @@ def replace_dir(source: Path, target: Path) -> None:
 
 
 def check_can_start(path: str | os.PathLike, overwrite: bool, resume: bool) -> None:
-    """Refuse, before any work is done, a run that would clobber or could not resume."""
+    """Refuse, before any work is done, a run that would clobber or could not resume.
+
+    Whether the directory already exists is the main process's question: the others may look after the
+    main process has created it."""
     run = RunDirectory(path)
     if overwrite and resume:
         raise ValueError("--overwrite and --resume contradict each other; pass one of them.")
@@ -127,7 +195,7 @@ def check_can_start(path: str | os.PathLike, overwrite: bool, resume: bool) -> N
                 "start the run without --resume, or point --output at the run to continue."
             )
         return
-    if run.path.exists() and any(run.path.iterdir()) and not overwrite:
+    if is_main_process() and run.path.exists() and any(run.path.iterdir()) and not overwrite:
         raise FileExistsError(
             f"The run directory {run.path} already exists. Pass --overwrite to replace it, "
             "--resume to continue it, or choose another --output."
@@ -140,17 +208,24 @@ def open_run(path: str | os.PathLike, overwrite: bool = False, resume: bool = Fa
 
     On failure a new run is removed, an overwritten run is restored from its backup, and a resumed run
     keeps its checkpoints. Call `check_can_start` first to fail before loading any data.
+
+    With several processes, every process enters (the Trainer needs them all); the main process creates
+    the directory while the others wait for it, the others leave only once the main process has written
+    everything, and only the main process cleans up after a failure.
     """
     check_can_start(path, overwrite, resume)
     run = RunDirectory(path)
-    if resume:
+    if resume or not is_main_process():
+        _barrier()  # non-main processes start once the main process has (re)created the directory
         yield run
+        _barrier()
         return
     backup = None
     if run.path.exists():
         backup = run.path.with_name(f".{run.path.name}.previous-{os.getpid()}")
         os.replace(run.path, backup)
     run.path.mkdir(parents=True)
+    _barrier()
     try:
         yield run
     except BaseException:
@@ -165,3 +240,4 @@ def open_run(path: str | os.PathLike, overwrite: bool = False, resume: bool = Fa
         raise
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
+    _barrier()

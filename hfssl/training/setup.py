@@ -6,10 +6,14 @@ Everything here runs before the run directory is touched, so bad input fails wit
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.distributed as dist
 import yaml
 from datasets import DatasetDict
 from transformers import AutoConfig, PreTrainedModel, default_data_collator
@@ -45,6 +49,29 @@ class Prepared:
 
 
 # ---------------------------------------------------------------- shared
+
+
+def use_cpu_processes_without_accelerator() -> bool:
+    """Launched as several processes (torchrun, accelerate launch) on a machine without GPUs: make them
+    CPU data-parallel processes over gloo. Call it before TrainingArguments are parsed; returns whether
+    it changed anything.
+
+    Without it accelerate finds no device to distribute over and sets up no data parallelism: every
+    process trains its own copy on all the data, each believing it is rank 0 (accelerate launch even
+    exports ACCELERATE_USE_CPU=False unless given --cpu).
+    """
+    probe = getattr(torch, "accelerator", None)  # torch >= 2.6: CUDA, XPU, MPS, ...
+    has_accelerator = probe.is_available() if probe is not None else torch.cuda.is_available()
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or has_accelerator:
+        return False
+    os.environ["ACCELERATE_USE_CPU"] = "true"
+    return True
+
+
+def process_seed(seed: int) -> int:
+    """`seed` plus this process's rank: for draws that must differ between processes, such as the MLM
+    collator's masks (with one seed, every rank would mask the same positions of its i-th block)."""
+    return seed + (dist.get_rank() if dist.is_available() and dist.is_initialized() else 0)
 
 
 def parse_overrides(text: str | None, config_class) -> dict[str, Any]:
@@ -105,6 +132,21 @@ def _split_top_level(text: str) -> list[str]:
         else:
             current += char
     return [item for item in items + [current.strip()] if item]
+
+
+def from_main_process(make: Callable[[], Any]) -> Any:
+    """`make()` run once, on the main process, and its (pickled) result sent to every other process of a
+    running process group; just `make()` with one process.
+
+    For what must be identical everywhere but is not reproducible: the Rust tokenizer trainers break ties
+    differently from one process to the next, and ranks with different vocabularies would train one model
+    on token ids that mean different things.
+    """
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return make()
+    box = [make() if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def resolve_init_path(init_from: str) -> str:
@@ -168,10 +210,10 @@ def prepare_tokenizer(model_args: ModelArguments, objective: Objective, raw, dat
         return tokenizer, {"source": str(source), "vocab_size": len(tokenizer)}
     kind = model_args.tokenizer_type or default_tokenizer_kind(objective.name)
     logger.info("Training a %s tokenizer with %d tokens on the corpus", kind, model_args.vocab_size)
-    tokenizer = train_tokenizer(
+    tokenizer = from_main_process(lambda: train_tokenizer(
         texts_for_tokenizer(raw["train"]), kind=kind, vocab_size=model_args.vocab_size,
         model_max_length=data_args.block_size,
-    )
+    ))
     return tokenizer, {"source": "trained on the training split", "kind": kind, "vocab_size": len(tokenizer)}
 
 
@@ -203,14 +245,28 @@ def prepare_text(model_args: ModelArguments, data_args: DataArguments, objective
     check_tokenizer_fits(tokenizer, model.config.vocab_size, objective.collator)
     if objective.collator == "padding":
         data = tokenize_documents(raw, tokenizer, data_args.block_size, num_proc=data_args.preprocessing_num_workers)
-        collator = DataCollatorWithPadding(tokenizer)
+        collator = document_collator(tokenizer, data_args.block_size, data_args.streaming)
     else:
         data = tokenize_and_pack(raw, tokenizer, data_args.block_size, objective.collator,
                                  num_proc=data_args.preprocessing_num_workers)
-        collator = build_collator(objective.collator, tokenizer, data_args.mlm_probability, seed=seed)
+        collator = build_collator(objective.collator, tokenizer, data_args.mlm_probability,
+                                  seed=process_seed(seed), static_masking=data_args.mlm_static_masking)
     description = {**description, "block_size": data_args.block_size,
                    "blocks": {split: dataset_length(data[split]) for split in ("train", "validation")}}
     return Prepared(model, tokenizer, data["train"], data["validation"], collator, description, tokenizer_description)
+
+
+def document_collator(tokenizer, max_length: int, streaming: bool) -> DataCollatorWithPadding:
+    """Pads one-document-per-example batches: to the longest document, or to `max_length` for a stream read
+    by several processes.
+
+    accelerate reads a stream on the main process only and sends each process its share of a batch made by
+    concatenating one collated batch per process, which must then all have the same shape; every example
+    is still seen exactly once per pass, in the order one process would see it.
+    """
+    if streaming and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return DataCollatorWithPadding(tokenizer, padding="max_length", max_length=max_length)
+    return DataCollatorWithPadding(tokenizer)
 
 
 def dataset_length(dataset) -> int | None:

@@ -8,6 +8,9 @@
   logged with the loss, so TensorBoard and `trainer.state.log_history` carry them;
 - evaluation runs under a fixed seed, so masks and views are the same at every evaluation and
   losses before and after training are comparable.
+With several processes (torchrun, accelerate launch) it also wraps the model in DDP before the evaluation
+that precedes training, scales token-averaged losses as the stock Trainer does, keeps a small validation
+split whole when incomplete batches are dropped, and gives each process its own random draws.
 `MomentumCallback` drives EMA targets (BYOL, MoCo v3, DINO) after every optimizer step.
 """
 
@@ -17,7 +20,7 @@ from collections import defaultdict
 
 import torch
 from torch import nn
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer, TrainerCallback, set_seed
 
 from ..data.images import to_float_pixels
 
@@ -27,19 +30,30 @@ class SSLTrainer(Trainer):
 
     def __init__(self, *args, views: nn.Module | None = None, eval_seed: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
+        self._fit_eval_batch_to_processes()
         self.views = views
         self.eval_seed = eval_seed
         self._signals: dict[str, list[float]] = defaultdict(list)
 
+    def _fit_eval_batch_to_processes(self) -> None:
+        """With `dataloader_drop_last`, evaluation also keeps only rounds of full batches, one per process:
+        make the evaluation batch small enough that a (small) validation split fills at least one round."""
+        try:
+            rows = len(self.eval_dataset)
+        except TypeError:  # streamed, or no evaluation set
+            return
+        if self.args.dataloader_drop_last and rows:
+            per_process = max(1, rows // self.args.world_size)
+            self.args.per_device_eval_batch_size = min(self.args.per_device_eval_batch_size, per_process)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if "pixel_values" in inputs:
-            outputs = model(**self._image_inputs(inputs))
-        else:
-            if num_items_in_batch is not None and self.model_accepts_loss_kwargs:
-                inputs = {**inputs, "num_items_in_batch": num_items_in_batch}
-            outputs = model(**inputs)
+            inputs = self._image_inputs(inputs)
+        # The stock step passes `num_items_in_batch` (token losses summed over the whole accumulated batch of
+        # every process) and rescales by the process count, which DDP's gradient averaging then cancels.
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         self._record(outputs)
-        return (outputs.loss, outputs) if return_outputs else outputs.loss
+        return (loss, outputs) if return_outputs else loss
 
     def _image_inputs(self, inputs: dict) -> dict:
         """uint8 (B, C, H, W) -> {"views": [...]} for joint-embedding models, {"pixel_values": ...} for MAE."""
@@ -71,13 +85,33 @@ class SSLTrainer(Trainer):
             loss = self.compute_loss(model, inputs)
         return loss.detach(), None, None
 
+    def get_train_dataloader(self):
+        dataloader = super().get_train_dataloader()
+        if self.args.world_size > 1:
+            # Every process was seeded alike, so rank r's i-th example would get the same crop, jitter, MAE
+            # mask and dropout as every other rank's i-th example: from here on, draw per process (rank 0
+            # keeps the seed). Only now: accelerate's sampler has just taken the shared seed for the data order.
+            set_seed(self.args.seed + self.args.process_index)
+        return dataloader
+
     def evaluate(self, *args, **kwargs):
+        self._wrap_for_data_parallel_training()
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.eval_seed)
             metrics = super().evaluate(*args, **kwargs)
         self._signals.clear()  # evaluation batches are not training signals
         return metrics
+
+    def _wrap_for_data_parallel_training(self) -> None:
+        """Wrap the model in DistributedDataParallel before an evaluation that comes before training.
+
+        Otherwise the evaluation lets accelerate prepare the model for evaluation only and mark it prepared;
+        `train()` then skips the DDP wrapper and no gradient is ever averaged: each process trains its own
+        model on its own shard of the data. FSDP and DeepSpeed prepare the model in the evaluation already.
+        """
+        if self.model_wrapped is self.model and self.accelerator.distributed_type.name.startswith("MULTI_"):
+            self.model_wrapped = self.accelerator.prepare_model(self.model)
 
 
 class MomentumCallback(TrainerCallback):

@@ -39,3 +39,11 @@ class PretrainingArguments(TrainingArguments):
     report_to: None | str | list[str] = field(
         default_factory=_default_report_to, metadata={"help": "Loggers: tensorboard (default when installed), none, ..."}
     )
+
+    def __post_init__(self):
+        # Several processes on a machine without GPUs (torchrun, accelerate launch): CPU data parallelism over
+        # gloo, whichever entry point (`hfssl pretrain`, scripts/pretrain.py) parsed the arguments.
+        from .setup import use_cpu_processes_without_accelerator
+
+        use_cpu_processes_without_accelerator()
+        super().__post_init__()

@@ -79,3 +79,39 @@ def test_clm_labels_equal_inputs_including_eos(docstrings, bpe):
 def test_clm_collator_rejects_ragged_blocks():
     with pytest.raises(ValueError, match=r"lengths \[2, 3\]"):
         CausalLMCollator()([{"input_ids": [1, 2]}, {"input_ids": [1, 2, 3]}])
+
+
+def test_static_masking_picks_exactly_k_per_row_with_80_10_10(mlm_blocks, wordpiece):
+    batch = build_collator("mlm", wordpiece, mlm_probability=0.15, seed=0, static_masking=True)(mlm_blocks)
+    original = torch.tensor([row["input_ids"] for row in mlm_blocks], dtype=torch.long)
+    k = round(0.15 * 64)
+    assert batch["masked_positions"].shape == (1024, k)  # the same shape for every batch of this block size
+    positions = batch["masked_positions"]
+    assert (positions >= 0).all()  # packed blocks always have k maskable tokens
+    selected = batch["labels"] != -100
+    assert (selected.sum(dim=1) == k).all()
+    assert torch.equal(selected, torch.zeros_like(selected).scatter(1, positions, True))
+    special = torch.isin(original, torch.tensor(wordpiece.all_special_ids))
+    assert not selected[special].any()
+    assert torch.equal(batch["labels"][selected], original[selected])
+    assert torch.equal(batch["input_ids"][~selected], original[~selected])
+    as_mask = (batch["input_ids"][selected] == wordpiece.mask_token_id).float().mean().item()
+    kept = (batch["input_ids"][selected] == original[selected]).float().mean().item()
+    assert abs(as_mask - 0.8) < 0.03 and abs(kept - 0.1) < 0.03
+
+
+def test_static_masking_marks_missing_slots_in_short_rows(wordpiece):
+    rows = [{"input_ids": wordpiece("a b")["input_ids"]}, {"input_ids": wordpiece("one two three four five six seven "
+                                                                                  "eight nine ten eleven twelve")["input_ids"]}]
+    batch = build_collator("mlm", wordpiece, mlm_probability=0.5, seed=0, static_masking=True)(rows)
+    width = batch["input_ids"].shape[1]
+    assert batch["masked_positions"].shape == (2, round(0.5 * width))
+    short_maskable = len(rows[0]["input_ids"]) - 2  # [CLS] ... [SEP]
+    assert (batch["masked_positions"][0] >= 0).sum() == short_maskable  # the rest are -1
+    assert (batch["labels"][0] != -100).sum() == short_maskable
+    assert (batch["attention_mask"][0].sum()) == len(rows[0]["input_ids"])
+
+
+def test_static_masking_is_for_mlm_only(wordpiece):
+    with pytest.raises(ValueError, match="'mlm' only"):
+        build_collator("mlm+simcse", wordpiece, static_masking=True)

@@ -247,3 +247,50 @@ def test_remote_code_loads_where_hfssl_is_not_installed(tmp_path, cls, auto):
         cwd=tmp_path,
     )
     assert "REMOTE-OK" in result.stdout, result.stderr[-3000:]
+
+
+def test_masked_positions_give_the_same_loss_as_the_boolean_sparse_head():
+    from hfssl.models import HfsslTextConfig, HfsslTextForMaskedLM
+
+    torch.manual_seed(0)
+    config = HfsslTextConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                             intermediate_size=64, hidden_dropout_prob=0.0)
+    model = HfsslTextForMaskedLM(config).eval()
+    ids = torch.randint(5, 50, (3, 12))
+    positions = torch.tensor([[1, 4, 7], [0, 2, -1], [11, 5, 3]])  # row 1 has one empty slot
+    labels = torch.full_like(ids, -100)
+    for row, cols in enumerate(positions.tolist()):
+        for col in cols:
+            if col >= 0:
+                labels[row, col] = ids[row, col]
+    static = model(input_ids=ids, labels=labels, masked_positions=positions)
+    dynamic = model(input_ids=ids, labels=labels)
+    assert static.logits.shape == (9, 50) and dynamic.logits.shape == (8, 50)
+    torch.testing.assert_close(static.loss, dynamic.loss)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_gradient_checkpointing_gives_the_same_gradients(causal):
+    from hfssl.models import HfsslTextConfig, HfsslTextForCausalLM, HfsslTextForMaskedLM
+
+    config = HfsslTextConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                             intermediate_size=64, hidden_dropout_prob=0.0, attention_dropout_prob=0.0,
+                             is_causal=causal)
+    model_class = HfsslTextForCausalLM if causal else HfsslTextForMaskedLM
+    ids = torch.randint(5, 50, (2, 10))
+    labels = ids.clone() if causal else ids.masked_fill(torch.rand(ids.shape) > 0.3, -100).index_fill(1, torch.tensor([0]), 7)
+
+    def grads(checkpointing: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = model_class(config).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+            assert all(layer.gradient_checkpointing for layer in model.model.layers)
+        calls = []
+        model.model.layers[0].attn.register_forward_hook(lambda *_: calls.append(1))
+        model(input_ids=ids, labels=labels).loss.backward()
+        assert len(calls) == (2 if checkpointing else 1)  # recomputed in the backward pass
+        return [p.grad for p in model.parameters() if p.grad is not None]
+
+    for plain, recomputed in zip(grads(False), grads(True), strict=True):
+        torch.testing.assert_close(plain, recomputed)

@@ -353,3 +353,24 @@ def test_remote_code_loads_where_hfssl_is_not_installed(tmp_path):
         cwd=tmp_path,
     )
     assert "REMOTE-OK" in result.stdout, result.stderr[-3000:]
+
+
+def test_mae_gradient_checkpointing_gives_the_same_gradients():
+    from hfssl.models import HfsslVisionConfig, HfsslVisionForMaskedImageModeling
+
+    config = HfsslVisionConfig(image_size=16, patch_size=4, num_channels=1, hidden_size=32, num_hidden_layers=2,
+                               num_attention_heads=2, intermediate_size=64, decoder_hidden_size=16,
+                               decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
+                               decoder_intermediate_size=32)
+    pixels, noise = torch.rand(2, 1, 16, 16), torch.rand(2, 16)
+
+    def grads(checkpointing: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = HfsslVisionForMaskedImageModeling(config).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        model(pixel_values=pixels, noise=noise).loss.backward()
+        return [p.grad for p in model.parameters() if p.grad is not None]
+
+    for plain, recomputed in zip(grads(False), grads(True), strict=True):
+        torch.testing.assert_close(plain, recomputed)

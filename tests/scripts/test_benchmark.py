@@ -1,0 +1,157 @@
+"""scripts/benchmark.py: a --quick run of every arm, the FLOP formulas against hand counts and against the
+models' own matmul weights, the per-arm memory probe, and the optimizer's weight-decay groups."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from transformers import Trainer
+from transformers.pytorch_utils import Conv1D
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "benchmark.py"
+ARMS = {"mlm": {"hfssl", "bert", "modernbert"}, "clm": {"hfssl", "gpt2", "llama"}, "mae": {"hfssl", "vitmae"},
+        "contrastive": {"hfssl-trainer", "plain-loop"}}
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("hfssl_benchmark_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def quick(bench, tmp_path_factory):
+    """One --quick run of every suite on one thread (about 20 s); the thread count is restored afterwards."""
+    out = tmp_path_factory.mktemp("bench")
+    threads = torch.get_num_threads()
+    try:
+        bench.main(["--quick", "--output", str(out), "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    return json.loads((out / "benchmark.json").read_text()), (out / "benchmark.md").read_text()
+
+
+def test_quick_run_measures_every_arm(quick):
+    report, _ = quick
+    assert {suite: set(result["arms"]) for suite, result in report["suites"].items()} == ARMS
+    for suite, result in report["suites"].items():
+        for name, arm in result["arms"].items():
+            where = f"{suite}/{name}"
+            assert arm["throughput"] > 0 and len(arm["throughput_per_round"]) == 3, where
+            assert 0 < arm["mfu"] < 1.5 and 0 < arm["executed_utilization"] < 1.5, where
+            assert 0 < arm["step_ms_median"] <= arm["step_ms_p90"], where
+            assert all(len(segment["seconds"]) == 2 for segment in arm["segments"]), where  # warm-up steps dropped
+            params = arm["parameters"]
+            assert params["total"] == params["embedding"] + params["non_embedding"] > 0, where
+            budget = arm["budget"]
+            assert budget["steps"] >= 1 and math.isfinite(budget["eval_loss"]), where
+            assert math.isfinite(budget["eval_loss_init"]), where
+            assert arm["attn_implementation"] == "sdpa", where
+
+
+def test_quick_run_records_the_environment_and_the_probe(bench, quick):
+    report, table = quick
+    env = report["environment"]
+    assert env["versions"]["torch"] == torch.__version__
+    assert env["versions"]["transformers"] and env["python"] == env["versions"]["python"]
+    assert env["cpu"]["model"] and isinstance(env["cpu"]["flags"], list)
+    assert env["torch_threads"] == 1 and report["settings"]["threads"] == 1
+    probe = report["matmul_probe"]
+    assert probe["gflops"] > 0 and len(probe["samples"]) == 8 * 3 * len(ARMS)  # 8 per round, per suite
+    assert f"{probe['gflops']:.1f} GFLOP/s" in table
+    assert probe["spread_p90_over_p10"] >= 1
+    assert ("the CPU was shared" in table) == (probe["spread_p90_over_p10"] > bench.BUSY_PROBE_SPREAD)
+
+
+def test_quick_run_checks_the_issue_targets(quick):
+    report, table = quick
+    names = {target["name"] for target in report["targets"]}
+    assert names == {"mlm_speed", "mlm_mfu", "clm_speed", "clm_mfu", "mae_speed", "mae_mfu", "trainer_overhead"}
+    for target in report["targets"]:
+        assert f"{'PASS' if target['passed'] else 'FAIL'} {target['text']}" in table
+    arms = report["suites"]["contrastive"]["arms"]
+    overhead = next(t for t in report["targets"] if t["name"] == "trainer_overhead")["value"]
+    assert overhead == pytest.approx(1 - arms["hfssl-trainer"]["throughput"] / arms["plain-loop"]["throughput"])
+
+
+def test_flop_formulas_give_hand_computed_values(bench):
+    # One layer, d=4, MLP 8, two tokens: matmuls 6*2*(4*16 + 2*4*8) = 1536, attention 12*1*2*2*4 = 192.
+    assert bench.block_flops(1, 2, 1, 4, 8) == 1536 + 192
+    assert bench.block_flops(1, 2, 1, 4, 8, gated=True) == 6 * 2 * (64 + 3 * 4 * 8) + 192
+    # Next-token head on both positions, vocabulary 10: 6*2*4*10 = 480.
+    assert bench.text_flops(1, 2, 1, 4, 8, False, 10, head_rows=2, mlm_head=False) == 1728 + 480
+    # Masked LM head on 3 positions: transform 6*3*4*4 = 288 plus vocabulary 6*3*4*10 = 720.
+    assert bench.text_flops(1, 2, 1, 4, 8, False, 10, head_rows=3, mlm_head=True) == 1728 + 1008
+
+
+def _matmul_weights(model: nn.Module) -> int:
+    """Weights of every linear layer (transformers' Conv1D is GPT-2's), tied ones counted at each use."""
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Linear, Conv1D)))
+
+
+@pytest.mark.parametrize("suite", ["mlm", "clm"])
+def test_text_flops_match_each_models_matmul_weights(bench, suite):
+    # One token, one sequence: the formula is 6 x (matmul weights) + attention 12 * L * 1 * d.
+    args = bench.parse_args(["--quick"])
+    data = bench.SuiteData([], [], {"pad_id": 0, "cls_id": 2, "sep_id": 3})
+    arms = (bench.mlm_arms if suite == "mlm" else bench.clm_arms)(args, data)
+    batch = {"input_ids": torch.tensor([[5]]), "attention_mask": torch.ones(1, 1, dtype=torch.long),
+             "labels": torch.tensor([[5]])}
+    for arm in arms:
+        model = arm.build()
+        model_flops, executed = arm.flops(batch)
+        assert model_flops == executed == 6 * _matmul_weights(model) + 12 * args.layers * args.hidden, arm.name
+
+
+def test_mae_flops_match_the_models_blocks(bench):
+    args = bench.parse_args(["--quick"])
+    arms = bench.mae_arms(args, bench.SuiteData([], [], {}))
+    model = next(a for a in arms if a.name == "hfssl").build()
+    encoder, decoder = _matmul_weights(model.model), _matmul_weights(model.decoder.layers)
+
+    def one_token(layers: int, width: int, ffn: int) -> int:  # matmul FLOPs of the blocks on one token
+        return bench.block_flops(1, 1, layers, width, ffn) - 12 * layers * width
+
+    assert one_token(args.vit_layers, args.vit_hidden, args.vit_ffn) == 6 * encoder
+    assert one_token(args.decoder_layers, args.decoder_hidden, args.decoder_ffn) == 6 * decoder
+    vitmae = next(a for a in arms if a.name == "vitmae").build()
+    assert _matmul_weights(vitmae.vit) == encoder and _matmul_weights(vitmae.decoder.decoder_layers) == decoder
+
+
+def test_memory_probe_runs_an_arm_alone_in_a_subprocess(bench):
+    args = bench.parse_args(["--quick", "--threads", "1"])
+    data = bench.SuiteData([], [], {"pad_id": 0, "cls_id": 2, "sep_id": 3})
+    ids = torch.randint(5, args.vocab_size, (args.text_batch, args.seq_len))
+    labels = torch.full_like(ids, -100)
+    labels[:, ::7] = ids[:, ::7]
+    data.train = [{"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}]
+    arm = next(a for a in bench.mlm_arms(args, data) if a.name == "hfssl")
+    found = bench.measure_memory(args, "mlm", data, arm)
+    assert found["peak_rss_mib"] > 50  # python, torch and transformers alone take more
+    if found["rss_increase_mib"] is not None:
+        assert 0 <= found["rss_increase_mib"] < found["peak_rss_mib"]
+
+
+def test_weight_decay_groups_are_the_trainers(bench):
+    args = bench.parse_args(["--quick"])
+    data = bench.SuiteData([], [], {"pad_id": 0, "cls_id": 2, "sep_id": 3})
+    for arm in bench.clm_arms(args, data):
+        model = arm.build()
+        ours = bench.decay_parameter_names(model)
+        assert ours == set(Trainer.get_decay_parameter_names(None, model)), arm.name  # it does not use self
+        assert ours and not any("norm" in name or name.endswith("bias") for name in ours), arm.name
+
+
+def test_unknown_suite_is_refused(bench):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--suite", "mlm,nope"])
