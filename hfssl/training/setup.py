@@ -71,7 +71,7 @@ def use_cpu_processes_without_accelerator() -> bool:
 def process_seed(seed: int) -> int:
     """`seed` plus this process's rank: for draws that must differ between processes, such as the MLM
     collator's masks (with one seed, every rank would mask the same positions of its i-th block)."""
-    return seed + (dist.get_rank() if dist.is_available() and dist.is_initialized() else 0)
+    return seed + group_rank()
 
 
 def parse_overrides(text: str | None, config_class) -> dict[str, Any]:
@@ -142,7 +142,7 @@ def from_main_process(make: Callable[[], Any]) -> Any:
     differently from one process to the next, and ranks with different vocabularies would train one model
     on token ids that mean different things.
     """
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+    if group_world_size() == 1:
         return make()
     box = [make() if dist.get_rank() == 0 else None]
     dist.broadcast_object_list(box, src=0)
@@ -264,7 +264,7 @@ def document_collator(tokenizer, max_length: int, streaming: bool) -> DataCollat
     concatenating one collated batch per process, which must then all have the same shape; every example
     is still seen exactly once per pass, in the order one process would see it.
     """
-    if streaming and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if streaming and group_world_size() > 1:
         return DataCollatorWithPadding(tokenizer, padding="max_length", max_length=max_length)
     return DataCollatorWithPadding(tokenizer)
 
