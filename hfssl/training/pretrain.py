@@ -20,7 +20,7 @@ from .callbacks import add_monitor_callbacks, build_monitors, load_probe_data
 from .environment import hardware, versions
 from .objectives import Objective, get_objective
 from .rundir import RunDirectory, check_can_start, open_run
-from .setup import Prepared, dataset_length, prepare
+from .setup import Prepared, prepare
 from .ssl_trainer import MomentumCallback, SSLTrainer
 from .training_args import PretrainingArguments
 
@@ -97,10 +97,6 @@ def build_trainer(prepared: Prepared, training_args: PretrainingArguments, run: 
     if prepared.views is not None:
         training_args.remove_unused_columns = False  # the images reach compute_loss as `pixel_values`
         training_args.include_num_input_tokens_seen = "no"  # it would count pixels
-    rows = dataset_length(prepared.eval_dataset)
-    if training_args.dataloader_drop_last and rows:
-        # Dropping incomplete batches must not drop the whole (small) validation split.
-        training_args.per_device_eval_batch_size = min(training_args.per_device_eval_batch_size, rows)
     return SSLTrainer(
         model=prepared.model,
         args=training_args,

@@ -28,6 +28,8 @@ import torch
 import torch.distributed as dist
 from transformers.trainer_utils import get_last_checkpoint
 
+from .distributed import group_world_size
+
 logger = logging.getLogger(__name__)
 
 MANIFEST = "run.json"
@@ -42,7 +44,7 @@ def is_main_process() -> bool:
 
 def _barrier() -> None:
     """Wait for every process of a running process group (no-op with one process)."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if group_world_size() > 1:
         dist.barrier()
 
 
@@ -128,7 +130,10 @@ def _fsdp2_class(model) -> type | None:
 def _full_state_dict(model) -> dict[str, torch.Tensor]:
     """The unsharded CPU state dict of an FSDP2 model: a collective call (every process makes it), and
     only rank 0 gets the tensors."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+    )
 
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 

@@ -23,8 +23,14 @@ from ..data.collators import build_collator
 from ..data.corpora import stdlib_docstrings_dataset
 from ..data.packing import tokenize_and_pack, tokenize_documents
 from ..data.text import file_format, load_text_dataset, texts_for_tokenizer
-from ..data.tokenizer import check_tokenizer_fits, default_tokenizer_kind, load_tokenizer, train_tokenizer
+from ..data.tokenizer import (
+    check_tokenizer_fits,
+    default_tokenizer_kind,
+    load_tokenizer,
+    train_tokenizer,
+)
 from .arguments import DataArguments, ModelArguments
+from .distributed import group_rank, group_world_size
 from .objectives import OBJECTIVES, Objective
 from .rundir import RunDirectory
 
@@ -144,7 +150,7 @@ def from_main_process(make: Callable[[], Any]) -> Any:
     """
     if group_world_size() == 1:
         return make()
-    box = [make() if dist.get_rank() == 0 else None]
+    box = [make() if group_rank() == 0 else None]
     dist.broadcast_object_list(box, src=0)
     return box[0]
 
