@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from transformers import PreTrainedTokenizerFast
 
 from hfssl.audit import audit_run
 from hfssl.audit.wordlists import occupation_items
-from hfssl.data.tokenizer import train_tokenizer
+from hfssl.data.tokenizer import BERT_SPECIALS, train_tokenizer
 from hfssl.models import HfsslTextConfig, HfsslTextForCausalLM, HfsslTextForMaskedLM
 from hfssl.training.rundir import RunDirectory
 
@@ -101,9 +103,27 @@ def train(model, tokenizer, texts: list[str], causal: bool, rng: random.Random):
     return model.eval()
 
 
+def word_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
+    """One id per word, numbered in sorted order. A trained WordPiece vocabulary differs from process to process
+    (the Rust trainer breaks frequency ties in hash-map order), and with it the model's initial weights per word:
+    the masked-LM control must not pass or fail with that draw."""
+    specials = list(BERT_SPECIALS.values())
+    words = sorted({w for t in texts for w in t.split()} | {"the", "people", "are", "always", "so", "i", "think"})
+    vocab = {token: i for i, token in enumerate(specials + [w for w in words if w not in specials])}
+    tokenizer = Tokenizer(models.WordPiece(vocab=vocab, unk_token=BERT_SPECIALS["unk_token"]))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=False)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    cls, sep = BERT_SPECIALS["cls_token"], BERT_SPECIALS["sep_token"]
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{cls} $A {sep}", special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])])
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=64, **BERT_SPECIALS)
+
+
 def trained_run(root: Path, objective: str, texts: list[str], rng: random.Random) -> RunDirectory:
     causal = objective == "clm"
-    tokenizer = train_tokenizer(texts, kind="bpe" if causal else "wordpiece", vocab_size=400, model_max_length=64)
+    # Byte-level BPE training is repeatable across processes; WordPiece training is not (see word_tokenizer).
+    tokenizer = (train_tokenizer(texts, kind="bpe", vocab_size=400, model_max_length=64) if causal
+                 else word_tokenizer(texts))
     config = HfsslTextConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
                              intermediate_size=128, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
                              is_causal=causal, hidden_dropout_prob=0.0)
