@@ -262,13 +262,13 @@ def test_console_script_exits_non_zero_on_bad_input(tmp_path):
     assert result.returncode == 2 and "valid objectives" in result.stderr
 
 
-def test_static_masking_and_gradient_checkpointing_train(tmp_path, docstring_corpus):
+def test_static_masking_and_activation_checkpointing_train(tmp_path, docstring_corpus):
     out = tmp_path / "static"
     assert run_pretrain("--objective", "mlm", "--train-files", str(docstring_corpus / "part0.txt"), "--output", out,
-                        "--max-steps", "30", "--mlm-static-masking", "true", "--gradient-checkpointing", "true") == 0
+                        "--max-steps", "30", "--mlm-static-masking", "true", "--activation-checkpointing", "true") == 0
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["arguments"]["data"]["mlm_static_masking"] is True
-    assert manifest["arguments"]["training"]["gradient_checkpointing"] is True
+    assert manifest["arguments"]["training"]["activation_checkpointing"] is True
     stats = manifest["pretrain"]
     assert stats["eval_loss"] < stats["eval_loss_before"] - 0.3, stats
 
