@@ -62,11 +62,21 @@ def pretrain(
         if guard.tripped:  # the weights in memory are broken: keep the checkpoints, save nothing else
             raise FloatingPointError(guard.message)
         stats["monitors"] = {MONITOR_KEYS[type(m).__name__]: m.summary() for m in monitors}
-        run.save_model(trainer.model, prepared.processor)
+        run.save_model(trainer.model, prepared.processor, state_dict=engine_state_dict(trainer))
         manifest = run.update_manifest(
             **describe_run(objective, trainer, prepared, stats, model_args, data_args, run_args, training_args)
         )
     return PretrainResult(run=run, manifest=manifest)
+
+
+def engine_state_dict(trainer) -> dict | None:
+    """The full weights where DeepSpeed holds them (ZeRO-3 partitions the parameters across processes):
+    accelerate gathers them, a collective call that every process makes, and with our ZeRO-3 config
+    (`stage3_gather_16bit_weights_on_model_save`) the main process gets them in 16 bit. None for every
+    other engine: DDP's model is whole, and RunDirectory.save_model gathers FSDP2 itself."""
+    if getattr(trainer, "is_deepspeed_enabled", False):
+        return trainer.accelerator.get_state_dict(trainer.model_wrapped)
+    return None
 
 
 def resolve_run_path(run_args: RunArguments, training_args: PretrainingArguments) -> Path:
