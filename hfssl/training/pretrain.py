@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from torch import nn
 from transformers import set_seed
 
 from .arguments import DataArguments, ModelArguments, RunArguments
@@ -108,7 +109,7 @@ def build_trainer(prepared: Prepared, training_args: PretrainingArguments, run: 
         training_args.remove_unused_columns = False  # the images reach compute_loss as `pixel_values`
         training_args.include_num_input_tokens_seen = "no"  # it would count pixels
     return SSLTrainer(
-        model=prepared.model,
+        model=sync_batch_norm(prepared.model, training_args),
         args=training_args,
         train_dataset=prepared.train_dataset,
         eval_dataset=prepared.eval_dataset,
@@ -118,6 +119,20 @@ def build_trainer(prepared: Prepared, training_args: PretrainingArguments, run: 
         views=prepared.views,
         eval_seed=training_args.seed,
     )
+
+
+def sync_batch_norm(model: nn.Module, training_args) -> nn.Module:
+    """With several GPU processes, batch-norm layers (the projection heads of SimCLR, BYOL, SimSiam, SwAV and
+    MoCo v3) take their statistics over the global batch, as the papers train them: per-process statistics
+    shrink the batch the normalization sees, and in a contrastive loss they let the model match in-batch
+    positives by the statistics they share. Converts in place (the state-dict keys stay the same). torch's
+    SyncBatchNorm runs on accelerators only, so on CPU processes (gloo) the layers stay per process."""
+    if training_args.world_size <= 1 or training_args.device.type not in ("cuda", "xpu", "hpu"):
+        return model
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return model
+    logger.info("Batch norm synchronized across %d processes (SyncBatchNorm).", training_args.world_size)
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 MONITOR_KEYS = {"OnlineProbeCallback": "online_probe", "CollapseMonitorCallback": "collapse",

@@ -515,3 +515,31 @@ def test_deepspeed_configs_leave_only_trainer_filled_values_open(stage):
     assert set(auto_keys(json.loads(path.read_text()))) <= TRAINER_FILLED
     if stage == 3:  # so that a saved model holds whole weights, not this process's partition
         assert config.get_value("zero_optimization.stage3_gather_16bit_weights_on_model_save") is True
+
+
+@pytest.mark.parametrize("method", ["simclr", "byol"])
+def test_batch_norm_is_synchronized_only_across_several_accelerator_processes(method):
+    """SimCLR's and BYOL's projection heads hold batch norm: several GPU processes get SyncBatchNorm (global-batch
+    statistics, as the papers train), one process or CPU processes (where torch has no SyncBatchNorm) keep it."""
+    from types import SimpleNamespace
+
+    from hfssl.models import HfsslVisionConfig, HfsslVisionForContrastiveLearning
+    from hfssl.training.pretrain import sync_batch_norm
+
+    def model():
+        config = HfsslVisionConfig(image_size=8, patch_size=4, num_channels=1, hidden_size=32, num_hidden_layers=1,
+                                   num_attention_heads=2, intermediate_size=64, ssl={"method": method})
+        return HfsslVisionForContrastiveLearning(config)
+
+    def kinds(m):
+        return collections.Counter(type(layer).__name__ for layer in m.modules() if "BatchNorm" in type(layer).__name__)
+
+    reference = model()
+    keys = set(reference.state_dict())
+    assert kinds(reference)["BatchNorm1d"] > 0
+    for world_size, device in [(1, "cuda"), (2, "cpu")]:
+        same = sync_batch_norm(reference, SimpleNamespace(world_size=world_size, device=torch.device(device)))
+        assert same is reference and "SyncBatchNorm" not in kinds(same)
+    converted = sync_batch_norm(model(), SimpleNamespace(world_size=2, device=torch.device("cuda")))
+    assert set(kinds(converted)) == {"SyncBatchNorm"}
+    assert set(converted.state_dict()) == keys  # checkpoints load into the plain model unchanged
