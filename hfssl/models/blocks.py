@@ -93,7 +93,7 @@ def eager_attention(
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with one QKV parameter (three matmuls) and an optional KV cache."""
+    """Multi-head self-attention with a fused QKV projection and an optional KV cache."""
 
     def __init__(self, config, layer_idx: int = 0):
         super().__init__()
@@ -114,12 +114,8 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         """x: (b, t, hidden) -> (b, t, hidden)."""
         b, t, _ = x.shape
-        # One (3 hidden, hidden) parameter, three matmuls: each output is contiguous per head, so neither the
-        # split nor its gradient copies the (b, t, 3 hidden) activation, which one fused matmul has to.
-        weights = self.qkv.weight.chunk(3)
-        biases = self.qkv.bias.chunk(3) if self.qkv.bias is not None else (None, None, None)
-        q, k, v = (F.linear(x, w, bias).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (b, h, t, d)
-                   for w, bias in zip(weights, biases))
+        # The qkv module is called (not its weight read): PEFT adapters (LoRA, DoRA, IA3) wrap it.
+        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (b, h, t, d)
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         if cache is not None:
