@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch.distributed as dist
 
 
@@ -13,3 +15,11 @@ def group_world_size() -> int:
 def group_rank() -> int:
     """This process's rank in the running group; 0 without one."""
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def is_main_process() -> bool:
+    """True on the process that writes run directories: global rank 0, or the only process there is.
+    Before the process group exists, the launcher's RANK variable says (torchrun and accelerate set it)."""
+    if dist.is_available() and dist.is_initialized():
+        return group_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0

@@ -28,18 +28,11 @@ import torch
 import torch.distributed as dist
 from transformers.trainer_utils import get_last_checkpoint
 
-from .distributed import group_world_size
+from .distributed import group_world_size, is_main_process
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "run.json"
-
-
-def is_main_process() -> bool:
-    """True on the process that writes run directories: global rank 0, or the only process there is."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank() == 0
-    return int(os.environ.get("RANK", "0")) == 0  # a launcher set it; the process group may come later
 
 
 def _barrier() -> None:
