@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 DEFAULT_KS = (20, 200)
+MIN_VALIDATION_PER_CLASS = 10  # below this, C is chosen by cross-validation (see select_c)
+MAX_FOLDS = 5
 KNN_TEMPERATURE = 0.07  # Wu et al. 2018 (InstDisc) and Caron et al. 2021 (DINO)
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -71,6 +73,18 @@ def _validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[n
     return np.sort(train_idx), np.sort(val_idx)
 
 
+def _cv_folds(labels: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]] | str:
+    """Stratified k-fold (train, validation) index pairs, k = min(MAX_FOLDS, smallest class count), or the
+    reason none exist (a class with a single example)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    classes, counts = np.unique(labels, return_counts=True)
+    if counts.min() < 2:
+        return f"class {classes[counts.argmin()]} has {counts.min()} example(s), fewer than 2"
+    folds = StratifiedKFold(n_splits=int(min(MAX_FOLDS, counts.min())), shuffle=True, random_state=seed)
+    return list(folds.split(np.zeros(len(labels)), labels))
+
+
 def _fit_logistic(x: np.ndarray, y: np.ndarray, c: float, max_iter: int):
     """Standardize (statistics of `x`) then fit multinomial logistic regression; returns the pipeline."""
     from sklearn.exceptions import ConvergenceWarning
@@ -89,30 +103,43 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, c: float, max_iter: int):
 def select_c(
     x: np.ndarray, y: np.ndarray, grid: Sequence[float], val_fraction: float, seed: int, max_iter: int
 ) -> tuple[float, dict[str, Any]]:
-    """Choose C by accuracy on a stratified validation split carved from (x, y); ties go to the smaller C.
+    """Choose C by validation accuracy; ties go to the smaller C.
 
-    Returns (C, protocol notes). With one candidate, or no possible split, the first candidate is used
+    The validation data is a stratified ``val_fraction`` split carved from (x, y) when that split holds at
+    least ``MIN_VALIDATION_PER_CLASS`` examples per class. Smaller label sets (the low end of a
+    label-efficiency curve) use stratified k-fold cross-validation instead: a 20% split of 50 labels is
+    10 images, whose accuracy moves in steps of 0.1 and picks C by chance.
+
+    Returns (C, protocol notes). With one candidate, or no possible split, the middle candidate is used
     and the notes say why.
     """
     grid = sorted(grid)
     if len(grid) == 1:
         return grid[0], {"selection": "fixed C (one candidate)"}
-    split = _validation_split(y, val_fraction, seed)
+    n_classes = len(np.unique(y))
+    use_split = math.ceil(val_fraction * len(y)) >= MIN_VALIDATION_PER_CLASS * n_classes
+    split = _validation_split(y, val_fraction, seed) if use_split else _cv_folds(y, seed)
     if isinstance(split, str):
         fallback = 1.0 if 1.0 in grid else grid[len(grid) // 2]
         logger.info("Linear probe: no validation split (%s); using C=%s.", split, fallback)
         return fallback, {"selection": f"skipped: {split}; C={fallback} used"}
-    train_idx, val_idx = split
+    if use_split:
+        how = (f"best validation accuracy on a stratified {val_fraction:.0%} split of the training features "
+               f"(seed {seed}), then refit on all of them")
+    else:
+        how = (f"best mean validation accuracy over stratified {len(split)}-fold cross-validation of the training "
+               f"features (seed {seed}; a {val_fraction:.0%} split would hold fewer than "
+               f"{MIN_VALIDATION_PER_CLASS} examples per class), then refit on all of them")
+    folds = split if isinstance(split, list) else [split]
     scores = {}
     for c in grid:
-        model = _fit_logistic(x[train_idx], y[train_idx], c, max_iter)
-        scores[c] = float((model.predict(x[val_idx]) == y[val_idx]).mean())
+        fold_scores = []
+        for train_idx, val_idx in folds:
+            model = _fit_logistic(x[train_idx], y[train_idx], c, max_iter)
+            fold_scores.append(float((model.predict(x[val_idx]) == y[val_idx]).mean()))
+        scores[c] = float(np.mean(fold_scores))
     best = max(grid, key=lambda c: (scores[c], -c))
-    notes = {
-        "selection": f"best validation accuracy on a stratified {val_fraction:.0%} split of the training "
-        f"features (seed {seed}), then refit on all of them",
-        "validation_accuracy": {str(c): s for c, s in scores.items()},
-    }
+    notes = {"selection": how, "validation_accuracy": {str(c): s for c, s in scores.items()}}
     return best, notes
 
 
@@ -132,7 +159,8 @@ def linear_probe(
     Args:
         train_features: (n, d); train_labels: (n,) class ids. Standardization uses these statistics only.
         test_features: (m, d); test_labels: (m,).
-        c_grid: inverse L2 strengths tried on a validation split carved (stratified) from the training set.
+        c_grid: inverse L2 strengths tried on a validation split carved (stratified) from the training set,
+            or by stratified k-fold cross-validation when that split would be small (see :func:`select_c`).
 
     Returns:
         {"accuracy", "macro_f1", "protocol": {...}} with the chosen C and every validation score.

@@ -47,6 +47,28 @@ def test_linear_probe_without_a_possible_validation_split_uses_the_default_c():
     assert result["protocol"]["selection"].startswith("skipped")
 
 
+def test_linear_probe_cross_validates_c_when_the_validation_split_would_be_tiny():
+    x, y = separable_blobs(n_per_class=5, classes=4)  # a 20% split: 4 images, one per class
+    x_test, y_test = separable_blobs(n_per_class=20, classes=4)
+    result = linear_probe(x, y, x_test, y_test)
+    protocol = result["protocol"]
+    assert "5-fold cross-validation" in protocol["selection"]
+    assert set(protocol["validation_accuracy"]) == {str(c) for c in DEFAULT_C_GRID}
+    best = max(protocol["validation_accuracy"].values())
+    assert protocol["validation_accuracy"][str(protocol["C"])] == best
+    assert result["accuracy"] > 0.9
+
+    x3, y3 = separable_blobs(n_per_class=3, classes=4)  # folds cannot outnumber the smallest class
+    assert "3-fold" in linear_probe(x3, y3, x_test, y_test)["protocol"]["selection"]
+
+
+def test_linear_probe_uses_a_single_split_once_it_holds_ten_examples_per_class():
+    x, y = separable_blobs(n_per_class=50, classes=4)  # 20% of 200 = 40 = 10 per class
+    result = linear_probe(x, y, x[:8], y[:8], seed=3)
+    assert result["protocol"]["selection"].startswith("best validation accuracy on a stratified 20% split")
+    assert "(seed 3)" in result["protocol"]["selection"]
+
+
 def test_probes_on_sklearn_digits_raw_pixels(digits):
     assert linear_probe(*digits)["accuracy"] > 0.9
     assert knn_probe(*digits, ks=(20,))["accuracy"] > 0.9
