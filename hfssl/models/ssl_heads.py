@@ -84,19 +84,33 @@ class DINOHead(nn.Module):
         hidden_dim: MLP width (2048 in the paper).
         bottleneck_dim: width before the last layer (256 in the paper).
         out_dim: K, the number of logits (65536 in the paper).
+        use_bn: BatchNorm after the two hidden Linears ("use_bn_in_head" in the paper's code, off for ViTs
+            there). It standardizes each hidden unit over the batch, so the differences between images,
+            not their shared component, reach the logits: what keeps small models out of the uniform
+            collapse when their pooled features start out nearly parallel.
+        norm_last_layer: keep g fixed to 1 (True, the paper's code default) or train it (False, which the
+            paper's code recommends for ViT-S: better results, less stable).
 
     Maps (B, in_dim) -> (B, out_dim).
     """
 
-    def __init__(self, in_dim: int, hidden_dim: int, bottleneck_dim: int, out_dim: int):
+    def __init__(
+        self, in_dim: int, hidden_dim: int, bottleneck_dim: int, out_dim: int, use_bn: bool = False,
+        norm_last_layer: bool = True,
+    ):
         super().__init__()
+
+        def norm() -> Optional[nn.Module]:
+            return nn.BatchNorm1d(hidden_dim) if use_bn else None
+
         self.mlp = ProjectionHead(
             [
-                (in_dim, hidden_dim, None, nn.GELU()),
-                (hidden_dim, hidden_dim, None, nn.GELU()),
+                (in_dim, hidden_dim, norm(), nn.GELU()),
+                (hidden_dim, hidden_dim, norm(), nn.GELU()),
                 (hidden_dim, bottleneck_dim, None, None),
             ]
         )
+        self.norm_last_layer = norm_last_layer
         self.last_layer = weight_norm(nn.Linear(bottleneck_dim, out_dim, bias=False))
         self.reset_last_layer_norm()
 
@@ -106,17 +120,17 @@ class DINOHead(nn.Module):
         return self.last_layer.parametrizations.weight.original0
 
     def reset_last_layer_norm(self) -> None:
-        """Set g to 1 and keep it out of training."""
+        """Set g to 1; keep it out of training unless ``norm_last_layer`` is False."""
         with torch.no_grad():
             self.last_layer_norm.fill_(1.0)
-        self.last_layer_norm.requires_grad_(False)
+        self.last_layer_norm.requires_grad_(not self.norm_last_layer)
 
     def forward(self, x: torch.Tensor, freeze_last_layer: bool = False) -> torch.Tensor:
         """x: (B, in_dim) -> logits (B, out_dim). ``freeze_last_layer``: the last layer gets a zero gradient."""
         h = self.mlp(x)  # (B, bottleneck)
         eps = 1e-6 if h.dtype == torch.float16 else 1e-12
         h = F.normalize(h, dim=-1, eps=eps)
-        weight = self.last_layer.weight  # (out_dim, bottleneck), rows of norm 1
+        weight = self.last_layer.weight  # (out_dim, bottleneck), rows of norm g
         if freeze_last_layer:
             weight = zero_gradient(weight)
         return F.linear(h, weight)  # (B, out_dim)

@@ -235,12 +235,15 @@ class DINO(SSLMethod):
     def __init__(
         self, embed_dim: int, *, out_dim: int, projection_hidden_dim: int, bottleneck_dim: int, student_temp: float,
         teacher_temp: float, warmup_teacher_temp: float, warmup_teacher_temp_steps: int, center_momentum: float,
-        base_momentum: float, freeze_last_layer_steps: int,
+        base_momentum: float, freeze_last_layer_steps: int, use_bn_in_head: bool, norm_last_layer: bool,
     ):
         super().__init__()
         self.base_momentum = base_momentum
         self.freeze_last_layer_steps = freeze_last_layer_steps
-        self.student_head = DINOHead(embed_dim, projection_hidden_dim, bottleneck_dim, out_dim)
+        self.student_head = DINOHead(
+            embed_dim, projection_hidden_dim, bottleneck_dim, out_dim, use_bn=use_bn_in_head,
+            norm_last_layer=norm_last_layer,
+        )
         self.teacher_head = frozen_copy(self.student_head)
         self.loss = DINOLoss(
             out_dim, self.n_global_views, warmup_teacher_temp, teacher_temp, warmup_teacher_temp_steps,
@@ -252,7 +255,7 @@ class DINO(SSLMethod):
 
     def freeze_targets(self) -> None:
         super().freeze_targets()
-        self.student_head.last_layer_norm.requires_grad_(False)
+        self.student_head.last_layer_norm.requires_grad_(not self.student_head.norm_last_layer)
 
     def forward(self, online, target, step=0) -> SSLOutput:
         self.check_views(online, target)
@@ -375,6 +378,8 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
         # scaled: the paper freezes the last layer for 1 epoch (1251 steps at batch 1024); hfssl runs
         # are a few thousand steps, so we take SwAV's 313-step figure for the same first-epoch rule.
         "freeze_last_layer_steps": 313,
+        "use_bn_in_head": False,
+        "norm_last_layer": True,
     },
     # SwAV: tau = 0.1, epsilon = 0.05, 3 Sinkhorn iterations, 3000 prototypes, 2048 -> 128 projector,
     # prototypes frozen for the first 313 steps (1 epoch at batch 4096). The queue is off by default: the
@@ -415,6 +420,10 @@ def resolve_method_params(name: str, params: Optional[dict[str, Any]] = None) ->
 
 
 def _check_param(method: str, key: str, value: Any, default: Any) -> None:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise TypeError(f"{method}.{key} must be true or false, got {value!r}.")
+        return
     expected = int if isinstance(default, int) else float
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (expected is int and not isinstance(value, int)):
         raise TypeError(f"{method}.{key} must be {expected.__name__}, got {value!r}.")

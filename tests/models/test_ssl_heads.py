@@ -62,6 +62,30 @@ def test_dino_head_normalizes_the_last_layer_with_norm_fixed_to_one():
     assert head(torch.randn(6, 8)).shape == (6, 10)
 
 
+def test_dino_head_with_a_trainable_norm_learns_g():
+    torch.manual_seed(0)
+    head = DINOHead(in_dim=8, hidden_dim=16, bottleneck_dim=4, out_dim=10, norm_last_layer=False)
+    assert head.last_layer_norm.requires_grad
+    optimizer = torch.optim.SGD([p for p in head.parameters() if p.requires_grad], lr=1.0)
+    head(torch.randn(6, 8)).pow(2).sum().backward()
+    optimizer.step()
+    assert not torch.allclose(head.last_layer.weight.norm(dim=1), torch.ones(10))
+
+
+def test_dino_head_batch_norm_spreads_nearly_parallel_inputs_apart():
+    torch.manual_seed(0)
+    shared = torch.randn(1, 8) * 5
+    x = shared + 0.05 * torch.randn(32, 8)  # 32 inputs that differ by 1% of their common part
+    spread = {}
+    for use_bn in (False, True):
+        torch.manual_seed(1)
+        head = DINOHead(in_dim=8, hidden_dim=16, bottleneck_dim=4, out_dim=10, use_bn=use_bn).train()
+        assert any(isinstance(m, torch.nn.BatchNorm1d) for m in head.modules()) == use_bn
+        with torch.no_grad():
+            spread[use_bn] = head(x).std(dim=0).mean().item()
+    assert spread[True] > 10 * spread[False]
+
+
 @pytest.mark.parametrize("freeze", [True, False])
 def test_dino_head_freezes_the_last_layer_with_a_zero_gradient(freeze):
     torch.manual_seed(0)

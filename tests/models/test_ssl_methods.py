@@ -227,6 +227,19 @@ def test_dino_last_layer_is_frozen_for_the_first_steps():
     assert _has_grad(last)
 
 
+def test_dino_options_of_the_paper_code_batch_norm_and_a_trainable_last_layer_norm():
+    stand_in = StandIn("dino", use_bn_in_head=True, norm_last_layer=False)
+    student, teacher = stand_in.method.student_head, stand_in.method.teacher_head
+    assert any(isinstance(m, nn.BatchNorm1d) for m in student.modules())
+    assert student.last_layer_norm.requires_grad
+    stand_in.method.freeze_targets()  # what loading does; must not freeze the student's g again
+    assert student.last_layer_norm.requires_grad and not teacher.last_layer_norm.requires_grad
+    stand_in.run().loss.backward()
+    assert _has_grad(student.last_layer_norm)
+    with pytest.raises(TypeError, match="dino.use_bn_in_head must be true or false"):
+        build_method("dino", EMBED, {"use_bn_in_head": 1})
+
+
 def test_swav_with_local_crops_normalizes_and_freezes_prototypes():
     stand_in = StandIn("swav", freeze_prototypes_steps=3)
     prototypes = stand_in.method.prototypes
