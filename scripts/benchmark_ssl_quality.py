@@ -62,11 +62,13 @@ def default_data_dir() -> str | None:
     return env or (str(beside) if beside.is_dir() else None)
 
 
-def pretrain_argv(objective: str, run_dir: Path, data_dir: Path, steps: int) -> list[str]:
+def pretrain_argv(objective: str, run_dir: Path, data_dir: Path, steps: int, method_options: str | None = None) -> list[str]:
     """`hfssl pretrain` flags for one objective of the benchmark."""
     common = ["--objective", objective, "--output", str(run_dir), "--overwrite", "--max-steps", str(steps),
               "--report-to", "none", "--disable-tqdm", "true", "--save-steps", str(steps), "--seed", "0",
               "--logging-steps", "50", "--eval-steps", str(steps)]
+    if method_options:
+        common += ["--method-options", method_options]
     if objective in TEXT_OBJECTIVES:
         return common + ["--train-files", str(data_dir / "news" / "news_articles.jsonl.gz"), "--text-column", "text",
                          "--model-size", "tiny", "--block-size", "128", "--vocab-size", "8192",
@@ -85,13 +87,15 @@ def data_options(objective: str, data_dir: Path, scale: Scale) -> dict[str, Any]
     return {"dataset": "fashion-mnist", "data_dir": str(data_dir / "fashion_mnist"), **limits}
 
 
-def run_pretraining(objective: str, run_dir: Path, data_dir: Path, steps: int) -> dict[str, Any]:
+def run_pretraining(
+    objective: str, run_dir: Path, data_dir: Path, steps: int, method_options: str | None = None
+) -> dict[str, Any]:
     """Pretrain through the CLI; returns {"ok", "wall_time_s", "error"}."""
     from hfssl.cli import main
 
     start = time.perf_counter()
     try:
-        code = main(["pretrain", *pretrain_argv(objective, run_dir, data_dir, steps)])
+        code = main(["pretrain", *pretrain_argv(objective, run_dir, data_dir, steps, method_options)])
         error = None if code == 0 else f"hfssl pretrain exited with {code} (its error is printed above)"
     except Exception as exc:  # noqa: BLE001  (a benchmark reports every objective: one failure must not end it)
         error = f"{type(exc).__name__}: {exc}"
@@ -196,6 +200,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                                                          "fashion_mnist); default: $HFSSL_DATA_DIR.")
     parser.add_argument("--output", default="runs/benchmark", help="Folder of the run directories and the report.")
     parser.add_argument("--skip-pretrain", action="store_true", help="Evaluate existing run directories only.")
+    parser.add_argument("--method-options", action="append", default=[], metavar="OBJECTIVE:OPTIONS",
+                        help="`hfssl pretrain --method-options` for one objective, e.g. "
+                             "'dino:use_bn_in_head=true,teacher_temp=0.03'; repeat for several objectives.")
     parser.add_argument("--max-train-examples", type=int, help="Labelled training examples (overrides the scale's).")
     parser.add_argument("--max-test-examples", type=int, help="Labelled test examples (overrides the scale's).")
     parser.add_argument("--fractions", help="Comma-separated label fractions (overrides the scale's).")
@@ -215,6 +222,20 @@ def selected_objectives(args: argparse.Namespace) -> list[str]:
     return chosen
 
 
+def method_options_by_objective(args: argparse.Namespace) -> dict[str, str]:
+    """--method-options 'dino:a=1' ... -> {"dino": "a=1"}; SystemExit naming the problem otherwise."""
+    chosen = selected_objectives(args)
+    options: dict[str, str] = {}
+    for item in args.method_options:
+        objective, sep, value = item.partition(":")
+        if not sep or not value.strip():
+            raise SystemExit(f"--method-options {item!r}: write OBJECTIVE:name=value,..., e.g. dino:use_bn_in_head=true.")
+        if objective.strip() not in chosen:
+            raise SystemExit(f"--method-options {item!r} names {objective!r}, which this run does not pretrain ({chosen}).")
+        options[objective.strip()] = value.strip()
+    return options
+
+
 def resolve_scale(args: argparse.Namespace) -> Scale:
     """The preset of --scale with any of the explicit budget flags applied."""
     overrides = {
@@ -231,14 +252,16 @@ def main(argv: list[str]) -> int:
     if not args.data_dir or not Path(args.data_dir).is_dir():
         raise SystemExit(f"Data folder {args.data_dir!r} not found; pass --data-dir or set HFSSL_DATA_DIR.")
     scale, data_dir, output = resolve_scale(args), Path(args.data_dir), Path(args.output)
+    method_options = method_options_by_objective(args)
     report = {"scale": args.scale, "settings": scale.__dict__, "command": " ".join(["python", *sys.argv]),
               "objectives": {}}
     for objective in selected_objectives(args):
         run_dir = output / objective
         steps = args.steps or (scale.text_steps if objective in TEXT_OBJECTIVES else scale.image_steps)
         pretrain = ({"ok": True, "wall_time_s": None, "error": None, "skipped": True} if args.skip_pretrain
-                    else run_pretraining(objective, run_dir, data_dir, steps))
-        entry: dict[str, Any] = {"run_dir": str(run_dir), "steps": steps, "pretrain": pretrain}
+                    else run_pretraining(objective, run_dir, data_dir, steps, method_options.get(objective)))
+        entry: dict[str, Any] = {"run_dir": str(run_dir), "steps": steps, "pretrain": pretrain,
+                                 "method_options": method_options.get(objective)}
         if pretrain["ok"]:
             entry["evaluation"] = run_protocols(objective, run_dir, data_dir, scale)
             entry["verdicts"] = verdicts(entry["evaluation"])
