@@ -378,7 +378,10 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
         # scaled: the paper freezes the last layer for 1 epoch (1251 steps at batch 1024); hfssl runs
         # are a few thousand steps, so we take SwAV's 313-step figure for the same first-epoch rule.
         "freeze_last_layer_steps": 313,
-        "use_bn_in_head": False,
+        # scaled: off in the paper's code for ViTs. Small ViTs pool images into nearly parallel features, the
+        # centered teacher targets start out uniform and the student collapses to them; BatchNorm in the head
+        # (the code's use_bn_in_head) prevents it (docs/evaluation.md, "Measured: images").
+        "use_bn_in_head": True,
         "norm_last_layer": True,
     },
     # SwAV: tau = 0.1, epsilon = 0.05, 3 Sinkhorn iterations, 3000 prototypes, 2048 -> 128 projector,

@@ -71,7 +71,9 @@ HEADS = {
     "moco": "projection_hidden_dim=64,projection_dim=16,prediction_hidden_dim=64",
     "byol": "projection_hidden_dim=64,projection_dim=16,prediction_hidden_dim=64",
     "simsiam": "projection_hidden_dim=64,projection_dim=16,prediction_hidden_dim=16",
-    "dino": "projection_hidden_dim=64,bottleneck_dim=16,out_dim=64",
+    # Without BatchNorm in the head: on CPU (gloo) each process normalizes over its own half of the batch
+    # (SyncBatchNorm needs an accelerator), so only the BN-free head makes 2 processes equal 1.
+    "dino": "projection_hidden_dim=64,bottleneck_dim=16,out_dim=64,use_bn_in_head=false",
     "swav": "projection_hidden_dim=64,projection_dim=16,n_prototypes=20",
 }
 # Views that are the image itself: no crop, flip, jitter, blur or solarization; local crops are resizes.
