@@ -89,7 +89,9 @@ class DINOHead(nn.Module):
             not their shared component, reach the logits: what keeps small models out of the uniform
             collapse when their pooled features start out nearly parallel.
         norm_last_layer: keep g fixed to 1 (True, the paper's code default) or train it (False, which the
-            paper's code recommends for ViT-S: better results, less stable).
+            paper's code recommends for ViT-S: better results, less stable). While the last layer is frozen
+            (``freeze_last_layer``), a trainable g still feels weight decay, unlike in the paper's code,
+            which drops its gradient; at hfssl's default learning rate and weight decay that shrinks it by under 1%.
 
     Maps (B, in_dim) -> (B, out_dim).
     """
