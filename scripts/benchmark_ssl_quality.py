@@ -25,6 +25,7 @@ import argparse
 import json
 import logging
 import os
+import statistics
 import sys
 import time
 import traceback
@@ -137,6 +138,21 @@ def _point(curves: dict, arm: str, index: int) -> dict | None:
     return points[index] if points else None
 
 
+def paired_gap(curves: dict, baseline: str, index: int) -> dict | None:
+    """Pretrained minus `baseline` accuracy seed by seed at one label fraction: {"examples", "mean", "std", "wins"}.
+
+    Every arm of a seed probes the same stratified label subset, so the per-seed differences cancel what the
+    subset draw does to both arms; their std (ddof 1) is the seed spread of the gap itself.
+    """
+    p, b = _point(curves, "pretrained", index), _point(curves, baseline, index)
+    if not p or not b or len(p["accuracies"]) != len(b["accuracies"]):
+        return None
+    gaps = [x - y for x, y in zip(p["accuracies"], b["accuracies"])]
+    std = statistics.stdev(gaps) if len(gaps) > 1 else 0.0
+    return {"examples": p["examples"], "mean": statistics.fmean(gaps), "std": std,
+            "wins": f"{sum(g > 0 for g in gaps)}/{len(gaps)}"}
+
+
 def verdicts(results: dict[str, Any]) -> dict[str, Any]:
     """The issue's two checks from the label-efficiency curves, and the headline numbers."""
     curves = results.get("label-efficiency", {}).get("curves", {})
@@ -148,8 +164,15 @@ def verdicts(results: dict[str, Any]) -> dict[str, Any]:
             spread = max(p["std"], r["std"], 1e-3)
             gaps.append((p["mean"] - r["mean"]) > 2 * spread)
     summary["beats_random_init_beyond_2_std_at_every_fraction"] = all(gaps) if gaps else None
+    paired = [paired_gap(curves, "random-init", index) for index in range(len(curves.get("pretrained", [])))]
+    paired = [gap for gap in paired if gap is not None]
+    summary["paired_gap_to_random_init"] = paired
+    summary["beats_random_init_paired_at_every_fraction"] = (
+        all(gap["mean"] > 2 * max(gap["std"], 1e-3) for gap in paired) if paired else None
+    )
     p, s = _point(curves, "pretrained", 0), _point(curves, "supervised", 0)
     summary["beats_supervised_at_smallest_fraction"] = (p["mean"] > s["mean"]) if p and s else None
+    summary["paired_gap_to_supervised_at_smallest_fraction"] = paired_gap(curves, "supervised", 0)
     linear = results.get("linear-probe", {}).get("arms", {})
     knn = results.get("knn", {}).get("arms", {})
     summary["linear_probe"] = {arm: r.get("accuracy") for arm, r in linear.items()}
@@ -169,11 +192,12 @@ def _fmt(value: Any) -> str:
 def markdown(report: dict[str, Any]) -> str:
     """The summary table of every objective as Markdown."""
     header = ("| objective | pretrain s | linear (SSL / random / supervised) | kNN k=20 (SSL / random) | fine-tune "
-              "| smallest fraction (SSL / random / supervised) | > random beyond 2 std | > supervised at smallest |")
-    lines = [header, "|---|---|---|---|---|---|---|---|"]
+              "| smallest fraction (SSL / random / supervised) | > random beyond 2 std | > random, paired "
+              "| > supervised at smallest |")
+    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
     for objective, entry in report["objectives"].items():
         if not entry["pretrain"]["ok"] and not entry.get("evaluation"):
-            lines.append(f"| {objective} | failed: {entry['pretrain']['error']} |||||||")
+            lines.append(f"| {objective} | failed: {entry['pretrain']['error']} ||||||||")
             continue
         v = entry["verdicts"]
         lin = " / ".join(_fmt(v["linear_probe"].get(a)) for a in ("pretrained", "random-init", "supervised"))
@@ -183,6 +207,7 @@ def markdown(report: dict[str, Any]) -> str:
         wall = entry["pretrain"]["wall_time_s"]
         lines.append(f"| {objective} | {'—' if wall is None else f'{wall:.0f}'} | {lin} | {knn} | {_fmt(v['finetune'])} "
                      f"| {small} | {_fmt(v['beats_random_init_beyond_2_std_at_every_fraction'])} "
+                     f"| {_fmt(v.get('beats_random_init_paired_at_every_fraction'))} "
                      f"| {_fmt(v['beats_supervised_at_smallest_fraction'])} |")
     return "\n".join(lines) + "\n"
 
