@@ -110,8 +110,8 @@ def select_c(
     label-efficiency curve) use stratified k-fold cross-validation instead: a 20% split of 50 labels is
     10 images, whose accuracy moves in steps of 0.1 and picks C by chance.
 
-    Returns (C, protocol notes). With one candidate, or no possible split, the middle candidate is used
-    and the notes say why.
+    Returns (C, protocol notes). With one candidate, that one; with no possible split (a class with one
+    example), C=1 (or the middle candidate without 1 in the grid), and the notes say why.
     """
     grid = sorted(grid)
     if len(grid) == 1:

@@ -178,7 +178,23 @@ def _read_ssl_config(config) -> tuple[str, dict[str, Any]]:
     if not isinstance(ssl, dict) or "method" not in ssl:
         raise ValueError(f"config.ssl must be a dict with a 'method' key, got {ssl!r}. {fix}")
     params = {k: v for k, v in ssl.items() if k != "method"}
-    return ssl["method"], params
+    return ssl["method"], _with_legacy_defaults(ssl["method"], params)
+
+
+# Hyperparameters added to a method after hfssl had saved models with it, and the value that rebuilds those
+# models. A saved config lists every hyperparameter (setup_ssl writes them all back), so one that has all
+# of the others was written before the addition and must not pick up the new default.
+LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "dino": {"use_bn_in_head": False, "norm_last_layer": True},
+}
+
+
+def _with_legacy_defaults(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    added = LEGACY_DEFAULTS.get(method, {})
+    older = set(METHOD_DEFAULTS.get(method, {})) - set(added)
+    if not added or not older or not older <= set(params):
+        return params
+    return {**{k: v for k, v in added.items() if k not in params}, **params}
 
 
 class HfsslTextForContrastiveLearning(ContrastiveLearningMixin, HfsslTextPreTrainedModel):

@@ -298,3 +298,26 @@ def test_simcse_training_lowers_the_loss_without_collapse():
     model.eval()
     with torch.no_grad():
         assert float(std_of_l2_normalized(model.get_features(**probe))) > 0.5 * spread
+
+
+def test_a_dino_checkpoint_saved_before_use_bn_in_head_loads_with_its_own_head(tmp_path):
+    """Saved configs list every hyperparameter; one written before use_bn_in_head existed keeps the BN-free
+    head (the new default would rename the head's layers and drop their biases)."""
+    model = HfsslTextForContrastiveLearning(
+        tiny_config("dino", ssl={"method": "dino", **SMALL_HEADS["dino"], "use_bn_in_head": False})
+    )
+    model.save_pretrained(tmp_path)
+    config_file = tmp_path / "config.json"
+    saved = json.loads(config_file.read_text())
+    for key in ("use_bn_in_head", "norm_last_layer"):  # what an older hfssl wrote
+        del saved["ssl"][key]
+    config_file.write_text(json.dumps(saved))
+    loaded = HfsslTextForContrastiveLearning.from_pretrained(tmp_path)
+    assert loaded.config.ssl["use_bn_in_head"] is False
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in loaded.modules())
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name]), name
+
+    fresh = HfsslTextForContrastiveLearning(tiny_config("dino"))  # a partial ssl dict gets the new defaults
+    assert fresh.config.ssl["use_bn_in_head"] is True
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in fresh.ssl.student_head.modules())
