@@ -276,6 +276,26 @@ def resolve_scale(args: argparse.Namespace) -> Scale:
     return replace(SCALES[args.scale], **{k: v for k, v in overrides.items() if v is not None})
 
 
+def code_version() -> dict[str, Any]:
+    """The hfssl version and, in a git checkout, the commit and whether the tree had local changes: a result
+    that cannot be reproduced later can then be traced to the code that made it."""
+    import subprocess
+
+    import hfssl
+
+    version: dict[str, Any] = {"hfssl": getattr(hfssl, "__version__", None), "path": str(Path(hfssl.__file__).parent)}
+    root = Path(hfssl.__file__).resolve().parents[1]
+    try:
+        version["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                               check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                capture_output=True, text=True, check=True).stdout
+        version["git_dirty"] = bool(status.strip())
+    except (OSError, subprocess.CalledProcessError):
+        version["git_commit"] = None  # an installed package, not a checkout
+    return version
+
+
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
@@ -284,7 +304,7 @@ def main(argv: list[str]) -> int:
     scale, data_dir, output = resolve_scale(args), Path(args.data_dir), Path(args.output)
     method_options = method_options_by_objective(args)
     report = {"scale": args.scale, "settings": scale.__dict__, "command": " ".join(["python", *sys.argv]),
-              "objectives": {}}
+              "code": code_version(), "objectives": {}}
     for objective in selected_objectives(args):
         run_dir = output / objective
         steps = args.steps or (scale.text_steps if objective in TEXT_OBJECTIVES else scale.image_steps)
