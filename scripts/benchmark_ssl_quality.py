@@ -277,13 +277,14 @@ def resolve_scale(args: argparse.Namespace) -> Scale:
 
 
 def code_version() -> dict[str, Any]:
-    """The hfssl version and, in a git checkout, the commit and whether the tree had local changes: a result
+    """Package versions and, in a git checkout, the commit and whether the tree had local changes: a result
     that cannot be reproduced later can then be traced to the code that made it."""
     import subprocess
 
     import hfssl
+    from hfssl.training.environment import versions
 
-    version: dict[str, Any] = {"hfssl": getattr(hfssl, "__version__", None), "path": str(Path(hfssl.__file__).parent)}
+    version: dict[str, Any] = {**versions(), "path": str(Path(hfssl.__file__).parent)}
     root = Path(hfssl.__file__).resolve().parents[1]
     try:
         version["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hfssl.data.images import fashion_mnist_dataset
+from hfssl.data.images import fashion_mnist_dataset, normalize, to_float_pixels
 from hfssl.models.configuration_hfssl_vision import HfsslVisionConfig
 from hfssl.models.modeling_hfssl_vision_contrastive import (
     HfsslVisionForContrastiveLearning,
@@ -46,10 +46,8 @@ def main(argv: list[str]) -> int:
     if not args.data_dir or not (Path(args.data_dir) / "fashion_mnist").is_dir():
         raise SystemExit(f"No fashion_mnist folder under {args.data_dir!r}; pass --data-dir or set HFSSL_DATA_DIR.")
     data = fashion_mnist_dataset(Path(args.data_dir) / "fashion_mnist", split="test", limit=args.images)
-    pixels = torch.stack([
-        torch.as_tensor(np.array(image), dtype=torch.float32).unsqueeze(0) / 255.0 for image in data["image"]
-    ])
-    pixels = (pixels - pixels.mean()) / pixels.std()  # (n, 1, 28, 28)
+    pixels = to_float_pixels(torch.from_numpy(np.stack([np.array(image) for image in data["image"]])).unsqueeze(1))
+    pixels = normalize(pixels, [pixels.mean().item()], [pixels.std().item()])  # (n, 1, 28, 28)
     print(f"{'head':<22} {'stage':<11} {'mean cosine':>11} {'std over images':>16}")
     for use_bn in (False, True):
         torch.manual_seed(args.seed)

@@ -59,7 +59,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
                                "architecture trained from scratch on the same labels).")
     protocol.add_argument("--k", type=_ints, default=[20, 200], help="Neighbours for knn (default: 20,200).")
     protocol.add_argument("--pooling", choices=("mean", "cls", "pooler_output"),
-                          help="Pooling for stock transformers encoders (default: the model's get_features, else mean).")
+                          help="Pooling of the last hidden states (default: the model's get_features, else mean).")
     protocol.add_argument("--batch-size", type=int, default=64, help="Examples per forward pass (default: 64).")
     protocol.add_argument("--supervised-epochs", type=int, default=10,
                           help="Epochs of the supervised baseline (at least 200 steps; default: 10).")

@@ -192,7 +192,7 @@ LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
 def _with_legacy_defaults(method: str, params: dict[str, Any]) -> dict[str, Any]:
     added = LEGACY_DEFAULTS.get(method, {})
     older = set(METHOD_DEFAULTS.get(method, {})) - set(added)
-    if not added or not older or not older <= set(params):
+    if not added or not older <= set(params):
         return params
     return {**{k: v for k, v in added.items() if k not in params}, **params}
 
