@@ -422,14 +422,19 @@ def resolve_method_params(name: str, params: Optional[dict[str, Any]] = None) ->
     return resolved
 
 
+class HyperparameterTypeError(TypeError, ValueError):
+    """A method hyperparameter of the wrong type: a TypeError, and a ValueError so that the CLI reports it as
+    bad input (an option the user typed) rather than as a crash."""
+
+
 def _check_param(method: str, key: str, value: Any, default: Any) -> None:
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise TypeError(f"{method}.{key} must be true or false, got {value!r}.")
+            raise HyperparameterTypeError(f"{method}.{key} must be true or false, got {value!r}.")
         return
     expected = int if isinstance(default, int) else float
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (expected is int and not isinstance(value, int)):
-        raise TypeError(f"{method}.{key} must be {expected.__name__}, got {value!r}.")
+        raise HyperparameterTypeError(f"{method}.{key} must be {expected.__name__}, got {value!r}.")
     if "momentum" in key:
         ok, rule = 0 <= value <= 1, "in [0, 1]"
     elif key.endswith(("_steps", "_step", "_length")):

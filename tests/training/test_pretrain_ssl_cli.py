@@ -148,6 +148,18 @@ def test_undecodable_images_are_skipped_and_counted(tmp_path):
     assert manifest(tmp_path / "run")["data"]["skipped_undecodable"] == 1
 
 
+@pytest.mark.parametrize("options, message", [
+    ("use_bn_in_head=1", "dino.use_bn_in_head must be true or false, got 1"),
+    ("student_temp=warm", "dino.student_temp must be float, got 'warm'"),
+])
+def test_a_method_option_of_the_wrong_type_is_a_clean_error(tmp_path, capsys, options, message):
+    code = main(["pretrain", *IMAGES, "--objective", "dino", "--method-options", options,
+                 "--output", str(tmp_path / "run"), "--max-steps", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_undecodable_image_is_an_error_with_strict(tmp_path, capsys):
     folder = tmp_path / "imgs"
     write_images(folder, 4)
