@@ -235,6 +235,7 @@ def build_text_model(model_args: ModelArguments, objective: Objective, tokenizer
         "pad_token_id": tokenizer.pad_token_id,
         "bos_token_id": tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id,
         "eos_token_id": tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id,
+        **dict(objective.config_defaults),
         **objective.config_extra(parse_options(model_args.method_options, "--method-options")),
         **parse_overrides(model_args.config_overrides, objective.config_class),
     }
@@ -352,7 +353,7 @@ def build_vision_model(model_args: ModelArguments, objective: Objective, image_s
         return load_init_model(objective, model_args.init_from, **extra)
     overrides = {
         "image_size": image_size, "num_channels": num_channels, "patch_size": default_patch_size(image_size),
-        **extra, **parse_overrides(model_args.config_overrides, objective.config_class),
+        **dict(objective.config_defaults), **extra, **parse_overrides(model_args.config_overrides, objective.config_class),
     }
     config = objective.config_class.from_size(model_args.model_size, **overrides)
     return objective.model_class(config)

@@ -66,6 +66,7 @@ def test_mae_learns_and_loads_without_hfssl(tmp_path):
     stats = manifest(out)["pretrain"]
     assert stats["eval_loss"] < stats["eval_loss_before"] - 0.05, stats
     assert stats["images_seen"] == 40 * 64
+    assert manifest(out)["model"]["config"]["pooling"] == "mean"  # MAE's default: the patch-token mean
     classifier = AutoModelForImageClassification.from_pretrained(out / "model", num_labels=10)
     assert classifier(pixel_values=torch.zeros(2, 1, 16, 16)).logits.shape == (2, 10)
     result = run_without_hfssl(
@@ -78,6 +79,22 @@ def test_mae_learns_and_loads_without_hfssl(tmp_path):
         cwd=tmp_path,
     )
     assert "FEATURES (3, 64)" in result.stdout, result.stderr[-2000:]
+
+
+def test_objective_config_defaults_yield_to_the_users_overrides():
+    """MAE starts from mean pooling, a contrastive objective keeps the class token, --config-overrides wins."""
+    from hfssl.training.arguments import ModelArguments
+    from hfssl.training.objectives import get_objective
+    from hfssl.training.setup import build_vision_model
+
+    def pooling(objective, overrides=None):
+        args = ModelArguments(objective=objective, config_overrides=overrides)
+        return build_vision_model(args, get_objective(objective), 16, 1).config.pooling
+
+    assert pooling("mae") == "mean"
+    assert pooling("mae", "pooling=cls") == "cls"
+    assert pooling("simclr") == "cls"
+    assert pooling("mae+simclr") == "cls"
 
 
 @pytest.mark.parametrize("method", ["byol", "simsiam"])
