@@ -108,6 +108,23 @@ def test_non_contrastive_methods_do_not_collapse_on_real_images(tmp_path, method
     assert stats["eval_loss"] < stats["eval_loss_before"], stats
 
 
+def test_a_seed_reproduces_an_image_run_exactly(tmp_path):
+    """Same seed, same weights (augmentations, masking, EMA target and all); another seed, other weights.
+    The quality benchmark compares objectives run by run, so a run must be a function of its seed."""
+    from safetensors.torch import load_file
+
+    def weights(name, seed):
+        out = tmp_path / name
+        assert pretrain("--objective", "byol", "--method-options", SMALL_HEADS["byol"], "--output", out,
+                        "--max-steps", "3", "--seed", seed) == 0
+        return load_file(out / "model" / "model.safetensors")
+
+    first, again, other = weights("a", 0), weights("b", 0), weights("c", 1)
+    assert first.keys() == again.keys() == other.keys()
+    assert all(torch.equal(first[name], again[name]) for name in first)
+    assert not all(torch.equal(first[name], other[name]) for name in first)
+
+
 def test_hybrid_mae_plus_contrastive_logs_both_terms(tmp_path):
     out = tmp_path / "hybrid"
     options = SMALL_HEADS["simclr"] + ",mae_weight=0.5"
