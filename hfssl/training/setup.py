@@ -353,7 +353,8 @@ def build_vision_model(model_args: ModelArguments, objective: Objective, image_s
         return load_init_model(objective, model_args.init_from, **extra)
     overrides = {
         "image_size": image_size, "num_channels": num_channels, "patch_size": default_patch_size(image_size),
-        **dict(objective.config_defaults), **extra, **parse_overrides(model_args.config_overrides, objective.config_class),
+        **dict(objective.config_defaults), **extra,
+        **parse_overrides(model_args.config_overrides, objective.config_class),
     }
     config = objective.config_class.from_size(model_args.model_size, **overrides)
     return objective.model_class(config)
