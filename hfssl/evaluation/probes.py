@@ -23,7 +23,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 DEFAULT_KS = (20, 200)
-MIN_VALIDATION_PER_CLASS = 10  # below this, C is chosen by cross-validation (see select_c)
+# A single validation split picks C only when it holds this many examples, and at least this many per class;
+# smaller label sets cross-validate (see select_c).
+MIN_VALIDATION_EXAMPLES = 500
+MIN_VALIDATION_PER_CLASS = 10
 MAX_FOLDS = 5
 KNN_TEMPERATURE = 0.07  # Wu et al. 2018 (InstDisc) and Caron et al. 2021 (DINO)
 
@@ -106,9 +109,11 @@ def select_c(
     """Choose C by validation accuracy; ties go to the smaller C.
 
     The validation data is a stratified ``val_fraction`` split carved from (x, y) when that split holds at
-    least ``MIN_VALIDATION_PER_CLASS`` examples per class. Smaller label sets (the low end of a
-    label-efficiency curve) use stratified k-fold cross-validation instead: a 20% split of 50 labels is
-    10 images, whose accuracy moves in steps of 0.1 and picks C by chance.
+    least ``MIN_VALIDATION_EXAMPLES`` examples and ``MIN_VALIDATION_PER_CLASS`` per class. Smaller label
+    sets (most of a label-efficiency curve) use stratified k-fold cross-validation instead: a 20% split of
+    50 labels is 10 images, whose accuracy moves in steps of 0.1 and picks C by chance, and even a split of
+    100 has a standard error of 4-5 points, more than the gap between neighbouring values of C. Every
+    example validates once across the folds, and the fits are cheap at these sizes.
 
     Returns (C, protocol notes). With one candidate, that one; with no possible split (a class with one
     example), C=1 (or the middle candidate without 1 in the grid), and the notes say why.
@@ -117,7 +122,8 @@ def select_c(
     if len(grid) == 1:
         return grid[0], {"selection": "fixed C (one candidate)"}
     n_classes = len(np.unique(y))
-    use_split = math.ceil(val_fraction * len(y)) >= MIN_VALIDATION_PER_CLASS * n_classes
+    n_val = math.ceil(val_fraction * len(y))
+    use_split = n_val >= max(MIN_VALIDATION_EXAMPLES, MIN_VALIDATION_PER_CLASS * n_classes)
     split = _validation_split(y, val_fraction, seed) if use_split else _cv_folds(y, seed)
     if isinstance(split, str):
         fallback = 1.0 if 1.0 in grid else grid[len(grid) // 2]
@@ -128,8 +134,8 @@ def select_c(
                f"(seed {seed}), then refit on all of them")
     else:
         how = (f"best mean validation accuracy over stratified {len(split)}-fold cross-validation of the training "
-               f"features (seed {seed}; a {val_fraction:.0%} split would hold fewer than "
-               f"{MIN_VALIDATION_PER_CLASS} examples per class), then refit on all of them")
+               f"features (seed {seed}; a {val_fraction:.0%} split would hold {n_val} examples, fewer than "
+               f"{max(MIN_VALIDATION_EXAMPLES, MIN_VALIDATION_PER_CLASS * n_classes)}), then refit on all of them")
     folds = split if isinstance(split, list) else [split]
     scores = {}
     for c in grid:

@@ -62,11 +62,20 @@ def test_linear_probe_cross_validates_c_when_the_validation_split_would_be_tiny(
     assert "3-fold" in linear_probe(x3, y3, x_test, y_test)["protocol"]["selection"]
 
 
-def test_linear_probe_uses_a_single_split_once_it_holds_ten_examples_per_class():
-    x, y = separable_blobs(n_per_class=50, classes=4)  # 20% of 200 = 40 = 10 per class
+def test_linear_probe_uses_a_single_split_once_it_holds_enough_validation_examples():
+    x, y = separable_blobs(n_per_class=625, classes=4)  # 20% of 2,500 = 500 validation examples
     result = linear_probe(x, y, x[:8], y[:8], seed=3)
     assert result["protocol"]["selection"].startswith("best validation accuracy on a stratified 20% split")
     assert "(seed 3)" in result["protocol"]["selection"]
+
+
+def test_linear_probe_cross_validates_while_the_split_is_under_500_examples():
+    # 10 validation examples per class (500 labels of 10 classes, say) still cross-validates: 100 examples
+    # would pick C by noise.
+    x, y = separable_blobs(n_per_class=50, classes=10)
+    selection = linear_probe(x, y, x[:8], y[:8])["protocol"]["selection"]
+    assert "5-fold cross-validation" in selection
+    assert "would hold 100 examples, fewer than 500" in selection
 
 
 def test_probes_on_sklearn_digits_raw_pixels(digits):
