@@ -184,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--fused-adamw", action=argparse.BooleanOptionalAction, default=True,
                        help="torch AdamW fused=True (the Trainer's default optim on torch >= 2.8)")
     optim.add_argument("--dropout", type=float, default=0.0, help="hidden/embedding dropout of every arm")
+    optim.add_argument("--compile", action="store_true",
+                       help="torch.compile every arm (TorchInductor; give --warmup room for the compilation)")
+    optim.add_argument("--compile-dynamic", action=argparse.BooleanOptionalAction, default=None,
+                       help="torch.compile(dynamic=...): default None lets torch mark shapes dynamic after a "
+                            "recompilation (the references' masked-token count varies per batch)")
     return p
 
 
@@ -718,9 +723,14 @@ def eval_loss(arm: Arm, model: nn.Module, batches: list[dict]) -> float:
     return statistics.fmean(losses)
 
 
-def build(arm: Arm, seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    return arm.build()
+def build(arm: Arm, args: argparse.Namespace) -> nn.Module:
+    """A fresh model of `arm` (seed `args.seed`); with --compile, compiled in place (`nn.Module.compile`, so
+    the class, config and parameter names stay as they were) with TorchInductor."""
+    torch.manual_seed(args.seed)
+    model = arm.build()
+    if args.compile:
+        model.compile(dynamic=args.compile_dynamic)
+    return model
 
 
 # ---------------------------------------------------------------- phases
@@ -771,7 +781,7 @@ def measure_throughput(args: argparse.Namespace, name: str, data: SuiteData, arm
                        probes: list[float]) -> dict[str, dict[str, Any]]:
     """Rounds of A B C ..., each arm `warmup + steps` steps on the same batches; appends matmul probes
     (one set per round) to `probes`. Returns the raw segments and model facts per arm."""
-    models = {arm.name: build(arm, args.seed) for arm in arms}
+    models = {arm.name: build(arm, args) for arm in arms}
     found: dict[str, dict[str, Any]] = {}
     for arm in arms:
         model = models[arm.name]
@@ -796,7 +806,7 @@ def measure_throughput(args: argparse.Namespace, name: str, data: SuiteData, arm
 
 def budget_run(args: argparse.Namespace, arm: Arm, data: SuiteData) -> dict[str, Any]:
     """Train a fresh model (seed `args.seed`) for `--budget-s` seconds; held-out loss before and after."""
-    model = build(arm, args.seed)
+    model = build(arm, args)
     before = eval_loss(arm, model, data.eval)
     steps = len(train(model, arm, data.train, args, budget_s=args.budget_s))
     seen = sum(arm.units(data.train[i % len(data.train)]) for i in range(steps))
@@ -832,7 +842,7 @@ def memory_child(path: str) -> dict[str, Any]:
     arm = next(a for a in SUITES[payload["suite"]][1](args, data) if a.name == payload["arm"])
     fresh_peak = reset_peak_rss()
     before = _proc_status_mib("VmRSS")
-    train(build(arm, args.seed), arm, data.train, args)
+    train(build(arm, args), arm, data.train, args)
     peak = _proc_status_mib("VmHWM") if fresh_peak else None
     if peak is None:
         usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -863,7 +873,7 @@ def profile_arm(args: argparse.Namespace, arm: Arm, data: SuiteData, folder: Pat
     """torch.profiler over `--profile` steps after two untimed ones; writes the op table, returns the top ops."""
     from torch.profiler import ProfilerActivity, profile
 
-    model = build(arm, args.seed)
+    model = build(arm, args)
     batches = [data.train[i % len(data.train)] for i in range(2 + args.profile)]
     train_loop(model, arm, batches[:2], args)
     with profile(activities=[ProfilerActivity.CPU]) as prof:

@@ -155,3 +155,17 @@ def test_weight_decay_groups_are_the_trainers(bench):
 def test_unknown_suite_is_refused(bench):
     with pytest.raises(SystemExit):
         bench.parse_args(["--suite", "mlm,nope"])
+
+
+def test_compile_flag_compiles_every_arm_in_place_and_it_still_trains(bench):
+    args = bench.parse_args(["--quick", "--suite", "clm", "--compile", "--threads", "1"])
+    data = bench.SuiteData([], [], {"pad_id": 0, "cls_id": 2, "sep_id": 3})
+    ids = torch.randint(5, args.vocab_size, (args.text_batch, args.seq_len))
+    batches = [{"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}] * 2
+    arm = next(a for a in bench.clm_arms(args, data) if a.name == "hfssl")
+    model = bench.build(arm, args)
+    assert type(model).__name__ == "HfsslTextForCausalLM"  # compiled in place: class and names unchanged
+    assert model._compiled_call_impl is not None
+    seconds = bench.train_loop(model, arm, batches, args)
+    assert len(seconds) == 2 and math.isfinite(bench.eval_loss(arm, model, batches[:1]))
+    assert not bench.build(arm, bench.parse_args(["--quick"]))._compiled_call_impl  # off by default
