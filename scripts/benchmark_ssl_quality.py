@@ -126,7 +126,8 @@ def run_protocols(objective: str, run_dir: Path, data_dir: Path, scale: Scale) -
         "knn": {"baselines": ["random-init"], "k": [20, 200], **pooling},
         "label-efficiency": {"baselines": ["random-init", "supervised"], "supervised": supervised,
                              "fractions": scale.fractions, "seeds": scale.seeds, **pooling},
-        "finetune": {},
+        # As many epochs as the supervised baseline, so fine-tuned and from-scratch compare at an equal budget.
+        "finetune": {"finetune_epochs": scale.supervised_epochs},
     }
     results = {}
     for protocol, extra in plans.items():
@@ -242,7 +243,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-test-examples", type=int, help="Labelled test examples (overrides the scale's).")
     parser.add_argument("--fractions", help="Comma-separated label fractions (overrides the scale's).")
     parser.add_argument("--seeds", type=int, help="Seeds per label fraction (overrides the scale's).")
-    parser.add_argument("--supervised-epochs", type=int, help="Epochs of the supervised baseline (overrides the scale's).")
+    parser.add_argument("--supervised-epochs", type=int, help="Epochs of the supervised baseline and of fine-tuning "
+                                                                  "(overrides the scale's).")
     return parser.parse_args(argv)
 
 

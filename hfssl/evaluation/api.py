@@ -197,9 +197,11 @@ def run_label_efficiency(setup: Setup, fractions: Sequence[float], seeds: Sequen
     return {"curves": curves, "seeds": list(seeds), "probe": "linear probe (C chosen per subset)"}
 
 
-def run_finetune(setup: Setup, run: RunDirectory, options: DataOptions, batch_size: int) -> dict[str, Any]:
+def run_finetune(setup: Setup, run: RunDirectory, options: DataOptions, batch_size: int,
+                 epochs: float | None = None, learning_rate: float | None = None) -> dict[str, Any]:
     """Full fine-tuning of the pretrained encoder with a classification head, through `hfssl.finetune.finetune`
     (the HF Trainer), into the child run <run>/eval/finetune/; plus supervised training from scratch when asked.
+    `epochs` and `learning_rate` default to `hfssl.finetune.finetune`'s.
 
     A "random-init" fine-tune is training from scratch: ask for the "supervised" baseline instead.
     """
@@ -215,8 +217,9 @@ def run_finetune(setup: Setup, run: RunDirectory, options: DataOptions, batch_si
             if k in ("dataset", "data_dir", "train_files", "test_files", "train_split", "test_split", "text_column",
                      "image_column", "label_column", "max_train_examples", "max_test_examples", "seed")
             and v is not None}
+    schedule = {k: v for k, v in (("epochs", epochs), ("learning_rate", learning_rate)) if v is not None}
     outcome = finetune(run.path, task=task, output=run.eval_dir / "finetune", peft="none", batch_size=batch_size,
-                       overwrite=True, **data)
+                       overwrite=True, **schedule, **data)
     metrics = outcome.get("metrics", {})
     protocol = {"name": "full fine-tuning (hfssl.finetune, HF Trainer)", "run_dir": outcome.get("run_dir"),
                 **{k: outcome.get(k) for k in ("epochs", "learning_rate", "batch_size", "train_examples",
@@ -316,6 +319,8 @@ def evaluate_run(
     max_test_examples: int | None = None,
     pooling: str | None = None,
     supervised: SupervisedSettings | None = None,
+    finetune_epochs: float | None = None,
+    finetune_learning_rate: float | None = None,
     seed: int = 0,
     progress: bool = True,
     print_table: bool = True,
@@ -330,11 +335,16 @@ def evaluate_run(
         fractions, seeds: label fractions and seeds (a count n means seeds 0..n-1) of "label-efficiency".
         k: neighbour counts of "knn". pooling: None uses `get_features`; "mean", "cls" or "pooler_output"
             for stock transformers encoders.
+        finetune_epochs, finetune_learning_rate: the schedule of "finetune" (None: `hfssl.finetune.finetune`'s
+            defaults). Give it the supervised baseline's epochs to compare the two at an equal budget.
 
     Returns:
         The result written to eval/<protocol>.json and to run.json["eval"][protocol].
     """
     _check_choices(protocol, baselines)
+    for name, value in (("finetune_epochs", finetune_epochs), ("finetune_learning_rate", finetune_learning_rate)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value}.")
     run = RunDirectory(run_dir)
     model, tokenizer, image_processor = load_encoder(run)
     modality = modality_of(model)
@@ -357,7 +367,7 @@ def evaluate_run(
         "linear-probe": lambda: run_linear_probe(setup),
         "knn": lambda: run_knn(setup, k),
         "label-efficiency": lambda: run_label_efficiency(setup, fractions, seed_list),
-        "finetune": lambda: run_finetune(setup, run, options, batch_size),
+        "finetune": lambda: run_finetune(setup, run, options, batch_size, finetune_epochs, finetune_learning_rate),
     }
     outcome = runners[protocol]()
     result = {

@@ -63,6 +63,11 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     protocol.add_argument("--batch-size", type=int, default=64, help="Examples per forward pass (default: 64).")
     protocol.add_argument("--supervised-epochs", type=int, default=10,
                           help="Epochs of the supervised baseline (at least 200 steps; default: 10).")
+    protocol.add_argument("--finetune-epochs", type=float,
+                          help="Epochs of --protocol finetune (default: hfssl finetune's, 3); give it "
+                               "--supervised-epochs to compare the two at an equal budget.")
+    protocol.add_argument("--finetune-learning-rate", type=float,
+                          help="Peak learning rate of --protocol finetune (default: hfssl finetune's).")
     protocol.add_argument("--seed", type=int, default=0, help="Seed of splits, subsets and initializations (default: 0).")
     return parser
 
@@ -77,7 +82,8 @@ def run_evaluate_from_args(args: argparse.Namespace) -> int:
         text_column=args.text_column, image_column=args.image_column, label_column=args.label_column,
         fractions=args.fractions, seeds=args.seeds, baselines=args.baselines, k=args.k, batch_size=args.batch_size,
         max_train_examples=args.max_train_examples, max_test_examples=args.max_test_examples, pooling=args.pooling,
-        supervised=SupervisedSettings(epochs=args.supervised_epochs), seed=args.seed,
+        supervised=SupervisedSettings(epochs=args.supervised_epochs), finetune_epochs=args.finetune_epochs,
+        finetune_learning_rate=args.finetune_learning_rate, seed=args.seed,
     )
     print(f"\nResults: {args.run_dir}/eval/{args.protocol}.json (and .png), run.json section eval.{args.protocol}")
     return 0

@@ -181,8 +181,14 @@ def test_in_memory_dataset_with_string_labels_and_a_named_test_split(vision_run)
 def test_finetune_protocol_runs_a_child_run_inside_eval(vision_run):
     pytest.importorskip("hfssl.finetune")
     result = evaluate_run(vision_run, "finetune", dataset="digits", max_train_examples=200, max_test_examples=100,
-                          progress=False, print_table=False)
+                          finetune_epochs=2, finetune_learning_rate=1e-3, progress=False, print_table=False)
     pretrained = result["arms"]["pretrained"]
     assert 0 <= pretrained["accuracy"] <= 1 and pretrained["protocol"]["run_dir"] == str(vision_run / "eval" / "finetune")
+    assert pretrained["protocol"]["epochs"] == 2 and pretrained["protocol"]["learning_rate"] == 1e-3
     assert (vision_run / "eval" / "finetune" / "run.json").is_file()
     assert "finetune" in _manifest(vision_run)["eval"]
+
+
+def test_finetune_schedule_must_be_positive(vision_run):
+    with pytest.raises(ValueError, match="finetune_epochs must be > 0, got 0"):
+        evaluate_run(vision_run, "finetune", dataset="digits", finetune_epochs=0)

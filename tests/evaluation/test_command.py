@@ -33,3 +33,15 @@ def test_command_runs_knn_and_prints_the_table(vision_run, capsys):
     assert "knn: sklearn-digits (train 300, test 360, 10 classes)" in out and "random-init  k=5" in out
     saved = json.loads((vision_run / "eval" / "knn.json").read_text())
     assert saved["arms"]["pretrained"]["protocol"]["k_requested"] == [5]
+
+
+def test_finetune_schedule_flags_reach_the_protocol_and_bad_ones_exit_2(vision_run, capsys):
+    code = cmd_evaluate([str(vision_run), "--protocol", "finetune", "--dataset", "digits", "--max-train-examples", "200",
+                         "--max-test-examples", "100", "--finetune-epochs", "2", "--finetune-learning-rate", "0.001"])
+    assert code == 0
+    saved = json.loads((vision_run / "eval" / "finetune.json").read_text())["arms"]["pretrained"]["protocol"]
+    assert saved["epochs"] == 2 and saved["learning_rate"] == 0.001
+    from hfssl.cli import main
+
+    code = main(["evaluate", str(vision_run), "--protocol", "finetune", "--dataset", "digits", "--finetune-epochs", "-1"])
+    assert code == 2 and "finetune_epochs must be > 0, got -1.0" in capsys.readouterr().err
