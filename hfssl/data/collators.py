@@ -74,8 +74,31 @@ class StaticMaskingCollator:
         to_random = (action >= 0.8) & (action < 0.9)
         inputs[rows[to_random], cols[to_random]] = torch.randint(
             len(self.tokenizer), (int(to_random.sum()),), generator=self.generator)
-        return {"input_ids": inputs, "attention_mask": batch["attention_mask"], "labels": labels,
-                "masked_positions": positions}
+        return without_full_attention_mask({"input_ids": inputs, "attention_mask": batch["attention_mask"],
+                                            "labels": labels, "masked_positions": positions})
+
+
+def without_full_attention_mask(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`batch` without its `attention_mask` when that mask is all ones (packed blocks hold no padding).
+
+    The model then needs no mask and SDPA takes its unmasked fast path (flash attention on a GPU). Deciding
+    here, on the CPU, keeps that data-dependent check out of the model, where torch.compile would either
+    break the graph on it or (as hfssl's models do when compiled) always apply the mask.
+    """
+    mask = batch.get("attention_mask")
+    if mask is not None and bool(mask.all()):
+        batch = {k: v for k, v in batch.items() if k != "attention_mask"}
+    return batch
+
+
+@dataclass
+class UnpaddedBatches:
+    """Wrap a collator so that batches without padding carry no `attention_mask` (see above)."""
+
+    collator: Callable[[Sequence[dict[str, Any]]], dict[str, torch.Tensor]]
+
+    def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return without_full_attention_mask(self.collator(examples))
 
 
 def build_collator(
@@ -107,6 +130,6 @@ def build_collator(
         if objective != "mlm":
             raise ValueError(f"--mlm-static-masking works with objective 'mlm' only, not {objective!r}.")
         return StaticMaskingCollator(tokenizer, mlm_probability, seed)
-    return DataCollatorForLanguageModeling(
+    return UnpaddedBatches(DataCollatorForLanguageModeling(
         tokenizer=tokenizer, mlm=True, mlm_probability=mlm_probability, seed=seed, return_tensors="pt"
-    )
+    ))

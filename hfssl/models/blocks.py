@@ -62,7 +62,9 @@ def build_attention_mask(
     attention_mask: (b, past + q) with 1 for real tokens and 0 for padding, or None.
     Returns (None, causal) when the plain causal or full pattern is exact, which lets SDPA use its fast path.
     """
-    no_padding = attention_mask is None or bool(attention_mask.all())
+    # Whether the mask is all ones is a data-dependent branch: under torch.compile it would break the graph
+    # (and recompile per outcome), so a compiled model always applies the mask it was given.
+    no_padding = attention_mask is None or (not torch.compiler.is_compiling() and bool(attention_mask.all()))
     if no_padding and (not causal or past_length == 0 or query_length == 1):
         return None, causal and query_length > 1
     key_length = past_length + query_length

@@ -30,6 +30,11 @@ def _cache_field(output_cls) -> str:
     return "cache" if "cache" in names else "past_key_values"
 
 
+# Looked up once at import: dataclasses.fields() inside forward is a graph break under torch.compile.
+_BASE_CACHE_FIELD = _cache_field(BaseModelOutputWithPast)
+_CAUSAL_LM_CACHE_FIELD = _cache_field(CausalLMOutputWithPast)
+
+
 class HfsslTextPreTrainedModel(PreTrainedModel):
     config_class = HfsslTextConfig
     config: HfsslTextConfig
@@ -108,7 +113,7 @@ class HfsslTextModel(HfsslTextPreTrainedModel):
             if hidden_states is not None:
                 hidden_states.append(x)
         x = self.norm(x)
-        extra = {_cache_field(BaseModelOutputWithPast): cache}
+        extra = {_BASE_CACHE_FIELD: cache}
         return BaseModelOutputWithPast(
             last_hidden_state=x, hidden_states=tuple(hidden_states) if hidden_states else None, **extra
         )
@@ -252,7 +257,7 @@ class HfsslTextForCausalLM(HfsslTextPreTrainedModel, GenerationMixin):
         if labels is not None:
             targets = F.pad(labels, (0, 1), value=-100)[:, 1:]  # (b, t): the next token, -100 at the end
             loss = _token_cross_entropy(logits.flatten(0, 1), targets.flatten(), kwargs.get("num_items_in_batch"))
-        field = _cache_field(CausalLMOutputWithPast)
+        field = _CAUSAL_LM_CACHE_FIELD
         return CausalLMOutputWithPast(
             loss=loss, logits=logits, hidden_states=out.hidden_states, **{field: getattr(out, field)}
         )

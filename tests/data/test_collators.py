@@ -115,3 +115,15 @@ def test_static_masking_marks_missing_slots_in_short_rows(wordpiece):
 def test_static_masking_is_for_mlm_only(wordpiece):
     with pytest.raises(ValueError, match="'mlm' only"):
         build_collator("mlm+simcse", wordpiece, static_masking=True)
+
+
+@pytest.mark.parametrize("static_masking", [False, True])
+def test_packed_mlm_batches_carry_no_attention_mask_and_padded_ones_do(mlm_blocks, wordpiece, static_masking):
+    # Packed blocks have no padding: without a mask, SDPA runs unmasked (flash attention on a GPU), also
+    # under torch.compile, where the model cannot check the mask itself without breaking the graph.
+    collator = build_collator("mlm", wordpiece, seed=0, static_masking=static_masking)
+    assert "attention_mask" not in collator(mlm_blocks[:8])
+    rows = [{"input_ids": wordpiece("a b")["input_ids"]}, {"input_ids": wordpiece("one two three four")["input_ids"]}]
+    padded = collator(rows)
+    short, width = len(rows[0]["input_ids"]), padded["input_ids"].shape[1]
+    assert width > short and padded["attention_mask"][0].tolist() == [1] * short + [0] * (width - short)

@@ -294,3 +294,22 @@ def test_gradient_checkpointing_gives_the_same_gradients(causal):
 
     for plain, recomputed in zip(grads(False), grads(True), strict=True):
         torch.testing.assert_close(plain, recomputed)
+
+
+@pytest.mark.parametrize("cls", [HfsslTextForMaskedLM, HfsslTextForCausalLM])
+@pytest.mark.parametrize("padded", [False, True])
+def test_training_forward_traces_as_one_graph_for_torch_compile(cls, padded):
+    # A graph break splits what torch.compile can fuse: a data-dependent branch on the mask or a
+    # dataclasses lookup inside forward each made one. The MLM runs its static-shape head (masked_positions,
+    # as --mlm-static-masking batches carry), the path meant for compilation.
+    torch._dynamo.reset()
+    model = cls(tiny_config(is_causal=cls is HfsslTextForCausalLM)).train()
+    inputs = masked_inputs(model.config)
+    if cls is HfsslTextForMaskedLM:
+        inputs["masked_positions"] = (inputs["labels"] != -100).nonzero()[:, 1].view(len(inputs["labels"]), -1)
+    if padded:
+        inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+        inputs["attention_mask"][0, -3:] = 0
+    explained = torch._dynamo.explain(lambda **kw: model(**kw).loss)(**inputs)
+    assert explained.graph_break_count == 0, [r.reason.splitlines()[0] for r in explained.break_reasons]
+    assert explained.graph_count == 1
