@@ -313,3 +313,20 @@ def test_training_forward_traces_as_one_graph_for_torch_compile(cls, padded):
     explained = torch._dynamo.explain(lambda **kw: model(**kw).loss)(**inputs)
     assert explained.graph_break_count == 0, [r.reason.splitlines()[0] for r in explained.break_reasons]
     assert explained.graph_count == 1
+
+
+def test_compiled_model_gives_the_eager_loss_and_gradients():
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    eager = HfsslTextForMaskedLM(tiny_config()).train()
+    compiled = HfsslTextForMaskedLM(tiny_config()).train()
+    compiled.load_state_dict(eager.state_dict())
+    compiled.compile()
+    inputs = masked_inputs(eager.config)
+    inputs["masked_positions"] = (inputs["labels"] != -100).nonzero()[:, 1].view(len(inputs["labels"]), -1)
+    losses = [model(**inputs).loss for model in (eager, compiled)]
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-5)
+    for loss in losses:
+        loss.backward()
+    grads = [model.model.layers[0].attn.qkv.weight.grad for model in (eager, compiled)]
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5)
