@@ -1,0 +1,44 @@
+"""scripts/benchmark_compile.py: one arm eager against compiled, interleaved, at --quick shapes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "benchmark_compile.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("hfssl_benchmark_compile_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_one_arm_runs_eager_and_compiled_and_reports_the_ratio(script, tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        rows = script.main(["--quick", "--suite", "clm", "--arms", "hfssl", "--rounds", "2", "--steps", "2",
+                            "--warmup", "1", "--threads", "1", "--output", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    assert [(r["suite"], r["arm"]) for r in rows] == [("clm", "hfssl")]
+    row = rows[0]
+    assert {len(v) for v in row["per_round"].values()} == {2}
+    assert row["eager"] > 0 and row["compiled"] > 0 and row["ratio"] == pytest.approx(row["compiled"] / row["eager"])
+    saved = json.loads((tmp_path / "compile.json").read_text())
+    assert saved["rows"][0]["arm"] == "hfssl" and "torch" in json.dumps(saved["environment"])
+
+
+@pytest.mark.parametrize("argv", [["--rounds", "1"], ["--suite", "contrastive"]])
+def test_bad_flags_exit_with_usage(script, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        script.parse_args(argv)
+    assert exit_info.value.code == 2
