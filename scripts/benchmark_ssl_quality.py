@@ -164,6 +164,11 @@ def paired_gap(curves: dict, baseline: str, index: int) -> dict | None:
             "wins": f"{sum(g > 0 for g in gaps)}/{len(gaps)}"}
 
 
+def clears_spread(gap: dict) -> bool:
+    """A paired gap is a win beyond the seed spread: its mean exceeds twice its std (floored at 0.001)."""
+    return gap["mean"] > 2 * max(gap["std"], 1e-3)
+
+
 def verdicts(results: dict[str, Any]) -> dict[str, Any]:
     """The issue's two checks from the label-efficiency curves, and the headline numbers."""
     curves = results.get("label-efficiency", {}).get("curves", {})
@@ -178,16 +183,12 @@ def verdicts(results: dict[str, Any]) -> dict[str, Any]:
     paired = [paired_gap(curves, "random-init", index) for index in range(len(curves.get("pretrained", [])))]
     paired = [gap for gap in paired if gap is not None]
     summary["paired_gap_to_random_init"] = paired
-    summary["beats_random_init_paired_at_every_fraction"] = (
-        all(gap["mean"] > 2 * max(gap["std"], 1e-3) for gap in paired) if paired else None
-    )
+    summary["beats_random_init_paired_at_every_fraction"] = all(map(clears_spread, paired)) if paired else None
     p, s = _point(curves, "pretrained", 0), _point(curves, "supervised", 0)
     summary["beats_supervised_at_smallest_fraction"] = (p["mean"] > s["mean"]) if p and s else None
     summary["paired_gap_to_supervised_at_smallest_fraction"] = to_supervised = paired_gap(curves, "supervised", 0)
     # The mean alone lets a tie pass (BYOL: +0.002 with 1 seed of 3); paired, the gap must clear its spread.
-    summary["beats_supervised_paired_at_smallest_fraction"] = (
-        to_supervised["mean"] > 2 * max(to_supervised["std"], 1e-3) if to_supervised else None
-    )
+    summary["beats_supervised_paired_at_smallest_fraction"] = clears_spread(to_supervised) if to_supervised else None
     linear = results.get("linear-probe", {}).get("arms", {})
     knn = results.get("knn", {}).get("arms", {})
     summary["linear_probe"] = {arm: r.get("accuracy") for arm, r in linear.items()}

@@ -3,11 +3,8 @@ models' own matmul weights, the per-arm memory probe, and the optimizer's weight
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,18 +12,15 @@ from torch import nn
 from transformers import Trainer
 from transformers.pytorch_utils import Conv1D
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "benchmark.py"
+from . import load_script
+
 ARMS = {"mlm": {"hfssl", "bert", "modernbert"}, "clm": {"hfssl", "gpt2", "llama"}, "mae": {"hfssl", "vitmae"},
         "contrastive": {"hfssl-trainer", "plain-loop"}}
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("hfssl_benchmark_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmark.py")
 
 
 @pytest.fixture(scope="module")
