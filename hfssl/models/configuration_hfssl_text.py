@@ -40,6 +40,10 @@ class HfsslTextConfig(PretrainedConfig):
         pooling: "mean", "cls" or "last" token pooling for `get_features` and classification;
             default "last" for causal models and "mean" otherwise.
         sparse_prediction: masked LM computes the head and loss on masked positions only.
+        loss_chunk_size: 0 (off), or how many token rows the LM head and its cross-entropy take at once while
+            training with labels. Each chunk's logits are recomputed in the backward pass instead of kept, so the
+            (tokens x vocabulary) logits never exist whole: for large vocabularies this removes the largest
+            activation of the step, at the cost of running the head's forward pass twice. `logits` is then None.
         classifier_dropout: dropout before the classification layer.
         tie_word_embeddings: share input embeddings and the LM output layer.
     """
@@ -65,6 +69,7 @@ class HfsslTextConfig(PretrainedConfig):
         is_causal: bool = False,
         pooling: str | None = None,
         sparse_prediction: bool = True,
+        loss_chunk_size: int = 0,
         classifier_dropout: float = 0.1,
         tie_word_embeddings: bool = True,
         **kwargs,
@@ -86,6 +91,7 @@ class HfsslTextConfig(PretrainedConfig):
         self.is_causal = is_causal
         self.pooling = pooling if pooling is not None else ("last" if is_causal else "mean")
         self.sparse_prediction = sparse_prediction
+        self.loss_chunk_size = loss_chunk_size
         self.classifier_dropout = classifier_dropout
         kwargs.setdefault("auto_map", _auto_map())
         super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
@@ -106,6 +112,8 @@ class HfsslTextConfig(PretrainedConfig):
             )
         if self.position_embedding_type == "rope" and (self.hidden_size // self.num_attention_heads) % 2:
             raise ValueError("RoPE needs an even head dimension (hidden_size / num_attention_heads).")
+        if isinstance(self.loss_chunk_size, bool) or not isinstance(self.loss_chunk_size, int) or self.loss_chunk_size < 0:
+            raise ValueError(f"loss_chunk_size must be 0 (off) or a positive number of tokens, got {self.loss_chunk_size!r}.")
         for name in ("hidden_dropout_prob", "attention_dropout_prob", "classifier_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}.")

@@ -11,6 +11,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.cache_utils import DynamicCache
 from transformers.modeling_outputs import (
@@ -143,18 +144,46 @@ class HfsslTextMaskedLMHead(nn.Module):
         return self.decoder(self.norm(F.gelu(self.dense(hidden))))
 
 
+def _summed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), targets, ignore_index=-100, reduction="sum")
+
+
 def _token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
     """Mean cross-entropy over targets != -100; with `num_items_in_batch` (gradient accumulation), sum / that."""
-    loss = F.cross_entropy(logits.float(), targets, ignore_index=-100, reduction="sum")
+    return _per_item(_summed_cross_entropy(logits, targets), targets, num_items_in_batch)
+
+
+def _per_item(loss: torch.Tensor, targets: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
     count = num_items_in_batch if num_items_in_batch is not None else (targets != -100).sum().clamp(min=1)
     if torch.is_tensor(count):
         count = count.to(loss.device)
     return loss / count
 
 
+def head_cross_entropy(
+    head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, chunk_size: int = 0, num_items_in_batch=None
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """hidden (rows, hidden), targets (rows,) -> (logits (rows, vocab) or None, mean cross-entropy).
+
+    With `chunk_size` > 0 while autograd records (training), the head and the loss run on `chunk_size` rows
+    at a time under activation checkpointing: only the hidden rows are kept, each chunk's logits are recomputed
+    in the backward pass, and the full logits are never built (returned as None). Same loss and gradients.
+    """
+    if chunk_size <= 0 or not torch.is_grad_enabled() or hidden.shape[0] <= chunk_size:
+        logits = head(hidden)
+        return logits, _token_cross_entropy(logits, targets, num_items_in_batch)
+    chunk_loss = lambda h, t: _summed_cross_entropy(head(h), t)  # noqa: E731
+    total = sum(
+        checkpoint(chunk_loss, h, t, use_reentrant=False)
+        for h, t in zip(hidden.split(chunk_size), targets.split(chunk_size))
+    )
+    return None, _per_item(total, targets, num_items_in_batch)
+
+
 class HfsslTextForMaskedLM(HfsslTextPreTrainedModel):
     """Masked language model. With labels and `config.sparse_prediction`, the head runs on masked positions only
-    and `logits` has shape (masked tokens, vocab); otherwise logits are (b, t, vocab)."""
+    and `logits` has shape (masked tokens, vocab); otherwise logits are (b, t, vocab). With
+    `config.loss_chunk_size`, training forward passes with labels return no logits (see `head_cross_entropy`)."""
 
     _tied_weights_keys = {"lm_head.decoder.weight": "model.embed_tokens.weight"}
 
@@ -193,26 +222,29 @@ class HfsslTextForMaskedLM(HfsslTextPreTrainedModel):
             inputs_embeds=inputs_embeds, output_hidden_states=output_hidden_states,
         )
         hidden = out.last_hidden_state  # (b, t, hidden)
-        loss = None
+        loss, chunk = None, self.config.loss_chunk_size
         if labels is not None and masked_positions is not None:
             index = masked_positions.clamp(min=0)  # (b, k)
             picked = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))  # (b, k, hidden)
             targets = labels.gather(1, index).masked_fill(masked_positions < 0, -100)  # (b, k)
-            logits = self.lm_head(picked.flatten(0, 1))  # (b * k, vocab)
-            loss = _token_cross_entropy(logits, targets.flatten(), kwargs.get("num_items_in_batch"))
+            logits, loss = head_cross_entropy(  # logits (b * k, vocab)
+                self.lm_head, picked.flatten(0, 1), targets.flatten(), chunk, kwargs.get("num_items_in_batch"))
         elif labels is not None and self.config.sparse_prediction:
             selected = labels != -100  # (b, t)
-            logits = self.lm_head(hidden[selected])  # (masked, vocab)
-            loss = _token_cross_entropy(logits, labels[selected], kwargs.get("num_items_in_batch"))
+            logits, loss = head_cross_entropy(  # logits (masked, vocab)
+                self.lm_head, hidden[selected], labels[selected], chunk, kwargs.get("num_items_in_batch"))
+        elif labels is not None:
+            logits, loss = head_cross_entropy(
+                self.lm_head, hidden.flatten(0, 1), labels.flatten(), chunk, kwargs.get("num_items_in_batch"))
+            logits = None if logits is None else logits.view(*hidden.shape[:2], -1)  # (b, t, vocab)
         else:
             logits = self.lm_head(hidden)  # (b, t, vocab)
-            if labels is not None:
-                loss = _token_cross_entropy(logits.flatten(0, 1), labels.flatten(), kwargs.get("num_items_in_batch"))
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
 
 
 class HfsslTextForCausalLM(HfsslTextPreTrainedModel, GenerationMixin):
-    """Next-token language model with a KV cache; `generate()` works (greedy, sampling, beams)."""
+    """Next-token language model with a KV cache; `generate()` works (greedy, sampling, beams). With
+    `config.loss_chunk_size`, training forward passes with labels return no logits (see `head_cross_entropy`)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
 
@@ -252,11 +284,14 @@ class HfsslTextForCausalLM(HfsslTextPreTrainedModel, GenerationMixin):
         hidden = out.last_hidden_state  # (b, t, hidden)
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
-        logits = self.lm_head(hidden)  # (b, t', vocab)
         loss = None
         if labels is not None:
             targets = F.pad(labels, (0, 1), value=-100)[:, 1:]  # (b, t): the next token, -100 at the end
-            loss = _token_cross_entropy(logits.flatten(0, 1), targets.flatten(), kwargs.get("num_items_in_batch"))
+            logits, loss = head_cross_entropy(self.lm_head, hidden.flatten(0, 1), targets.flatten(),
+                                              self.config.loss_chunk_size, kwargs.get("num_items_in_batch"))
+            logits = None if logits is None else logits.view(*hidden.shape[:2], -1)  # (b, t', vocab)
+        else:
+            logits = self.lm_head(hidden)  # (b, t', vocab)
         field = _CAUSAL_LM_CACHE_FIELD
         return CausalLMOutputWithPast(
             loss=loss, logits=logits, hidden_states=out.hidden_states, **{field: getattr(out, field)}

@@ -330,3 +330,59 @@ def test_compiled_model_gives_the_eager_loss_and_gradients():
         loss.backward()
     grads = [model.model.layers[0].attn.qkv.weight.grad for model in (eager, compiled)]
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5)
+
+
+def _saved_for_backward_elements(model, inputs) -> tuple[torch.Tensor, int]:
+    """The loss of one training forward pass, and the largest tensor autograd saved for its backward pass."""
+    sizes = []
+
+    def pack(tensor):
+        sizes.append(tensor.numel())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out = model(**inputs)
+    return out, max(sizes)
+
+
+@pytest.mark.parametrize("head", ["clm", "mlm-sparse", "mlm-dense", "mlm-static"])
+def test_chunked_loss_gives_the_same_loss_and_gradients_without_keeping_the_logits(head):
+    causal = head == "clm"
+    vocab, batch, length, chunk = 4000, 4, 16, 8  # logits of 64 rows x 4000 dwarf every other activation
+    inputs = masked_inputs(tiny_config(vocab_size=vocab), batch, length)
+    if causal:
+        inputs = {"input_ids": inputs["input_ids"], "labels": inputs["input_ids"].clone()}
+    if head == "mlm-static":
+        inputs["masked_positions"] = (inputs["labels"] != -100).nonzero()[:, 1].view(batch, -1)
+
+    def run(chunk_size: int):
+        torch.manual_seed(0)
+        config = tiny_config(vocab_size=vocab, is_causal=causal, loss_chunk_size=chunk_size,
+                             sparse_prediction=head != "mlm-dense")
+        model = (HfsslTextForCausalLM if causal else HfsslTextForMaskedLM)(config).train()
+        out, largest = _saved_for_backward_elements(model, inputs)
+        out.loss.backward()
+        return out, largest, [p.grad for p in model.parameters() if p.grad is not None]
+
+    (whole, whole_largest, whole_grads), (chunked, chunked_largest, chunked_grads) = run(0), run(chunk)
+    torch.testing.assert_close(chunked.loss, whole.loss)
+    for a, b in zip(chunked_grads, whole_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    rows = batch * length if head in ("clm", "mlm-dense") else int((inputs["labels"] != -100).sum())
+    assert whole.logits is not None and whole_largest >= rows * vocab  # the whole logits were kept
+    assert chunked.logits is None and chunked_largest <= chunk * vocab  # only one chunk's at a time
+
+
+def test_chunked_loss_is_off_without_gradients_and_without_labels():
+    model = HfsslTextForCausalLM(tiny_config(is_causal=True, loss_chunk_size=4)).eval()
+    ids = torch.randint(5, VOCAB, (2, 10))
+    with torch.no_grad():
+        scored = model(input_ids=ids, labels=ids)
+    assert scored.logits.shape == (2, 10, VOCAB) and scored.loss is not None  # evaluation keeps its logits
+    assert model(input_ids=ids).logits.shape == (2, 10, VOCAB)
+
+
+@pytest.mark.parametrize("value", [-1, 2.5, True])
+def test_config_rejects_a_bad_loss_chunk_size(value):
+    with pytest.raises(ValueError, match="loss_chunk_size must be 0"):
+        tiny_config(loss_chunk_size=value)
