@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     text.add_argument("--vocab-size", type=int, default=8192)
     text.add_argument("--text-batch", type=int, default=16, help="sequences per step")
     text.add_argument("--mask-prob", type=float, default=0.15)
+    text.add_argument("--packing", action=argparse.BooleanOptionalAction, default=True,
+                      help="packed blocks (default), or --no-packing: one document (or a seq-len piece of one) per "
+                           "row, padded to the longest row of its batch; tokens/s counts non-pad tokens")
     vision = p.add_argument_group("vision shape (mae, contrastive)")
     vision.add_argument("--image-size", type=int, default=32)
     vision.add_argument("--patch-size", type=int, default=4)
@@ -183,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--max-grad-norm", type=float, default=1.0, help="0 turns clipping off")
     optim.add_argument("--fused-adamw", action=argparse.BooleanOptionalAction, default=True,
                        help="torch AdamW fused=True (the Trainer's default optim on torch >= 2.8)")
+    optim.add_argument("--autocast", choices=("fp32", "bf16"), default="fp32",
+                       help="bf16: forward passes under torch.autocast (bf16 matmuls; as the Trainer's --bf16)")
     optim.add_argument("--dropout", type=float, default=0.0, help="hidden/embedding dropout of every arm")
     optim.add_argument("--compile", action="store_true",
                        help="torch.compile every arm (TorchInductor; give --warmup room for the compilation)")
@@ -343,15 +348,24 @@ def load_text(args: argparse.Namespace):
     return tokenizer, encode(docs[held_out:]), encode(docs[:held_out])
 
 
+def unpacked_rows(docs: list[list[int]], seq_len: int, separator: int, prefix: int | None = None) -> list[list[int]]:
+    """--no-packing: each document cut into pieces that fit a row ([prefix] piece [separator]), one per row."""
+    body = seq_len - 1 - (prefix is not None)
+    head = [] if prefix is None else [prefix]
+    return [head + doc[i : i + body] + [separator] for doc in docs if doc for i in range(0, len(doc), body)]
+
+
 def mlm_data(args: argparse.Namespace, text) -> SuiteData:
-    """Packed [CLS]-led blocks, masked once (15%, 80/10/10) by hfssl's StaticMaskingCollator."""
+    """Packed [CLS]-led blocks (or padded documents), masked once (15%, 80/10/10) by hfssl's
+    StaticMaskingCollator."""
     from hfssl.data.collators import StaticMaskingCollator
     from hfssl.data.packing import pack_token_ids
 
     tokenizer, train_ids, eval_ids = text
+    rows = pack_token_ids if args.packing else unpacked_rows
     splits = []
     for ids, seed in ((train_ids, args.seed), (eval_ids, args.seed + 1)):
-        blocks = pack_token_ids(ids, args.seq_len, tokenizer.sep_token_id, tokenizer.cls_token_id)
+        blocks = rows(ids, args.seq_len, tokenizer.sep_token_id, tokenizer.cls_token_id)
         collate = StaticMaskingCollator(tokenizer, args.mask_prob, seed=seed)
         splits.append([collate([{"input_ids": b} for b in group]) for group in batched(blocks, args.text_batch)])
     info = {"corpus": "stdlib docstrings", "tokenizer": "wordpiece", "tokenizer_size": len(tokenizer),
@@ -366,12 +380,24 @@ def clm_data(args: argparse.Namespace, text) -> SuiteData:
     tokenizer, train_ids, eval_ids = text
     splits = []
     for ids in (train_ids, eval_ids):
-        blocks = torch.tensor(pack_token_ids(ids, args.seq_len, tokenizer.sep_token_id), dtype=torch.long)
-        splits.append([{"input_ids": b, "labels": b.clone()} for b in blocks.split(args.text_batch)
-                       if len(b) == args.text_batch])
+        if args.packing:
+            blocks = torch.tensor(pack_token_ids(ids, args.seq_len, tokenizer.sep_token_id), dtype=torch.long)
+            splits.append([{"input_ids": b, "labels": b.clone()} for b in blocks.split(args.text_batch)
+                           if len(b) == args.text_batch])
+        else:
+            rows = unpacked_rows(ids, args.seq_len, tokenizer.sep_token_id)
+            splits.append([padded_causal_batch(group, tokenizer.pad_token_id) for group in batched(rows, args.text_batch)])
     info = {"corpus": "stdlib docstrings", "tokenizer": "wordpiece", "tokenizer_size": len(tokenizer),
             "pad_id": tokenizer.pad_token_id, "sep_id": tokenizer.sep_token_id}
     return SuiteData(splits[0], splits[1][: args.eval_batches], info)
+
+
+def padded_causal_batch(rows: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Rows right-padded to the longest: input_ids, attention_mask, and labels with -100 on the padding."""
+    width = max(map(len, rows))
+    ids = torch.tensor([row + [pad_id] * (width - len(row)) for row in rows], dtype=torch.long)
+    mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in rows], dtype=torch.long)
+    return {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
 
 
 def load_images(args: argparse.Namespace) -> tuple[torch.Tensor, str]:
@@ -551,7 +577,7 @@ def clm_arms(args: argparse.Namespace, data: SuiteData) -> list[Arm]:
             return value, value
         return count
 
-    keys = ("input_ids", "labels")
+    keys = ("input_ids", "attention_mask", "labels")
     return [
         Arm("clm", "hfssl", lambda: ready(hfssl()), call_with(keys), text_units,
             flops(args.gated_ffn if hfssl_gated else args.ffn, hfssl_gated)),
@@ -644,7 +670,9 @@ def train_loop(model: nn.Module, arm: Arm, batches: Iterable[dict], args: argpar
     model.train()
     ends = [time.perf_counter()]
     for batch in batches:
-        arm.loss(model, batch).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast == "bf16"):
+            loss = arm.loss(model, batch)
+        loss.backward()
         if args.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
         optimizer.step()
@@ -697,7 +725,8 @@ def trainer_loop(model: nn.Module, arm: Arm, batches: list[dict], args: argparse
             lr_scheduler_type="constant_with_warmup", warmup_steps=args.lr_warmup_steps,
             max_grad_norm=args.max_grad_norm, eval_strategy="no", save_strategy="no", report_to="none",
             disable_tqdm=True, train_sampling_strategy="sequential", remove_unused_columns=False,
-            include_num_input_tokens_seen="no", dataloader_drop_last=True, use_cpu=True, seed=args.seed)
+            include_num_input_tokens_seen="no", dataloader_drop_last=True, use_cpu=True, seed=args.seed,
+            bf16=args.autocast == "bf16")
         trainer = SSLTrainer(model=model, args=training, train_dataset=dataset, data_collator=default_data_collator,
                              callbacks=[MomentumCallback(), clock], views=arm.views, eval_seed=args.seed)
         trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
@@ -742,10 +771,21 @@ def log(message: str) -> None:
     print(f"[benchmark] {message}", file=sys.stderr, flush=True)
 
 
-def prepare_suites(args: argparse.Namespace) -> Suites:
-    """Load the corpora once, then each suite's batches and arms."""
-    text = load_text(args) if {"mlm", "clm"} & set(args.suites) else None
-    images = load_images(args) if {"mae", "contrastive"} & set(args.suites) else None
+def prepare_suites(args: argparse.Namespace, corpora: dict | None = None) -> Suites:
+    """Load the corpora once, then each suite's batches and arms. `corpora`, if given, caches the loaded
+    corpora across calls (keyed by what they depend on), for callers that prepare several flag sets."""
+    corpora = {} if corpora is None else corpora
+
+    def cached(key: tuple, load: Callable[[], Any]) -> Any:
+        if key not in corpora:
+            corpora[key] = load()
+        return corpora[key]
+
+    wants_text, wants_images = {"mlm", "clm"} & set(args.suites), {"mae", "contrastive"} & set(args.suites)
+    text = cached(("text", args.vocab_size, args.seed), lambda: load_text(args)) if wants_text else None
+    image_key = ("images", args.data_dir, args.image_size, args.max_images, args.eval_batches, args.mae_batch,
+                 args.contrastive_batch)
+    images = cached(image_key, lambda: load_images(args)) if wants_images else None
     suites = {}
     for name in args.suites:
         make_data, make_arms = SUITES[name]

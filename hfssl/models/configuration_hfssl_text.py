@@ -43,7 +43,7 @@ class HfsslTextConfig(PretrainedConfig):
         loss_chunk_size: 0 (off), or how many token rows the LM head and its cross-entropy take at once while
             training with labels. Each chunk's logits are recomputed in the backward pass instead of kept, so the
             (tokens x vocabulary) logits never exist whole: for large vocabularies this removes the largest
-            activation of the step, at the cost of running the head's forward pass twice. `logits` is then None.
+            activation of the step, at the cost of running the head's forward pass twice. `logits` is then None (with more than one chunk).
         classifier_dropout: dropout before the classification layer.
         tie_word_embeddings: share input embeddings and the LM output layer.
     """

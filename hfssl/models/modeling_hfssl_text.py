@@ -172,7 +172,10 @@ def head_cross_entropy(
     if chunk_size <= 0 or not torch.is_grad_enabled() or hidden.shape[0] <= chunk_size:
         logits = head(hidden)
         return logits, _token_cross_entropy(logits, targets, num_items_in_batch)
-    chunk_loss = lambda h, t: _summed_cross_entropy(head(h), t)  # noqa: E731
+
+    def chunk_loss(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return _summed_cross_entropy(head(h), t)
+
     total = sum(
         checkpoint(chunk_loss, h, t, use_reentrant=False)
         for h, t in zip(hidden.split(chunk_size), targets.split(chunk_size))

@@ -163,3 +163,38 @@ def test_compile_flag_compiles_every_arm_in_place_and_it_still_trains(bench):
     seconds = bench.train_loop(model, arm, batches, args)
     assert len(seconds) == 2 and math.isfinite(bench.eval_loss(arm, model, batches[:1]))
     assert not bench.build(arm, bench.parse_args(["--quick"]))._compiled_call_impl  # off by default
+
+
+def test_unpacked_rows_keep_every_token_one_document_per_row(bench):
+    docs = [[5, 6, 7, 8, 9], [10], [], [11, 12]]
+    rows = bench.unpacked_rows(docs, seq_len=4, separator=3, prefix=2)
+    assert rows == [[2, 5, 6, 3], [2, 7, 8, 3], [2, 9, 3], [2, 10, 3], [2, 11, 12, 3]]
+    assert sum(len(r) - 2 for r in rows) == sum(map(len, docs))  # nothing dropped, unlike packing's tail
+
+
+@pytest.mark.parametrize("suite", ["mlm", "clm"])
+def test_no_packing_gives_padded_batches_whose_units_are_the_real_tokens(bench, suite):
+    packed, padded = (bench.parse_args(["--quick", "--suite", suite, *flags]) for flags in ([], ["--no-packing"]))
+    corpora: dict = {}
+    (packed_data, _), (padded_data, arms) = (bench.prepare_suites(a, corpora)[suite] for a in (packed, padded))
+    assert len(corpora) == 1  # the tokenizer and corpus were loaded once for both flag sets
+    assert all("attention_mask" not in b or bool(b["attention_mask"].all()) for b in packed_data.train)
+    batch = padded_data.train[0]
+    mask = batch["attention_mask"]
+    assert not bool(mask.all())  # documents differ in length: some rows are padded
+    assert bool((batch["labels"][mask == 0] == -100).all())  # padding is never a target
+    hfssl = next(a for a in arms if a.name == "hfssl")
+    assert hfssl.units(batch) == int(mask.sum()) < batch["input_ids"].numel()
+
+
+def test_bf16_autocast_runs_the_forward_pass_in_bf16(bench):
+    args = bench.parse_args(["--quick", "--suite", "clm", "--autocast", "bf16", "--threads", "1"])
+    data = bench.SuiteData([], [], {"pad_id": 0, "cls_id": 2, "sep_id": 3})
+    ids = torch.randint(5, args.vocab_size, (args.text_batch, args.seq_len))
+    arm = next(a for a in bench.clm_arms(args, data) if a.name == "hfssl")
+    model = bench.build(arm, args)
+    seen = []
+    model.lm_head.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    seconds = bench.train_loop(model, arm, [{"input_ids": ids, "labels": ids.clone()}], args)
+    assert len(seconds) == 1 and seen == [torch.bfloat16]
+    assert model.lm_head.weight.dtype == torch.float32  # autocast, not a bf16 model
