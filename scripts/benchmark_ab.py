@@ -83,6 +83,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     add_common_flags(p)
     p.add_argument("--variant", type=parse_variant, action="append", required=True, metavar="NAME=FLAGS",
                    help="a flag set to compare with the baseline (repeatable)")
+    p.add_argument("--memory", action="store_true",
+                   help="also each variant's peak RSS, training alone in a fresh subprocess (as the harness's --memory)")
     p.add_argument("--baseline-name", default="baseline")
     p.add_argument("--output", default="runs/bench-ab")
     args = p.parse_args(own)
@@ -126,9 +128,12 @@ def measure(bench, args: argparse.Namespace, rest: list[str], variants: list[tup
                     found[name].append(sum(variant_arm.units(b) for b in batches[args.warmup :]) / sum(seconds))
                     bench.log(f"{suite}/{arm.name} round {r + 1}/{args.rounds} {name}: {found[name][-1]:,.0f} units/s")
             medians = {name: statistics.median(values[1:]) for name, values in found.items()}
-            rows.append({"suite": suite, "arm": arm.name, "variants": medians,
-                         "ratios": {name: value / medians[first] for name, value in medians.items()},
-                         "per_round": found})
+            row = {"suite": suite, "arm": arm.name, "variants": medians,
+                   "ratios": {name: value / medians[first] for name, value in medians.items()}, "per_round": found}
+            if getattr(args, "memory", False):  # benchmark_compile.py has no --memory
+                row["peak_rss_mib"] = {name: round(bench.measure_memory(vargs, suite, data, variant_arm)["peak_rss_mib"])
+                                       for name, (vargs, data, variant_arm, _) in runs.items()}
+            rows.append(row)
     torch.set_num_threads(args.threads)
     return rows
 
@@ -149,13 +154,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = measure(bench, args, rest, variants)
     save(bench, "benchmark_ab.py", argv, args, rows, Path(args.output) / "ab.json")
     names = [name for name, _ in variants]
-    print("| suite | arm | " + " | ".join(f"{n} units/s" for n in names) + " | "
-          + " | ".join(f"{n} / {names[0]}" for n in names[1:]) + " |")
-    print("|---|---|" + "---|" * (2 * len(names) - 1))
+    columns = [f"{n} units/s" for n in names] + [f"{n} / {names[0]}" for n in names[1:]]
+    columns += [f"{n} peak RSS MiB" for n in names] if args.memory else []
+    print("| suite | arm | " + " | ".join(columns) + " |")
+    print("|---|---|" + "---|" * len(columns))
     for row in rows:
-        values = " | ".join(f"{row['variants'][n]:,.0f}" for n in names)
-        ratios = " | ".join(f"{row['ratios'][n]:.3f}x" for n in names[1:])
-        print(f"| {row['suite']} | {row['arm']} | {values} | {ratios} |")
+        cells = [f"{row['variants'][n]:,.0f}" for n in names] + [f"{row['ratios'][n]:.3f}x" for n in names[1:]]
+        cells += [str(row["peak_rss_mib"][n]) for n in names] if args.memory else []
+        print(f"| {row['suite']} | {row['arm']} | " + " | ".join(cells) + " |")
     return rows
 
 

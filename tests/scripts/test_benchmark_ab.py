@@ -20,7 +20,7 @@ def test_variants_that_change_data_threads_and_precision_are_each_measured(scrip
     try:
         rows = script.main(["--quick", "--suite", "clm", "--arms", "hfssl", "--rounds", "2", "--steps", "2",
                             "--warmup", "1", "--threads", "1", "--variant", "padded=--no-packing",
-                            "--variant", "bf16=--autocast bf16", "--output", str(tmp_path)])
+                            "--variant", "bf16=--autocast bf16", "--memory", "--output", str(tmp_path)])
         assert torch.get_num_threads() == 1  # back to --threads after the run
     finally:
         torch.set_num_threads(threads)
@@ -30,6 +30,7 @@ def test_variants_that_change_data_threads_and_precision_are_each_measured(scrip
     assert {len(v) for v in row["per_round"].values()} == {2}
     assert all(v > 0 for v in row["variants"].values())
     assert row["ratios"]["baseline"] == 1.0
+    assert set(row["peak_rss_mib"]) == set(row["variants"]) and all(v > 0 for v in row["peak_rss_mib"].values())
     assert row["ratios"]["bf16"] == pytest.approx(row["variants"]["bf16"] / row["variants"]["baseline"])
     saved = json.loads((tmp_path / "ab.json").read_text())
     assert saved["rows"][0]["ratios"] == row["ratios"] and "benchmark_ab.py" in saved["command"]
