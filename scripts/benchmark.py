@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     text.add_argument("--vocab-size", type=int, default=8192)
     text.add_argument("--text-batch", type=int, default=16, help="sequences per step")
     text.add_argument("--mask-prob", type=float, default=0.15)
+    text.add_argument("--hfssl-mlm-head", choices=("static", "sparse", "dense"), default="static",
+                      help="hfssl MLM head: static (masked_positions from the collator, the default), sparse "
+                           "(boolean selection of the masked rows) or dense (every position, as BERT)")
     text.add_argument("--packing", action=argparse.BooleanOptionalAction, default=True,
                       help="packed blocks (default), or --no-packing: one document (or a seq-len piece of one) per "
                            "row, padded to the longest row of its batch; tokens/s counts non-pad tokens")
@@ -516,7 +519,7 @@ def mlm_arms(args: argparse.Namespace, data: SuiteData) -> list[Arm]:
     hfssl_gated = args.hfssl_act == "swiglu"
     hfssl = lambda: HfsslTextForMaskedLM(HfsslTextConfig(
         **common, intermediate_size=args.gated_ffn if hfssl_gated else args.ffn, hidden_act=args.hfssl_act,
-        hidden_dropout_prob=args.dropout, attention_dropout_prob=0.0, sparse_prediction=True,
+        hidden_dropout_prob=args.dropout, attention_dropout_prob=0.0, sparse_prediction=args.hfssl_mlm_head != "dense",
         **hfssl_overrides(args, HfsslTextConfig)))
     bert = lambda: BertForMaskedLM(BertConfig(
         **common, intermediate_size=args.ffn, hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=0.0))
@@ -527,7 +530,7 @@ def mlm_arms(args: argparse.Namespace, data: SuiteData) -> list[Arm]:
         sep_token_id=ids["sep_id"], embedding_dropout=args.dropout, mlp_dropout=args.dropout,
         attention_dropout=0.0, sparse_prediction=True))
     keys = ("input_ids", "attention_mask", "labels")
-    hfssl_keys = keys + (("masked_positions",) if "masked_positions" in
+    hfssl_keys = keys + (("masked_positions",) if args.hfssl_mlm_head == "static" and "masked_positions" in
                          inspect.signature(HfsslTextForMaskedLM.forward).parameters else ())
 
     def flops(ffn: int, gated: bool, dense_head: bool, keys: tuple[str, ...] = ()) -> Callable[[dict], tuple[int, int]]:
@@ -544,7 +547,7 @@ def mlm_arms(args: argparse.Namespace, data: SuiteData) -> list[Arm]:
 
     return [
         Arm("mlm", "hfssl", lambda: ready(hfssl()), call_with(hfssl_keys), text_units,
-            flops(args.gated_ffn if hfssl_gated else args.ffn, hfssl_gated, False, hfssl_keys)),
+            flops(args.gated_ffn if hfssl_gated else args.ffn, hfssl_gated, args.hfssl_mlm_head == "dense", hfssl_keys)),
         Arm("mlm", "bert", lambda: ready(bert()), call_with(keys), text_units, flops(args.ffn, False, True)),
         Arm("mlm", "modernbert", lambda: ready(modern()), call_with(keys), text_units,
             flops(args.gated_ffn, True, False)),

@@ -198,3 +198,21 @@ def test_bf16_autocast_runs_the_forward_pass_in_bf16(bench):
     seconds = bench.train_loop(model, arm, [{"input_ids": ids, "labels": ids.clone()}], args)
     assert len(seconds) == 1 and seen == [torch.bfloat16]
     assert model.lm_head.weight.dtype == torch.float32  # autocast, not a bf16 model
+
+
+@pytest.mark.parametrize("head", ["static", "sparse", "dense"])
+def test_hfssl_mlm_head_flag_picks_the_head_path_and_its_flop_count(bench, head):
+    args = bench.parse_args(["--quick", "--suite", "mlm", "--hfssl-mlm-head", head, "--threads", "1"])
+    data, arms = bench.prepare_suites(args)["mlm"]
+    hfssl = next(a for a in arms if a.name == "hfssl")
+    model, batch = hfssl.build(), data.train[0]
+    rows = []
+    model.lm_head.register_forward_hook(lambda module, inputs, output: rows.append(inputs[0].shape[:-1].numel()))
+    hfssl.loss(model, batch).backward()
+    masked, b_t = int((batch["labels"] != -100).sum()), batch["input_ids"].numel()
+    expected_rows = {"static": batch["masked_positions"].numel(), "sparse": masked, "dense": b_t}[head]
+    assert rows == [expected_rows] and model.config.sparse_prediction == (head != "dense")
+    useful, executed = hfssl.flops(batch)
+    bert = next(a for a in arms if a.name == "bert")
+    assert useful == bert.flops(batch)[0]  # the same useful work whatever the head runs
+    assert (executed == bert.flops(batch)[1]) == (head == "dense")
