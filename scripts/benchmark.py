@@ -189,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--max-grad-norm", type=float, default=1.0, help="0 turns clipping off")
     optim.add_argument("--fused-adamw", action=argparse.BooleanOptionalAction, default=True,
                        help="torch AdamW fused=True (the Trainer's default optim on torch >= 2.8)")
+    optim.add_argument("--hfssl-attention", choices=("sdpa", "eager"), default="sdpa",
+                       help="attention of the hfssl arms: sdpa (default, as every reference) or eager (matmul, "
+                            "softmax, matmul)")
     optim.add_argument("--autocast", choices=("fp32", "bf16"), default="fp32",
                        help="bf16: forward passes under torch.autocast (bf16 matmuls; as the Trainer's --bf16)")
     optim.add_argument("--dropout", type=float, default=0.0, help="hidden/embedding dropout of every arm")
@@ -503,11 +506,14 @@ def text_units(batch: dict) -> int:
     return int(mask.sum()) if mask is not None else batch["input_ids"].numel()
 
 
-def ready(model: nn.Module) -> nn.Module:
-    """Every arm must run SDPA attention; fail loudly where a library silently chose otherwise."""
+def ready(model: nn.Module, attention: str = "sdpa") -> nn.Module:
+    """Every arm runs SDPA attention (hfssl's may be switched by --hfssl-attention); fail loudly where a library
+    silently chose otherwise."""
+    if attention != "sdpa":
+        model.set_attn_implementation(attention)
     chosen = getattr(model.config, "_attn_implementation", "sdpa")
-    if chosen != "sdpa":
-        raise RuntimeError(f"{type(model).__name__} runs {chosen!r} attention, not sdpa.")
+    if chosen != attention:
+        raise RuntimeError(f"{type(model).__name__} runs {chosen!r} attention, not {attention}.")
     return model.train()
 
 
@@ -546,7 +552,7 @@ def mlm_arms(args: argparse.Namespace, data: SuiteData) -> list[Arm]:
         return count
 
     return [
-        Arm("mlm", "hfssl", lambda: ready(hfssl()), call_with(hfssl_keys), text_units,
+        Arm("mlm", "hfssl", lambda: ready(hfssl(), args.hfssl_attention), call_with(hfssl_keys), text_units,
             flops(args.gated_ffn if hfssl_gated else args.ffn, hfssl_gated, args.hfssl_mlm_head == "dense", hfssl_keys)),
         Arm("mlm", "bert", lambda: ready(bert()), call_with(keys), text_units, flops(args.ffn, False, True)),
         Arm("mlm", "modernbert", lambda: ready(modern()), call_with(keys), text_units,
@@ -582,7 +588,7 @@ def clm_arms(args: argparse.Namespace, data: SuiteData) -> list[Arm]:
 
     keys = ("input_ids", "attention_mask", "labels")
     return [
-        Arm("clm", "hfssl", lambda: ready(hfssl()), call_with(keys), text_units,
+        Arm("clm", "hfssl", lambda: ready(hfssl(), args.hfssl_attention), call_with(keys), text_units,
             flops(args.gated_ffn if hfssl_gated else args.ffn, hfssl_gated)),
         Arm("clm", "gpt2", lambda: ready(gpt2()), call_with(keys), text_units, flops(args.ffn, False)),
         Arm("clm", "llama", lambda: ready(llama()), call_with(keys), text_units, flops(args.gated_ffn, True)),
@@ -611,7 +617,7 @@ def mae_arms(args: argparse.Namespace, data: SuiteData) -> list[Arm]:
 
     units = lambda batch: batch["pixel_values"].shape[0]
     keys = ("pixel_values", "noise")
-    return [Arm("mae", "hfssl", lambda: ready(hfssl()), call_with(keys), units, flops),
+    return [Arm("mae", "hfssl", lambda: ready(hfssl(), args.hfssl_attention), call_with(keys), units, flops),
             Arm("mae", "vitmae", lambda: ready(vitmae()), call_with(keys), units, flops)]
 
 
@@ -620,7 +626,8 @@ def contrastive_arms(args: argparse.Namespace, data: SuiteData) -> list[Arm]:
     from hfssl.data.images import to_float_pixels
 
     build = lambda: ready(HfsslVisionForContrastiveLearning(
-        HfsslVisionConfig(**vision_fields(args), ssl={"method": "simclr"}, **hfssl_overrides(args, HfsslVisionConfig))))
+        HfsslVisionConfig(**vision_fields(args), ssl={"method": "simclr"}, **hfssl_overrides(args, HfsslVisionConfig))),
+        args.hfssl_attention)
     views = simclr_views(args, data.info["mean"], data.info["std"])
     projector = resolve_method_params("simclr", {})
 

@@ -216,3 +216,21 @@ def test_hfssl_mlm_head_flag_picks_the_head_path_and_its_flop_count(bench, head)
     bert = next(a for a in arms if a.name == "bert")
     assert useful == bert.flops(batch)[0]  # the same useful work whatever the head runs
     assert (executed == bert.flops(batch)[1]) == (head == "dense")
+
+
+def test_hfssl_attention_flag_switches_only_the_hfssl_arms(bench, monkeypatch):
+    args = bench.parse_args(["--quick", "--suite", "mae", "--hfssl-attention", "eager", "--threads", "1"])
+    data, arms = bench.prepare_suites(args)["mae"]
+    built = {arm.name: arm.build() for arm in arms}
+    assert built["hfssl"].config._attn_implementation == "eager"
+    assert built["vitmae"].config._attn_implementation == "sdpa"
+    calls = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda *a, **k: calls.append(1) or sdpa(*a, **k))
+    hfssl = next(a for a in arms if a.name == "hfssl")
+    hfssl.loss(built["hfssl"], data.train[0]).backward()
+    assert calls == []  # the eager path: matmul, softmax, matmul
+    vitmae = next(a for a in arms if a.name == "vitmae")
+    vitmae.loss(built["vitmae"], data.train[0])
+    assert calls  # the reference still runs SDPA
