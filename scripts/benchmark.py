@@ -163,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "(boolean selection of the masked rows) or dense (every position, as BERT)")
     text.add_argument("--packing", action=argparse.BooleanOptionalAction, default=True,
                       help="packed blocks (default), or --no-packing: one document (or a seq-len piece of one) per "
-                           "row, padded to the longest row of its batch; tokens/s counts non-pad tokens")
+                           "row, padded to the longest row of its batch; tokens/s counts non-pad tokens, the FLOP "
+                           "counts (and MFU) every position")
     vision = p.add_argument_group("vision shape (mae, contrastive)")
     vision.add_argument("--image-size", type=int, default=32)
     vision.add_argument("--patch-size", type=int, default=4)

@@ -43,7 +43,8 @@ class HfsslTextConfig(PretrainedConfig):
         loss_chunk_size: 0 (off), or how many token rows the LM head and its cross-entropy take at once while
             training with labels. Each chunk's logits are recomputed in the backward pass instead of kept, so the
             (tokens x vocabulary) logits never exist whole: for large vocabularies this removes the largest
-            activation of the step, at the cost of running the head's forward pass twice. `logits` is then None (with more than one chunk).
+            activation of the step, at the cost of running the head's forward pass twice. The output's
+            `logits` is then None (when there is more than one chunk).
         classifier_dropout: dropout before the classification layer.
         tie_word_embeddings: share input embeddings and the LM output layer.
     """
@@ -112,8 +113,9 @@ class HfsslTextConfig(PretrainedConfig):
             )
         if self.position_embedding_type == "rope" and (self.hidden_size // self.num_attention_heads) % 2:
             raise ValueError("RoPE needs an even head dimension (hidden_size / num_attention_heads).")
-        if isinstance(self.loss_chunk_size, bool) or not isinstance(self.loss_chunk_size, int) or self.loss_chunk_size < 0:
-            raise ValueError(f"loss_chunk_size must be 0 (off) or a positive number of tokens, got {self.loss_chunk_size!r}.")
+        chunk = self.loss_chunk_size
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
+            raise ValueError(f"loss_chunk_size must be 0 (off) or a positive number of tokens, got {chunk!r}.")
         for name in ("hidden_dropout_prob", "attention_dropout_prob", "classifier_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}.")
