@@ -33,8 +33,14 @@ Model FLOPs per step (training = 3 x forward; a matmul of an (n x a) by an (a x 
 Embedding lookups, norms, activations, softmax and the loss are not counted. The model FLOPs count what the
 objective needs (the MLM head on the M masked positions for every arm); `executed` FLOPs count what the arm
 runs (a dense MLM head on all B T positions, patch embedding and pixel head on every patch).
-MFU = model FLOP/s (timed FLOPs / timed seconds, median over rounds) / the in-run fp32 matmul probe
-(1024^3, median of every probe sample; one probe set runs before each round).
+MFU = model FLOP/s (timed FLOPs / timed seconds, median over rounds) / the in-run matmul probe (median of
+every probe sample; one probe set runs before each round): 1024^3 fp32 on the CPU; with --device cuda,
+8192^3 in the training dtype (bf16 with --autocast bf16), the achievable peak of that GPU.
+
+GPU (--device cuda): models and batches live on the GPU (batches moved once, before timing), every step
+ends with torch.cuda.synchronize() before its clock reading, and memory is the GPU's peak allocation.
+--preset base gives the BERT-base / GPT-2-124M / ViT-B-MAE shapes:
+    python scripts/benchmark.py --device cuda --preset base --autocast bf16 --suite mlm,mae --budget-s 0
 
 Also recorded: versions, CPU model and flags, torch threads, peak RSS per arm (each arm alone in a fresh
 subprocess that runs a few steps; on Linux the peak counter is reset once imports and batches are loaded),
@@ -119,6 +125,12 @@ QUICK = dict(repeats=3, steps=2, warmup=1, budget_s=0.5, memory=False, layers=1,
              seq_len=32, vocab_size=1024, text_batch=4, vit_layers=1, vit_hidden=32, vit_heads=2, vit_ffn=64,
              decoder_hidden=32, decoder_layers=1, decoder_heads=2, decoder_ffn=64, mae_batch=8,
              contrastive_batch=8, max_images=256, eval_batches=1, lr_warmup_steps=1)
+# --preset base: the GPU shapes of issue 9 (BERT-base / GPT-2-124M body, ViT-B/16 MAE with its 8 x 512 decoder).
+# GPT-2's own context and vocabulary: add --suite clm --seq-len 1024 --vocab-size 50257.
+BASE = dict(layers=12, hidden=768, heads=12, ffn=3072, seq_len=512, vocab_size=32768, text_batch=32,
+            image_size=224, patch_size=16, vit_layers=12, vit_hidden=768, vit_heads=12, vit_ffn=3072,
+            decoder_hidden=512, decoder_layers=8, decoder_heads=16, decoder_ffn=2048, mae_batch=64,
+            contrastive_batch=32, max_images=2048)
 
 
 # ---------------------------------------------------------------- command line
@@ -136,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", default="runs/bench", help="folder for benchmark.json and benchmark.md")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--quick", action="store_true", help="tiny shapes and budgets: a smoke run of every arm")
+    run.add_argument("--preset", choices=("base",), default=None,
+                     help="base: BERT-base / GPT-2-124M / ViT-B-MAE shapes for a GPU (explicit flags still win)")
+    run.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                     help="where models and batches live; cuda times steps with torch.cuda.synchronize()")
     run.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
                      help="peak RSS per arm, each in a fresh subprocess (off in --quick)")
     run.add_argument("--profile", type=int, default=0, metavar="N",
@@ -207,9 +223,16 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse flags; --quick replaces the defaults (not explicit flags) by QUICK."""
     parser = build_parser()
-    if "--quick" in (sys.argv[1:] if argv is None else argv):
+    given = sys.argv[1:] if argv is None else argv
+    if "--quick" in given:
         parser.set_defaults(**QUICK)
+    if "--preset" in given or "--preset=base" in given:
+        parser.set_defaults(**BASE)
     args = parser.parse_args(argv)
+    if args.quick and args.preset:
+        parser.error("--quick and --preset both set the shapes; choose one.")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device here (torch.cuda.is_available() is False).")
     args.suites = [s.strip() for s in args.suite.split(",") if s.strip()]
     unknown = sorted(set(args.suites) - set(SUITE_NAMES))
     if unknown or not args.suites:
@@ -252,22 +275,45 @@ def cpu_description() -> dict[str, Any]:
 
 
 def environment() -> dict[str, Any]:
-    return {"versions": versions(), "python": platform.python_version(), "platform": platform.platform(),
-            "cpu": cpu_description(), "torch_threads": torch.get_num_threads(),
-            "torch_interop_threads": torch.get_num_interop_threads(), "mkldnn": torch.backends.mkldnn.is_available()}
+    found = {"versions": versions(), "python": platform.python_version(), "platform": platform.platform(),
+             "cpu": cpu_description(), "torch_threads": torch.get_num_threads(),
+             "torch_interop_threads": torch.get_num_interop_threads(), "mkldnn": torch.backends.mkldnn.is_available()}
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        found["cuda"] = {"device": props.name, "capability": f"{props.major}.{props.minor}",
+                         "memory_gib": round(props.total_memory / 2**30, 1), "cuda": torch.version.cuda}
+    return found
 
 
-def matmul_gflops(n: int = 1024, repeats: int = 8) -> list[float]:
-    """GFLOP/s of an (n x n) @ (n x n) fp32 matmul (2 n^3 FLOPs), one value per timed repetition."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work, so a host clock reading covers it (nothing to wait for on the CPU)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def probe_settings(args: argparse.Namespace) -> tuple[int, torch.dtype]:
+    """The matmul probe's size and dtype: 1024^3 fp32 on the CPU; 8192^3 on a GPU, in the training dtype."""
+    dtype = torch.bfloat16 if args.autocast == "bf16" else torch.float32
+    return (8192, dtype) if args.device == "cuda" else (1024, torch.float32)
+
+
+def matmul_gflops(n: int = 1024, repeats: int = 8, device: str = "cpu", dtype: torch.dtype = torch.float32) -> list[float]:
+    """GFLOP/s of an (n x n) @ (n x n) matmul (2 n^3 FLOPs), one value per timed repetition."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(2):
         a @ b
     rates = []
     for _ in range(repeats):
+        synchronize(device)
         start = time.perf_counter()
         a @ b
+        synchronize(device)
         rates.append(2 * n**3 / (time.perf_counter() - start) / 1e9)
     return rates
+
+
+def to_device(batch: dict[str, Any], device: str) -> dict[str, Any]:
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 # ---------------------------------------------------------------- analytic FLOPs (see the module docstring)
@@ -679,9 +725,10 @@ def train_loop(model: nn.Module, arm: Arm, batches: Iterable[dict], args: argpar
     Returns the duration of each step (between the ends of consecutive optimizer steps)."""
     optimizer, schedule = make_optimizer(model, args)
     model.train()
+    synchronize(args.device)
     ends = [time.perf_counter()]
     for batch in batches:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast == "bf16"):
+        with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.autocast == "bf16"):
             loss = arm.loss(model, batch)
         loss.backward()
         if args.max_grad_norm > 0:
@@ -689,6 +736,7 @@ def train_loop(model: nn.Module, arm: Arm, batches: Iterable[dict], args: argpar
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
+        synchronize(args.device)
         ends.append(time.perf_counter())
         if budget_s is not None and ends[-1] - ends[0] >= budget_s:
             break
@@ -698,14 +746,15 @@ def train_loop(model: nn.Module, arm: Arm, batches: Iterable[dict], args: argpar
 class StepClock(TrainerCallback):
     """Stamps the end of every optimizer step inside the Trainer; stops training after `budget_s` seconds."""
 
-    def __init__(self, budget_s: float | None = None):
-        self.budget_s = budget_s
+    def __init__(self, budget_s: float | None = None, device: str = "cpu"):
+        self.budget_s, self.device = budget_s, device
         self.ends: list[float] = []
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.ends = [time.perf_counter()]
 
     def on_step_end(self, args, state, control, **kwargs):
+        synchronize(self.device)
         self.ends.append(time.perf_counter())
         if self.budget_s is not None and self.ends[-1] - self.ends[0] >= self.budget_s:
             control.should_training_stop = True
@@ -722,11 +771,11 @@ def trainer_loop(model: nn.Module, arm: Arm, batches: list[dict], args: argparse
     from hfssl.training.ssl_trainer import MomentumCallback, SSLTrainer
     from hfssl.training.training_args import PretrainingArguments
 
-    pixels = torch.cat([b["pixel_values"] for b in batches]).numpy()
+    pixels = torch.cat([b["pixel_values"] for b in batches]).cpu().numpy()
     features = Features({"pixel_values": Array3D(shape=pixels.shape[1:], dtype="uint8")})
     dataset = Dataset.from_dict({"pixel_values": pixels}, features=features)
     dataset = dataset.with_format("numpy", columns=["pixel_values"], dtype=np.uint8)
-    clock = StepClock(budget_s)
+    clock = StepClock(budget_s, args.device)
     with tempfile.TemporaryDirectory() as tmp:
         training = PretrainingArguments(
             output_dir=tmp, max_steps=len(batches) if budget_s is None else 10**9,
@@ -736,7 +785,7 @@ def trainer_loop(model: nn.Module, arm: Arm, batches: list[dict], args: argparse
             lr_scheduler_type="constant_with_warmup", warmup_steps=args.lr_warmup_steps,
             max_grad_norm=args.max_grad_norm, eval_strategy="no", save_strategy="no", report_to="none",
             disable_tqdm=True, train_sampling_strategy="sequential", remove_unused_columns=False,
-            include_num_input_tokens_seen="no", dataloader_drop_last=True, use_cpu=True, seed=args.seed,
+            include_num_input_tokens_seen="no", dataloader_drop_last=True, use_cpu=args.device == "cpu", seed=args.seed,
             bf16=args.autocast == "bf16")
         trainer = SSLTrainer(model=model, args=training, train_dataset=dataset, data_collator=default_data_collator,
                              callbacks=[MomentumCallback(), clock], views=arm.views, eval_seed=args.seed)
@@ -767,7 +816,7 @@ def build(arm: Arm, args: argparse.Namespace) -> nn.Module:
     """A fresh model of `arm` (seed `args.seed`); with --compile, compiled in place (`nn.Module.compile`, so
     the class, config and parameter names stay as they were) with TorchInductor."""
     torch.manual_seed(args.seed)
-    model = arm.build()
+    model = arm.build().to(args.device)
     if args.compile:
         model.compile(dynamic=args.compile_dynamic)
     return model
@@ -801,6 +850,8 @@ def prepare_suites(args: argparse.Namespace, corpora: dict | None = None) -> Sui
     for name in args.suites:
         make_data, make_arms = SUITES[name]
         data = make_data(args, text if name in ("mlm", "clm") else images)
+        if args.device != "cpu":  # once, before any timing: the steps then read batches already on the device
+            data.train, data.eval = ([to_device(b, args.device) for b in part] for part in (data.train, data.eval))
         if not data.train or not data.eval:
             raise ValueError(f"Suite {name}: too little data for one training and one held-out batch; "
                              "lower the batch size.")
@@ -843,7 +894,8 @@ def measure_throughput(args: argparse.Namespace, name: str, data: SuiteData, arm
             f"({p['embedding']:,} embedding, {p['non_embedding']:,} non-embedding)")
     per_round = args.warmup + args.steps
     for round_index in range(args.repeats):
-        probes.extend(matmul_gflops())
+        n, dtype = probe_settings(args)
+        probes.extend(matmul_gflops(n, device=args.device, dtype=dtype))
         batches = [data.train[(round_index * per_round + i) % len(data.train)] for i in range(per_round)]
         for arm in arms:
             seconds = train(models[arm.name], arm, batches, args)[args.warmup :]
@@ -893,12 +945,18 @@ def memory_child(path: str) -> dict[str, Any]:
     arm = next(a for a in SUITES[payload["suite"]][1](args, data) if a.name == payload["arm"])
     fresh_peak = reset_peak_rss()
     before = _proc_status_mib("VmRSS")
+    if args.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        cuda_before = torch.cuda.memory_allocated()
     train(build(arm, args), arm, data.train, args)
     peak = _proc_status_mib("VmHWM") if fresh_peak else None
     if peak is None:
         usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         peak = usage / 2**20 if sys.platform == "darwin" else usage / 1024  # bytes on macOS, KiB on Linux
-    return {"peak_rss_mib": peak, "rss_before_model_mib": before, "peak_counted_from_model_build": fresh_peak}
+    found = {"peak_rss_mib": peak, "rss_before_model_mib": before, "peak_counted_from_model_build": fresh_peak}
+    if args.device == "cuda":  # tensors allocated on the GPU by the model, its optimizer and its steps
+        found["peak_cuda_mib"] = (torch.cuda.max_memory_allocated() - cuda_before) / 2**20
+    return found
 
 
 def measure_memory(args: argparse.Namespace, name: str, data: SuiteData, arm: Arm) -> dict[str, Any]:
@@ -927,7 +985,8 @@ def profile_arm(args: argparse.Namespace, arm: Arm, data: SuiteData, folder: Pat
     model = build(arm, args)
     batches = [data.train[i % len(data.train)] for i in range(2 + args.profile)]
     train_loop(model, arm, batches[:2], args)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
+    with profile(activities=activities) as prof:
         train_loop(model, arm, batches[2:], args)
     events = prof.key_averages()
     folder.mkdir(parents=True, exist_ok=True)
@@ -985,6 +1044,8 @@ def _row(name: str, arm: dict[str, Any], hfssl: dict[str, Any] | None) -> str:
     ratio = f"{hfssl['throughput'] / arm['throughput']:.2f}x" if hfssl else "-"
     rss = (f"{memory['peak_rss_mib']:.0f} (+{memory['rss_increase_mib']:.0f})"
            if memory.get("rss_increase_mib") is not None else "-")
+    if memory.get("peak_cuda_mib") is not None:
+        rss += f"; GPU {memory['peak_cuda_mib']:.0f}"
     loss = (f"{budget['eval_loss_init']:.3f} -> {budget['eval_loss']:.3f} ({budget['steps']} steps)"
             if budget else "-")
     return (f"| {name} | {arm['model_class']} | {_millions(p['total'])} ({_millions(p['embedding'])} / "
@@ -1014,7 +1075,11 @@ def markdown(report: dict[str, Any]) -> str:
         (f"- CPU: {cpu['model']}, {cpu['logical_cpus']} logical CPUs, flags {' '.join(cpu['flags']) or '-'}, "
          f"torch dispatch {cpu['torch_cpu_capability']}; {env['torch_threads']} torch threads"),
         f"- torch {v['torch']}, transformers {v['transformers']}, Python {env['python']}",
-        (f"- matmul probe (1024^3 fp32): {probe['gflops']:.1f} GFLOP/s, median of {len(probe['samples'])} "
+        *([f"- GPU: {env['cuda']['device']} (compute capability {env['cuda']['capability']}, "
+            f"{env['cuda']['memory_gib']} GiB, CUDA {env['cuda']['cuda']}); models and batches on "
+            f"{probe.get('device', 'cpu')}"] if env.get("cuda") else []),
+        (f"- matmul probe ({probe['n']}^3 {probe['dtype']} on {probe.get('device', 'cpu')}): {probe['gflops']:.1f} "
+         f"GFLOP/s, median of {len(probe['samples'])} "
          f"({min(probe['samples']):.1f} to {max(probe['samples']):.1f})"), "",
         *busy_warning(probe),
         ("Columns: parameters total (embedding / non-embedding); throughput of non-pad tokens or images per "
@@ -1103,7 +1168,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python", "scripts/benchmark.py", *argv]),
         "settings": settings, "environment": environment(),
-        "matmul_probe": {"n": 1024, "dtype": "float32", "gflops": peak, "samples": probes,
+        "matmul_probe": {"n": probe_settings(args)[0], "dtype": str(probe_settings(args)[1]).removeprefix("torch."),
+                         "device": args.device, "gflops": peak, "samples": probes,
                          "spread_p90_over_p10": float(np.percentile(probes, 90) / np.percentile(probes, 10))},
         "suites": results, "targets": evaluate_targets(results),
         "wall_time_s": time.perf_counter() - started,

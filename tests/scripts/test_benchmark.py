@@ -63,6 +63,8 @@ def test_quick_run_records_the_environment_and_the_probe(bench, quick):
     probe = report["matmul_probe"]
     assert probe["gflops"] > 0 and len(probe["samples"]) == 8 * 3 * len(ARMS)  # 8 per round, per suite
     assert f"{probe['gflops']:.1f} GFLOP/s" in table
+    assert (probe["n"], probe["dtype"], probe["device"]) == (1024, "float32", "cpu")
+    assert "matmul probe (1024^3 float32 on cpu)" in table
     assert probe["spread_p90_over_p10"] >= 1
     assert ("the CPU was shared" in table) == (probe["spread_p90_over_p10"] > bench.BUSY_PROBE_SPREAD)
 
@@ -234,3 +236,33 @@ def test_hfssl_attention_flag_switches_only_the_hfssl_arms(bench, monkeypatch):
     vitmae = next(a for a in arms if a.name == "vitmae")
     vitmae.loss(built["vitmae"], data.train[0])
     assert calls  # the reference still runs SDPA
+
+
+def test_base_preset_sets_the_gpu_shapes_and_explicit_flags_still_win(bench):
+    args = bench.parse_args(["--preset", "base", "--suite", "clm", "--seq-len", "1024", "--vocab-size", "50257"])
+    assert (args.layers, args.hidden, args.heads, args.ffn) == (12, 768, 12, 3072)  # BERT-base / GPT-2-124M body
+    assert (args.seq_len, args.vocab_size) == (1024, 50257)  # GPT-2's own, given explicitly
+    assert (args.image_size, args.patch_size, args.vit_layers, args.decoder_layers) == (224, 16, 12, 8)  # ViT-B MAE
+    assert bench.parse_args([]).layers == 4  # the CPU shapes stay the default
+
+
+@pytest.mark.parametrize("argv", [["--quick", "--preset", "base"], ["--device", "tpu"]])
+def test_conflicting_or_unknown_run_flags_are_refused(bench, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.parse_args(argv)
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where there is no GPU")
+def test_device_cuda_without_a_gpu_names_the_problem(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--device", "cuda"])
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_probe_runs_in_the_training_dtype_on_a_gpu_and_in_fp32_on_the_cpu(bench):
+    cpu = bench.parse_args(["--autocast", "bf16"])
+    assert bench.probe_settings(cpu) == (1024, torch.float32)  # the CPU harness's fp32 baseline stays
+    cpu.device = "cuda"  # as parse_args leaves it on a GPU machine
+    assert bench.probe_settings(cpu) == (8192, torch.bfloat16)
+    assert all(rate > 0 for rate in bench.matmul_gflops(64, repeats=2, dtype=torch.bfloat16))
