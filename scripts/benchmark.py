@@ -1075,9 +1075,9 @@ def markdown(report: dict[str, Any]) -> str:
         (f"- CPU: {cpu['model']}, {cpu['logical_cpus']} logical CPUs, flags {' '.join(cpu['flags']) or '-'}, "
          f"torch dispatch {cpu['torch_cpu_capability']}; {env['torch_threads']} torch threads"),
         f"- torch {v['torch']}, transformers {v['transformers']}, Python {env['python']}",
-        *([f"- GPU: {env['cuda']['device']} (compute capability {env['cuda']['capability']}, "
-            f"{env['cuda']['memory_gib']} GiB, CUDA {env['cuda']['cuda']}); models and batches on "
-            f"{probe.get('device', 'cpu')}"] if env.get("cuda") else []),
+        *([(f"- GPU: {env['cuda']['device']} (compute capability {env['cuda']['capability']}, "
+             f"{env['cuda']['memory_gib']} GiB, CUDA {env['cuda']['cuda']}); models and batches on "
+             f"{probe.get('device', 'cpu')}")] if env.get("cuda") else []),
         (f"- matmul probe ({probe['n']}^3 {probe['dtype']} on {probe.get('device', 'cpu')}): {probe['gflops']:.1f} "
          f"GFLOP/s, median of {len(probe['samples'])} "
          f"({min(probe['samples']):.1f} to {max(probe['samples']):.1f})"), "",
@@ -1164,11 +1164,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for entry in result["arms"].values():
             entry.update(summarize(entry["segments"], peak))
     settings = {k: v for k, v in vars(args).items() if k != "suite"}
+    probe_n, probe_dtype = probe_settings(args)
     report = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python", "scripts/benchmark.py", *argv]),
         "settings": settings, "environment": environment(),
-        "matmul_probe": {"n": probe_settings(args)[0], "dtype": str(probe_settings(args)[1]).removeprefix("torch."),
+        "matmul_probe": {"n": probe_n, "dtype": str(probe_dtype).removeprefix("torch."),
                          "device": args.device, "gflops": peak, "samples": probes,
                          "spread_p90_over_p10": float(np.percentile(probes, 90) / np.percentile(probes, 10))},
         "suites": results, "targets": evaluate_targets(results),

@@ -95,8 +95,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     return args, rest
 
 
-def measure(bench, args: argparse.Namespace, rest: list[str], variants: list[tuple[str, list[str]]]) -> list[dict]:
-    """Rows {"suite", "arm", "variants": {name: median units/s}, "ratios": {name: vs the first}, "per_round"}."""
+def measure(bench, args: argparse.Namespace, rest: list[str], variants: list[tuple[str, list[str]]],
+            memory: bool = False) -> list[dict]:
+    """Rows {"suite", "arm", "variants": {name: median units/s}, "ratios": {name: vs the first}, "per_round"},
+    with memory also "peak_rss_mib": {name: MiB}."""
     common = ["--suite", ",".join(args.suites), "--threads", str(args.threads), *rest]
     if args.data_dir:
         common += ["--data-dir", args.data_dir]
@@ -117,7 +119,6 @@ def measure(bench, args: argparse.Namespace, rest: list[str], variants: list[tup
             for name, vargs in parsed.items():
                 data, arms = prepared[name][suite]
                 variant_arm = next(a for a in arms if a.name == arm.name)
-                torch.set_num_threads(vargs.threads)
                 runs[name] = (vargs, data, variant_arm, bench.build(variant_arm, vargs))
             found = {name: [] for name in runs}
             for r in range(args.rounds):
@@ -130,7 +131,7 @@ def measure(bench, args: argparse.Namespace, rest: list[str], variants: list[tup
             medians = {name: statistics.median(values[1:]) for name, values in found.items()}
             row = {"suite": suite, "arm": arm.name, "variants": medians,
                    "ratios": {name: value / medians[first] for name, value in medians.items()}, "per_round": found}
-            if getattr(args, "memory", False):  # benchmark_compile.py has no --memory
+            if memory:
                 row["peak_rss_mib"] = {name: round(bench.measure_memory(vargs, suite, data, variant_arm)["peak_rss_mib"])
                                        for name, (vargs, data, variant_arm, _) in runs.items()}
             rows.append(row)
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args, rest = parse_args(argv)
     bench = load_benchmark()
     variants = [(args.baseline_name, []), *args.variant]
-    rows = measure(bench, args, rest, variants)
+    rows = measure(bench, args, rest, variants, memory=args.memory)
     save(bench, "benchmark_ab.py", argv, args, rows, Path(args.output) / "ab.json")
     names = [name for name, _ in variants]
     columns = [f"{n} units/s" for n in names] + [f"{n} / {names[0]}" for n in names[1:]]

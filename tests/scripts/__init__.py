@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+
+import torch
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
@@ -17,3 +20,13 @@ def load_script(filename: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
     spec.loader.exec_module(module)
     return module
+
+
+@contextlib.contextmanager
+def torch_threads_restored():
+    """The scripts set torch's thread count from --threads; give the rest of the test session its own back."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -12,7 +12,7 @@ from torch import nn
 from transformers import Trainer
 from transformers.pytorch_utils import Conv1D
 
-from . import load_script
+from . import load_script, torch_threads_restored
 
 ARMS = {"mlm": {"hfssl", "bert", "modernbert"}, "clm": {"hfssl", "gpt2", "llama"}, "mae": {"hfssl", "vitmae"},
         "contrastive": {"hfssl-trainer", "plain-loop"}}
@@ -27,11 +27,8 @@ def bench():
 def quick(bench, tmp_path_factory):
     """One --quick run of every suite on one thread (about 20 s); the thread count is restored afterwards."""
     out = tmp_path_factory.mktemp("bench")
-    threads = torch.get_num_threads()
-    try:
+    with torch_threads_restored():
         bench.main(["--quick", "--output", str(out), "--threads", "1"])
-    finally:
-        torch.set_num_threads(threads)
     return json.loads((out / "benchmark.json").read_text()), (out / "benchmark.md").read_text()
 
 

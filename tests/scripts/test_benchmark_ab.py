@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from . import load_script
+from . import load_script, torch_threads_restored
 
 
 @pytest.fixture(scope="module")
@@ -16,14 +16,11 @@ def script():
 
 
 def test_variants_that_change_data_threads_and_precision_are_each_measured(script, tmp_path):
-    threads = torch.get_num_threads()
-    try:
+    with torch_threads_restored():
         rows = script.main(["--quick", "--suite", "clm", "--arms", "hfssl", "--rounds", "2", "--steps", "2",
                             "--warmup", "1", "--threads", "1", "--variant", "padded=--no-packing",
                             "--variant", "bf16=--autocast bf16", "--memory", "--output", str(tmp_path)])
         assert torch.get_num_threads() == 1  # back to --threads after the run
-    finally:
-        torch.set_num_threads(threads)
     assert [(r["suite"], r["arm"]) for r in rows] == [("clm", "hfssl")]
     row = rows[0]
     assert list(row["variants"]) == ["baseline", "padded", "bf16"]

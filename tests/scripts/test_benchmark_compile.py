@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
-from . import load_script
+from . import load_script, torch_threads_restored
 
 
 @pytest.fixture(scope="module")
@@ -16,12 +15,9 @@ def script():
 
 
 def test_one_arm_runs_eager_and_compiled_and_reports_the_ratio(script, tmp_path):
-    threads = torch.get_num_threads()
-    try:
+    with torch_threads_restored():
         rows = script.main(["--quick", "--suite", "clm", "--arms", "hfssl", "--rounds", "2", "--steps", "2",
                             "--warmup", "1", "--threads", "1", "--output", str(tmp_path)])
-    finally:
-        torch.set_num_threads(threads)
     assert [(r["suite"], r["arm"]) for r in rows] == [("clm", "hfssl")]
     row = rows[0]
     assert {len(v) for v in row["per_round"].values()} == {2}
