@@ -40,11 +40,12 @@ class HfsslTextConfig(PretrainedConfig):
         pooling: "mean", "cls" or "last" token pooling for `get_features` and classification;
             default "last" for causal models and "mean" otherwise.
         sparse_prediction: masked LM computes the head and loss on masked positions only.
-        loss_chunk_size: 0 (off), or how many token rows the LM head and its cross-entropy take at once while
-            training with labels. Each chunk's logits are recomputed in the backward pass instead of kept, so the
-            (tokens x vocabulary) logits never exist whole: for large vocabularies this removes the largest
-            activation of the step, at the cost of running the head's forward pass twice. The output's
-            `logits` is then None (when there is more than one chunk).
+        loss_chunk_size: how the LM head and its cross-entropy run while training with labels. None (default)
+            or a positive number of token rows: fused, that many rows at a time (None: 128 on CPUs, 4,096 on
+            accelerators), with the gradients computed on the way, so the (tokens x vocabulary) logits never
+            exist whole and nothing is recomputed (`linear_cross_entropy.py`); the output's `logits` is then
+            None. 0: the plain head over every row, logits kept and returned. Evaluation (no gradients) always
+            takes the plain path.
         classifier_dropout: dropout before the classification layer.
         tie_word_embeddings: share input embeddings and the LM output layer.
     """
@@ -70,7 +71,7 @@ class HfsslTextConfig(PretrainedConfig):
         is_causal: bool = False,
         pooling: str | None = None,
         sparse_prediction: bool = True,
-        loss_chunk_size: int = 0,
+        loss_chunk_size: int | None = None,
         classifier_dropout: float = 0.1,
         tie_word_embeddings: bool = True,
         **kwargs,
@@ -114,8 +115,11 @@ class HfsslTextConfig(PretrainedConfig):
         if self.position_embedding_type == "rope" and (self.hidden_size // self.num_attention_heads) % 2:
             raise ValueError("RoPE needs an even head dimension (hidden_size / num_attention_heads).")
         chunk = self.loss_chunk_size
-        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
-            raise ValueError(f"loss_chunk_size must be 0 (off) or a positive number of tokens, got {chunk!r}.")
+        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0):
+            raise ValueError(
+                f"loss_chunk_size must be None (fused, default chunk), 0 (plain head, logits kept) or a positive "
+                f"number of token rows, got {chunk!r}."
+            )
         for name in ("hidden_dropout_prob", "attention_dropout_prob", "classifier_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}.")

@@ -23,6 +23,7 @@ from transformers.modeling_outputs import (
 
 from .blocks import Block, RotaryEmbedding, build_attention_mask, classification_loss, pool
 from .configuration_hfssl_text import HfsslTextConfig
+from .linear_cross_entropy import default_chunk_rows, linear_cross_entropy
 
 
 def _cache_field(output_cls) -> str:
@@ -139,9 +140,13 @@ class HfsslTextMaskedLMHead(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.use_bias)
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
 
+    def transform(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., hidden) -> (..., hidden): everything before the vocabulary projection."""
+        return self.norm(F.gelu(self.dense(hidden)))
+
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """(..., hidden) -> (..., vocab)."""
-        return self.decoder(self.norm(F.gelu(self.dense(hidden))))
+        return self.decoder(self.transform(hidden))
 
 
 def _summed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -160,33 +165,48 @@ def _per_item(loss: torch.Tensor, targets: torch.Tensor, num_items_in_batch=None
     return loss / count
 
 
+def _head_parts(head: nn.Module) -> tuple[nn.Module | None, nn.Linear | None]:
+    """(what runs before the vocabulary projection or None, the projection) when that projection is a plain
+    `nn.Linear` the fused loss can take apart; (None, None) otherwise (e.g. a PEFT adapter wraps it)."""
+    transform, linear = (head.transform, head.decoder) if isinstance(head, HfsslTextMaskedLMHead) else (None, head)
+    return (transform, linear) if type(linear) is nn.Linear else (None, None)
+
+
 def head_cross_entropy(
-    head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, chunk_size: int = 0, num_items_in_batch=None
+    head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, chunk_size: int | None = None, num_items_in_batch=None
 ) -> tuple[torch.Tensor | None, torch.Tensor]:
     """hidden (rows, hidden), targets (rows,) -> (logits (rows, vocab) or None, mean cross-entropy).
 
-    With `chunk_size` > 0 while autograd records (training), the head and the loss run on `chunk_size` rows
-    at a time under activation checkpointing: only the hidden rows are kept, each chunk's logits are recomputed
-    in the backward pass, and the full logits are never built (returned as None). Same loss and gradients.
+    `chunk_size` 0 runs the head on every row and returns the logits. Otherwise, while autograd records
+    (training), the vocabulary projection and the loss run fused, `chunk_size` rows at a time (None: a
+    per-device default), with their gradients computed on the way (`linear_cross_entropy`): the full logits
+    are never built and come back as None. Same loss and gradients. A projection that is not a plain
+    `nn.Linear` (a PEFT adapter on it) takes the chunks under activation checkpointing instead.
     """
-    if chunk_size <= 0 or not torch.is_grad_enabled() or hidden.shape[0] <= chunk_size:
+    wants_grad = hidden.requires_grad or any(p.requires_grad for p in head.parameters())
+    if chunk_size == 0 or not torch.is_grad_enabled() or not wants_grad:
         logits = head(hidden)
         return logits, _token_cross_entropy(logits, targets, num_items_in_batch)
+    rows = chunk_size or default_chunk_rows(hidden.device)
+    count = num_items_in_batch if num_items_in_batch is not None else (targets != -100).sum().clamp(min=1)
+    transform, linear = _head_parts(head)
+    if linear is not None:
+        features = transform(hidden) if transform is not None else hidden
+        return None, linear_cross_entropy(features, linear.weight, linear.bias, targets, count, rows)
 
     def chunk_loss(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return _summed_cross_entropy(head(h), t)
 
     total = sum(
-        checkpoint(chunk_loss, h, t, use_reentrant=False)
-        for h, t in zip(hidden.split(chunk_size), targets.split(chunk_size))
+        checkpoint(chunk_loss, h, t, use_reentrant=False) for h, t in zip(hidden.split(rows), targets.split(rows))
     )
     return None, _per_item(total, targets, num_items_in_batch)
 
 
 class HfsslTextForMaskedLM(HfsslTextPreTrainedModel):
     """Masked language model. With labels and `config.sparse_prediction`, the head runs on masked positions only
-    and `logits` has shape (masked tokens, vocab); otherwise logits are (b, t, vocab). With
-    `config.loss_chunk_size`, training forward passes with labels return no logits (see `head_cross_entropy`)."""
+    and `logits` has shape (masked tokens, vocab); otherwise logits are (b, t, vocab). Training forward passes with
+    labels return no logits unless `config.loss_chunk_size` is 0 (see `head_cross_entropy`)."""
 
     _tied_weights_keys = {"lm_head.decoder.weight": "model.embed_tokens.weight"}
 
@@ -246,8 +266,8 @@ class HfsslTextForMaskedLM(HfsslTextPreTrainedModel):
 
 
 class HfsslTextForCausalLM(HfsslTextPreTrainedModel, GenerationMixin):
-    """Next-token language model with a KV cache; `generate()` works (greedy, sampling, beams). With
-    `config.loss_chunk_size`, training forward passes with labels return no logits (see `head_cross_entropy`)."""
+    """Next-token language model with a KV cache; `generate()` works (greedy, sampling, beams). Training
+    forward passes with labels return no logits unless `config.loss_chunk_size` is 0 (see `head_cross_entropy`)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
 

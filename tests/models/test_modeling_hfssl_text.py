@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import hfssl  # noqa: F401  (registers the Auto classes)
 from hfssl.models import (
@@ -9,6 +10,7 @@ from hfssl.models import (
     HfsslTextForSequenceClassification,
     HfsslTextModel,
 )
+from hfssl.models.linear_cross_entropy import default_chunk_rows
 from transformers import AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification
 
 from .model_tester import ModelTesterMixin, run_without_hfssl
@@ -93,9 +95,14 @@ class TestCausalLM(ModelTesterMixin):
 
     def test_loss_is_next_token_cross_entropy(self):
         model, inputs = self.build(HfsslTextForCausalLM)
-        out = model(**inputs)
-        expected = torch.nn.functional.cross_entropy(out.logits[:, :-1].flatten(0, 1), inputs["input_ids"][:, 1:].flatten())
-        torch.testing.assert_close(out.loss, expected)
+        with torch.no_grad():
+            logits = model(input_ids=inputs["input_ids"]).logits
+        expected = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), inputs["input_ids"][:, 1:].flatten())
+        trained = model(**inputs)  # with gradients: the fused head and loss
+        assert trained.logits is None
+        torch.testing.assert_close(trained.loss, expected)
+        with torch.no_grad():
+            torch.testing.assert_close(model(**inputs).loss, expected)
 
     @pytest.mark.parametrize("position_embedding_type", ["rope", "learned"])
     def test_cached_generation_equals_uncached(self, position_embedding_type):
@@ -263,10 +270,13 @@ def test_masked_positions_give_the_same_loss_as_the_boolean_sparse_head():
         for col in cols:
             if col >= 0:
                 labels[row, col] = ids[row, col]
-    static = model(input_ids=ids, labels=labels, masked_positions=positions)
-    dynamic = model(input_ids=ids, labels=labels)
+    with torch.no_grad():
+        static = model(input_ids=ids, labels=labels, masked_positions=positions)
+        dynamic = model(input_ids=ids, labels=labels)
     assert static.logits.shape == (9, 50) and dynamic.logits.shape == (8, 50)
     torch.testing.assert_close(static.loss, dynamic.loss)
+    fused = model(input_ids=ids, labels=labels, masked_positions=positions)  # with gradients: the fused loss
+    torch.testing.assert_close(fused.loss, dynamic.loss)
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -332,45 +342,63 @@ def test_compiled_model_gives_the_eager_loss_and_gradients():
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5)
 
 
-def _saved_for_backward_elements(model, inputs) -> tuple[torch.Tensor, int]:
-    """The loss of one training forward pass, and the largest tensor autograd saved for its backward pass."""
-    sizes = []
+class _LargestLogits(TorchDispatchMode):
+    """Records the largest tensor any op allocates whose last dimension is the vocabulary: the logits, the
+    softmax and their gradients, whole or one chunk at a time (views, such as the transposed weight, allocate
+    nothing and are skipped)."""
 
-    def pack(tensor):
-        sizes.append(tensor.numel())
-        return tensor
+    def __init__(self, vocab: int):
+        super().__init__()
+        self.vocab, self.largest = vocab, 0
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        out = model(**inputs)
-    return out, max(sizes)
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.is_view:
+            return out
+        for tensor in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(tensor, torch.Tensor) and tensor.dim() and tensor.shape[-1] == self.vocab:
+                self.largest = max(self.largest, tensor.numel())
+        return out
+
+
+class _LinearSubclass(torch.nn.Linear):
+    """Stands in for a projection the fused loss must not take apart (as a PEFT adapter would wrap it)."""
 
 
 @pytest.mark.parametrize("head", ["clm", "mlm-sparse", "mlm-dense", "mlm-static"])
-def test_chunked_loss_gives_the_same_loss_and_gradients_without_keeping_the_logits(head):
+@pytest.mark.parametrize("chunk", [None, 8, "wrapped"])
+def test_fused_loss_gives_the_plain_loss_and_gradients_without_building_the_logits(head, chunk):
     causal = head == "clm"
-    vocab, batch, length, chunk = 4000, 4, 16, 8  # logits of 64 rows x 4000 dwarf every other activation
+    vocab, batch, length = 4000, 4, 16
     inputs = masked_inputs(tiny_config(vocab_size=vocab), batch, length)
     if causal:
         inputs = {"input_ids": inputs["input_ids"], "labels": inputs["input_ids"].clone()}
     if head == "mlm-static":
         inputs["masked_positions"] = (inputs["labels"] != -100).nonzero()[:, 1].view(batch, -1)
 
-    def run(chunk_size: int):
+    def run(chunk_size):
         torch.manual_seed(0)
-        config = tiny_config(vocab_size=vocab, is_causal=causal, loss_chunk_size=chunk_size,
-                             sparse_prediction=head != "mlm-dense")
+        config = tiny_config(vocab_size=vocab, is_causal=causal, sparse_prediction=head != "mlm-dense",
+                             loss_chunk_size=8 if chunk_size == "wrapped" else chunk_size)
         model = (HfsslTextForCausalLM if causal else HfsslTextForMaskedLM)(config).train()
-        out, largest = _saved_for_backward_elements(model, inputs)
-        out.loss.backward()
-        return out, largest, [p.grad for p in model.parameters() if p.grad is not None]
+        if chunk_size == "wrapped":
+            old = model.get_output_embeddings()
+            new = _LinearSubclass(old.in_features, old.out_features, bias=old.bias is not None)
+            new.weight, new.bias = old.weight, old.bias  # the same parameters, still tied to the embeddings
+            model.set_output_embeddings(new)
+        with _LargestLogits(vocab) as probe:
+            out = model(**inputs)
+            out.loss.backward()
+        return out, probe.largest, [p.grad for p in model.parameters() if p.grad is not None]
 
-    (whole, whole_largest, whole_grads), (chunked, chunked_largest, chunked_grads) = run(0), run(chunk)
-    torch.testing.assert_close(chunked.loss, whole.loss)
-    for a, b in zip(chunked_grads, whole_grads, strict=True):
+    (plain, plain_largest, plain_grads), (fused, fused_largest, fused_grads) = run(0), run(chunk)
+    torch.testing.assert_close(fused.loss, plain.loss)
+    for a, b in zip(fused_grads, plain_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
     rows = batch * length if head in ("clm", "mlm-dense") else int((inputs["labels"] != -100).sum())
-    assert whole.logits is not None and whole_largest >= rows * vocab  # the whole logits were kept
-    assert chunked.logits is None and chunked_largest <= chunk * vocab  # only one chunk's at a time
+    assert plain.logits is not None and plain_largest >= rows * vocab  # the whole logits were built
+    per_chunk = 8 if chunk in (8, "wrapped") else default_chunk_rows(torch.device("cpu"))
+    assert fused.logits is None and fused_largest <= min(rows, per_chunk) * vocab  # one chunk's at a time
 
 
 def test_chunked_loss_is_off_without_gradients_and_without_labels():
@@ -384,5 +412,5 @@ def test_chunked_loss_is_off_without_gradients_and_without_labels():
 
 @pytest.mark.parametrize("value", [-1, 2.5, True])
 def test_config_rejects_a_bad_loss_chunk_size(value):
-    with pytest.raises(ValueError, match="loss_chunk_size must be 0"):
+    with pytest.raises(ValueError, match="loss_chunk_size must be None"):
         tiny_config(loss_chunk_size=value)
