@@ -97,6 +97,16 @@ def parse_overrides(text: str | None, config_class) -> dict[str, Any]:
 
 
 def _parse_value(value: str, like: Any) -> Any:
+    """`value` typed like the field's default `like`; a field whose default is None (chosen automatically)
+    takes a number, a boolean, none or text as written."""
+    if like is None:
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+        if value.lower() in ("true", "false"):
+            return value.lower() == "true"
     if isinstance(like, bool):
         if value.lower() not in ("true", "false", "1", "0"):
             raise ValueError(f"Expected true or false, got {value!r} in --config-overrides.")
@@ -106,7 +116,8 @@ def _parse_value(value: str, like: Any) -> Any:
             try:
                 return kind(value)
             except ValueError:
-                raise ValueError(f"Expected a {kind.__name__}, got {value!r} in --config-overrides.") from None
+                what = "an integer" if kind is int else "a number"
+                raise ValueError(f"Expected {what}, got {value!r} in --config-overrides.") from None
     return None if value.lower() == "none" else value
 
 

@@ -284,3 +284,18 @@ def test_torch_compile_with_static_masking(tmp_path, docstring_corpus):
                         "--max-steps", "12", "--mlm-static-masking", "true", "--torch-compile", "true") == 0
     stats = json.loads((out / "run.json").read_text())["pretrain"]
     assert stats["eval_loss"] < stats["eval_loss_before"]
+
+
+def test_config_overrides_are_typed_like_the_field_including_fields_that_default_to_none():
+    from hfssl.models import HfsslTextConfig
+    from hfssl.training.setup import parse_overrides
+
+    parsed = parse_overrides("hidden_size=64, loss_chunk_size=256, pooling=cls, use_bias=false, rope_theta=500.5",
+                             HfsslTextConfig)
+    assert parsed == {"hidden_size": 64, "loss_chunk_size": 256, "pooling": "cls", "use_bias": False,
+                      "rope_theta": 500.5}
+    assert parse_overrides("loss_chunk_size=0", HfsslTextConfig) == {"loss_chunk_size": 0}
+    assert parse_overrides("loss_chunk_size=none", HfsslTextConfig) == {"loss_chunk_size": None}
+    HfsslTextConfig(**parse_overrides("loss_chunk_size=0", HfsslTextConfig))  # accepted by the config itself
+    with pytest.raises(ValueError, match="Expected an integer"):
+        parse_overrides("hidden_size=wide", HfsslTextConfig)
