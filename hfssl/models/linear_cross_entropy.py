@@ -32,6 +32,20 @@ def default_chunk_rows(device: torch.device) -> int:
     return CPU_CHUNK_ROWS if device.type == "cpu" else ACCELERATOR_CHUNK_ROWS
 
 
+def chunk_slices(rows: int, chunk_rows: int) -> list[slice]:
+    """Row ranges of nearly equal size, about `chunk_rows` each (between 3/4 and 3/2 of it, or all rows when
+    there are fewer): a small last chunk would cost a whole pass over the (vocab, d) weight gradient for little
+    work, so the remainder is spread over the chunks instead."""
+    if rows == 0:
+        return []
+    count = max(1, round(rows / chunk_rows))
+    base, extra = divmod(rows, count)
+    bounds = [0]
+    for i in range(count):
+        bounds.append(bounds[-1] + base + (i < extra))
+    return [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
+
+
 def _compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
     """The dtype the projection runs in: autocast's when it is on for this device, else the inputs'."""
     if torch.is_autocast_enabled(device.type):
@@ -53,12 +67,12 @@ class LinearCrossEntropy(torch.autograd.Function):
             h_all, w = hidden.to(dtype), weight.to(dtype)
             b = bias.to(dtype) if bias is not None else None
             grad_hidden = torch.empty_like(hidden) if want_hidden else None
-            grad_weight = torch.zeros_like(weight, dtype=torch.float32) if want_weight else None
+            grad_weight = None  # float32 (vocab, d), written by the first chunk
             grad_bias = torch.zeros_like(bias, dtype=torch.float32) if want_bias else None
             scale = 1.0 / count.to(device=device, dtype=torch.float32)
             total = torch.zeros((), device=device, dtype=torch.float32)
-            for start in range(0, h_all.shape[0], chunk_rows):
-                h, t = h_all[start : start + chunk_rows], targets[start : start + chunk_rows]
+            for rows in chunk_slices(h_all.shape[0], chunk_rows):
+                h, t = h_all[rows], targets[rows]
                 logits = (torch.addmm(b, h, w.t()) if b is not None else h @ w.t()).float()  # (c, vocab)
                 counted = t != IGNORE_INDEX
                 safe = t.masked_fill(~counted, 0)[:, None]  # (c, 1)
@@ -70,11 +84,18 @@ class LinearCrossEntropy(torch.autograd.Function):
                 grad.mul_((counted * scale)[:, None])
                 grad_c = grad.to(dtype)
                 if want_hidden:
-                    grad_hidden[start : start + chunk_rows] = grad_c @ w
+                    grad_hidden[rows] = grad_c @ w
                 if want_weight:
-                    grad_weight += (grad_c.t() @ h).float() if dtype != torch.float32 else grad_c.t() @ h
+                    if grad_weight is None:
+                        grad_weight = (grad_c.t() @ h).float()
+                    elif dtype == torch.float32:
+                        grad_weight.addmm_(grad_c.t(), h)  # accumulates in place: no (vocab, d) temporary
+                    else:
+                        grad_weight += (grad_c.t() @ h).float()
                 if want_bias:
                     grad_bias += grad.sum(0)
+            if want_weight and grad_weight is None:  # no rows at all
+                grad_weight = torch.zeros_like(weight, dtype=torch.float32)
         ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
         ctx.dtypes = (weight.dtype, bias.dtype if bias is not None else None)
         return total * scale

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hfssl.models.linear_cross_entropy import linear_cross_entropy
+from hfssl.models.linear_cross_entropy import chunk_slices, linear_cross_entropy
 
 
 def _problem(rows=37, hidden=16, vocab=53, bias=True, ignored_every=5, seed=0):
@@ -108,3 +108,24 @@ def test_a_chunk_of_no_rows_is_refused():
     h, w, b, t = _problem()
     with pytest.raises(ValueError, match="chunk_rows must be >= 1"):
         linear_cross_entropy(h, w, b, t, 1, 0)
+
+
+@pytest.mark.parametrize(("rows", "chunk_rows", "sizes"), [
+    (0, 128, []),
+    (50, 128, [50]),
+    (190, 128, [190]),  # one chunk of 1.48x rather than 128 + 62
+    (304, 128, [152, 152]),  # an MLM batch's masked rows: no 48-row tail
+    (2048, 128, [128] * 16),
+    (37, 8, [8, 8, 7, 7, 7]),
+])
+def test_chunks_are_nearly_equal_and_cover_every_row_once(rows, chunk_rows, sizes):
+    slices = chunk_slices(rows, chunk_rows)
+    assert [s.stop - s.start for s in slices] == sizes
+    assert [i for s in slices for i in range(s.start, s.stop)] == list(range(rows))
+
+
+def test_no_rows_give_zero_loss_and_zero_gradients():
+    h, w, b, t = _problem(rows=0)
+    loss = linear_cross_entropy(h, w, b, t, 1, 8)
+    loss.backward()
+    assert loss.item() == 0.0 and h.grad.shape == (0, 16) and not w.grad.any() and not b.grad.any()
