@@ -8,7 +8,7 @@ the baseline's median of the remaining rounds.
     python scripts/benchmark_ab.py --suite clm --arms hfssl --variant "bf16=--autocast bf16"
     python scripts/benchmark_ab.py --suite mlm --arms hfssl --variant "dense head=--hfssl-text-overrides sparse_prediction=false"
     python scripts/benchmark_ab.py --suite mlm,clm --variant "padded=--no-packing" --variant "1 thread=--threads 1"
-    python scripts/benchmark_ab.py --suite clm --arms hfssl --variant "chunked=--hfssl-text-overrides loss_chunk_size=512" \\
+    python scripts/benchmark_ab.py --suite clm --arms hfssl --variant "plain head=--hfssl-text-overrides loss_chunk_size=0" \\
         -- --vocab-size 32768
 
 A variant is NAME=FLAGS, FLAGS being scripts/benchmark.py flags added to the baseline's; the baseline's own

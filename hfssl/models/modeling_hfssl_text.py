@@ -167,9 +167,12 @@ def _per_item(loss: torch.Tensor, targets: torch.Tensor, num_items_in_batch=None
 
 def _head_parts(head: nn.Module) -> tuple[nn.Module | None, nn.Linear | None]:
     """(what runs before the vocabulary projection or None, the projection) when that projection is a plain
-    `nn.Linear` the fused loss can take apart; (None, None) otherwise (e.g. a PEFT adapter wraps it)."""
+    `nn.Linear` whose weight the fused loss can read directly; (None, None) otherwise: a PEFT adapter wraps it,
+    or DeepSpeed ZeRO-3 partitions its weight (gathered only inside the module's own call)."""
     transform, linear = (head.transform, head.decoder) if isinstance(head, HfsslTextMaskedLMHead) else (None, head)
-    return (transform, linear) if type(linear) is nn.Linear else (None, None)
+    if type(linear) is not nn.Linear or hasattr(linear.weight, "ds_id"):
+        return None, None
+    return transform, linear
 
 
 def head_cross_entropy(
@@ -180,8 +183,8 @@ def head_cross_entropy(
     `chunk_size` 0 runs the head on every row and returns the logits. Otherwise, while autograd records
     (training), the vocabulary projection and the loss run fused, `chunk_size` rows at a time (None: a
     per-device default), with their gradients computed on the way (`linear_cross_entropy`): the full logits
-    are never built and come back as None. Same loss and gradients. A projection that is not a plain
-    `nn.Linear` (a PEFT adapter on it) takes the chunks under activation checkpointing instead.
+    are never built and come back as None. Same loss and gradients. A projection the fused loss cannot read
+    directly (see `_head_parts`) takes the chunks under activation checkpointing instead.
     """
     wants_grad = hidden.requires_grad or any(p.requires_grad for p in head.parameters())
     if chunk_size == 0 or not torch.is_grad_enabled() or not wants_grad:

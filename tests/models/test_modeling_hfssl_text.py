@@ -366,7 +366,7 @@ class _LinearSubclass(torch.nn.Linear):
 
 
 @pytest.mark.parametrize("head", ["clm", "mlm-sparse", "mlm-dense", "mlm-static"])
-@pytest.mark.parametrize("chunk", [None, 8, "wrapped"])
+@pytest.mark.parametrize("chunk", [None, 8, "wrapped", "partitioned"])
 def test_fused_loss_gives_the_plain_loss_and_gradients_without_building_the_logits(head, chunk):
     causal = head == "clm"
     vocab, batch, length = 4000, 4, 16
@@ -379,25 +379,30 @@ def test_fused_loss_gives_the_plain_loss_and_gradients_without_building_the_logi
     def run(chunk_size):
         torch.manual_seed(0)
         config = tiny_config(vocab_size=vocab, is_causal=causal, sparse_prediction=head != "mlm-dense",
-                             loss_chunk_size=8 if chunk_size == "wrapped" else chunk_size)
+                             loss_chunk_size=8 if chunk_size in ("wrapped", "partitioned") else chunk_size)
         model = (HfsslTextForCausalLM if causal else HfsslTextForMaskedLM)(config).train()
         if chunk_size == "wrapped":
             old = model.get_output_embeddings()
             new = _LinearSubclass(old.in_features, old.out_features, bias=old.bias is not None)
             new.weight, new.bias = old.weight, old.bias  # the same parameters, still tied to the embeddings
             model.set_output_embeddings(new)
+        if chunk_size == "partitioned":  # as DeepSpeed ZeRO-3 marks the weights it shards
+            model.get_output_embeddings().weight.ds_id = 0
+        calls = []  # the projection module's own calls: none when the fused loss reads its weight directly
+        model.get_output_embeddings().register_forward_hook(lambda *_: calls.append(1))
         with _LargestLogits(vocab) as probe:
             out = model(**inputs)
             out.loss.backward()
-        return out, probe.largest, [p.grad for p in model.parameters() if p.grad is not None]
+        return out, probe.largest, [p.grad for p in model.parameters() if p.grad is not None], len(calls)
 
-    (plain, plain_largest, plain_grads), (fused, fused_largest, fused_grads) = run(0), run(chunk)
+    (plain, plain_largest, plain_grads, _), (fused, fused_largest, fused_grads, calls) = run(0), run(chunk)
+    assert (calls == 0) == (chunk in (None, 8))  # wrapped or partitioned: called chunk by chunk instead
     torch.testing.assert_close(fused.loss, plain.loss)
     for a, b in zip(fused_grads, plain_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
     rows = batch * length if head in ("clm", "mlm-dense") else int((inputs["labels"] != -100).sum())
     assert plain.logits is not None and plain_largest >= rows * vocab  # the whole logits were built
-    per_chunk = 8 if chunk in (8, "wrapped") else default_chunk_rows(torch.device("cpu"))
+    per_chunk = default_chunk_rows(torch.device("cpu")) if chunk is None else 8
     assert fused.logits is None and fused_largest <= min(rows, per_chunk) * vocab  # one chunk's at a time
 
 
