@@ -19,6 +19,8 @@ Publishable: imports only torch.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch.autograd.function import once_differentiable
 
@@ -43,7 +45,7 @@ def chunk_slices(rows: int, chunk_rows: int) -> list[slice]:
     bounds = [0]
     for i in range(count):
         bounds.append(bounds[-1] + base + (i < extra))
-    return [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
+    return [slice(start, stop) for start, stop in itertools.pairwise(bounds)]
 
 
 def _compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
@@ -120,7 +122,7 @@ def linear_cross_entropy(
     weight: torch.Tensor,
     bias: torch.Tensor | None,
     targets: torch.Tensor,
-    count: torch.Tensor | int | float,
+    count: torch.Tensor | float,
     chunk_rows: int,
 ) -> torch.Tensor:
     """Cross-entropy of `hidden @ weight.T + bias` against `targets` (-100 ignored), summed and divided by
