@@ -192,8 +192,8 @@ def test_bf16_autocast_runs_the_forward_pass_in_bf16(bench):
     ids = torch.randint(5, args.vocab_size, (args.text_batch, args.seq_len))
     arm = next(a for a in bench.clm_arms(args, data) if a.name == "hfssl")
     model = bench.build(arm, args)
-    seen = []
-    model.lm_head.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    seen = []  # the last MLP projection (the fused LM loss reads the head's weight, not its module call)
+    model.model.layers[-1].mlp.down.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
     seconds = bench.train_loop(model, arm, [{"input_ids": ids, "labels": ids.clone()}], args)
     assert len(seconds) == 1 and seen == [torch.bfloat16]
     assert model.lm_head.weight.dtype == torch.float32  # autocast, not a bf16 model
@@ -206,7 +206,8 @@ def test_hfssl_mlm_head_flag_picks_the_head_path_and_its_flop_count(bench, head)
     hfssl = next(a for a in arms if a.name == "hfssl")
     model, batch = hfssl.build(), data.train[0]
     rows = []
-    model.lm_head.register_forward_hook(lambda module, inputs, output: rows.append(inputs[0].shape[:-1].numel()))
+    # The head's first layer: the fused LM loss calls it, and reads the vocabulary projection's weight directly.
+    model.lm_head.dense.register_forward_hook(lambda module, inputs, output: rows.append(inputs[0].shape[:-1].numel()))
     hfssl.loss(model, batch).backward()
     masked, b_t = int((batch["labels"] != -100).sum()), batch["input_ids"].numel()
     expected_rows = {"static": batch["masked_positions"].numel(), "sparse": masked, "dense": b_t}[head]
