@@ -44,8 +44,9 @@ class HfsslTextConfig(PretrainedConfig):
             or a positive number of token rows: fused, that many rows at a time (None: 128 on CPUs, 4,096 on
             accelerators), with the gradients computed on the way, so the (tokens x vocabulary) logits never
             exist whole and nothing is recomputed (`linear_cross_entropy.py`); the output's `logits` is then
-            None. 0: the plain head over every row, logits kept and returned. Evaluation (no gradients) always
-            takes the plain path.
+            None, and the projection's weight is read directly (forward hooks on `lm_head`, or on the MLM
+            head's `decoder`, do not fire). 0: the plain head over every row, logits kept and returned.
+            Evaluation (no gradients) always takes the plain path.
         classifier_dropout: dropout before the classification layer.
         tie_word_embeddings: share input embeddings and the LM output layer.
     """
