@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cpu_gemm import Linear
+
 try:  # transformers >= 4.52: layers that `gradient_checkpointing_enable()` switches to recomputation
     from transformers.modeling_layers import GradientCheckpointingLayer
 except ImportError:  # pragma: no cover - older transformers: no checkpointing, the model still loads
@@ -104,8 +106,8 @@ class Attention(nn.Module):
         self.layer_idx = layer_idx
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
-        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.use_bias)
-        self.out = nn.Linear(config.hidden_size, config.hidden_size, bias=config.use_bias)
+        self.qkv = Linear(config.hidden_size, 3 * config.hidden_size, bias=config.use_bias)
+        self.out = Linear(config.hidden_size, config.hidden_size, bias=config.use_bias)
 
     def forward(
         self,
@@ -138,8 +140,8 @@ class MLP(nn.Module):
         super().__init__()
         self.gated = config.hidden_act == "swiglu"
         width = config.intermediate_size * (2 if self.gated else 1)
-        self.up = nn.Linear(config.hidden_size, width, bias=config.use_bias)
-        self.down = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.use_bias)
+        self.up = Linear(config.hidden_size, width, bias=config.use_bias)
+        self.down = Linear(config.intermediate_size, config.hidden_size, bias=config.use_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (..., hidden) -> (..., hidden)."""

@@ -14,6 +14,9 @@ memory: on CPUs the logits of a chunk of 128 rows stay in cache, which makes the
 8,192-word vocabulary about 30% faster; the peak drops by the whole logits tensor. Written for hfssl; the
 idea is the fused linear cross-entropy of memory-efficient LM training (e.g. Liger-Kernel, Cut Cross-Entropy).
 
+Its products go through `cpu_gemm.mm_nt` (oneDNN on CPUs where that is faster; see `cpu_gemm.py`), except the
+in-place accumulation of the weight gradient, which stays on aten.
+
 Publishable: imports only torch.
 """
 
@@ -23,6 +26,8 @@ import itertools
 
 import torch
 from torch.autograd.function import once_differentiable
+
+from .cpu_gemm import mm_nt
 
 IGNORE_INDEX = -100
 CPU_CHUNK_ROWS = 128  # the fastest of 32-2,048 rows at vocabularies 8k and 32k, d = 256, on a 2-core AVX-512 CPU
@@ -75,7 +80,7 @@ class LinearCrossEntropy(torch.autograd.Function):
             total = torch.zeros((), device=device, dtype=torch.float32)
             for rows in chunk_slices(h_all.shape[0], chunk_rows):
                 h, t = h_all[rows], targets[rows]
-                logits = (torch.addmm(b, h, w.t()) if b is not None else h @ w.t()).float()  # (c, vocab)
+                logits = mm_nt(h, w, b).float()  # (c, vocab)
                 counted = t != IGNORE_INDEX
                 safe = t.masked_fill(~counted, 0)[:, None]  # (c, 1)
                 lse = torch.logsumexp(logits, dim=-1)  # (c,)
@@ -86,10 +91,10 @@ class LinearCrossEntropy(torch.autograd.Function):
                 grad.mul_((counted * scale)[:, None])
                 grad_c = grad.to(dtype)
                 if want_hidden:
-                    grad_hidden[rows] = grad_c @ w
+                    grad_hidden[rows] = mm_nt(grad_c, w.t())
                 if want_weight:
                     if grad_weight is None:
-                        grad_weight = (grad_c.t() @ h).float()
+                        grad_weight = mm_nt(grad_c.t(), h.t()).float()
                     elif dtype == torch.float32:
                         grad_weight.addmm_(grad_c.t(), h)  # accumulates in place: no (vocab, d) temporary
                     else:

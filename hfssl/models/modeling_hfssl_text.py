@@ -21,6 +21,7 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
 )
 
+from .cpu_gemm import Linear
 from .blocks import Block, RotaryEmbedding, build_attention_mask, classification_loss, pool
 from .configuration_hfssl_text import HfsslTextConfig
 from .linear_cross_entropy import default_chunk_rows, linear_cross_entropy
@@ -136,9 +137,9 @@ class HfsslTextMaskedLMHead(nn.Module):
 
     def __init__(self, config: HfsslTextConfig):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size, bias=config.use_bias)
+        self.dense = Linear(config.hidden_size, config.hidden_size, bias=config.use_bias)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.use_bias)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
+        self.decoder = Linear(config.hidden_size, config.vocab_size, bias=True)
 
     def transform(self, hidden: torch.Tensor) -> torch.Tensor:
         """(..., hidden) -> (..., hidden): everything before the vocabulary projection."""
@@ -170,7 +171,7 @@ def _head_parts(head: nn.Module) -> tuple[nn.Module | None, nn.Linear | None]:
     `nn.Linear` whose weight the fused loss can read directly; (None, None) otherwise: a PEFT adapter wraps it,
     or DeepSpeed ZeRO-3 partitions its weight (gathered only inside the module's own call)."""
     transform, linear = (head.transform, head.decoder) if isinstance(head, HfsslTextMaskedLMHead) else (None, head)
-    if type(linear) is not nn.Linear or hasattr(linear.weight, "ds_id"):
+    if type(linear) not in (nn.Linear, Linear) or hasattr(linear.weight, "ds_id"):
         return None, None
     return transform, linear
 
@@ -277,7 +278,7 @@ class HfsslTextForCausalLM(HfsslTextPreTrainedModel, GenerationMixin):
     def __init__(self, config: HfsslTextConfig):
         super().__init__(config)
         self.model = HfsslTextModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
     def get_output_embeddings(self) -> nn.Linear:
@@ -332,7 +333,7 @@ class HfsslTextForSequenceClassification(HfsslTextPreTrainedModel):
         self.num_labels = config.num_labels
         self.model = HfsslTextModel(config)
         self.dropout = nn.Dropout(config.classifier_dropout)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.classifier = Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
     def forward(

@@ -16,6 +16,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.utils import ModelOutput
 
+from .cpu_gemm import Linear
 from .blocks import Block, classification_loss, pool
 from .configuration_hfssl_vision import HfsslVisionConfig
 
@@ -252,7 +253,7 @@ class HfsslVisionDecoder(nn.Module):
         super().__init__()
         width = config.decoder_hidden_size
         block_config = _DecoderConfig(config)
-        self.embed = nn.Linear(config.hidden_size, width, bias=config.use_bias)
+        self.embed = Linear(config.hidden_size, width, bias=config.use_bias)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
         self.position_embeddings = (
             nn.Parameter(torch.zeros(1, 1 + config.num_patches, width))
@@ -261,7 +262,7 @@ class HfsslVisionDecoder(nn.Module):
         )
         self.layers = nn.ModuleList([Block(block_config, i) for i in range(config.decoder_num_hidden_layers)])
         self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps, bias=config.use_bias)
-        self.pred = nn.Linear(width, config.patch_size**2 * config.num_channels)
+        self.pred = Linear(width, config.patch_size**2 * config.num_channels)
 
     def forward(self, latent: torch.Tensor, ids_restore: torch.LongTensor, grid: tuple[int, int]) -> torch.Tensor:
         """latent (b, 1 + L', hidden), ids_restore (b, L) -> predicted pixels (b, L, patch_size**2 * channels)."""
@@ -379,7 +380,7 @@ class HfsslVisionForImageClassification(HfsslVisionPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.model = HfsslVisionModel(config)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.classifier = Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
     def forward(

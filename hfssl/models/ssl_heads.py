@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from .cpu_gemm import Linear
+
 Block = tuple[int, int, Optional[nn.Module], Optional[nn.Module]]
 
 
@@ -34,7 +36,7 @@ class ProjectionHead(nn.Module):
             raise ValueError("ProjectionHead needs at least one (in_dim, out_dim, norm, activation) block.")
         layers: list[nn.Module] = []
         for in_dim, out_dim, norm, activation in blocks:
-            layers.append(nn.Linear(in_dim, out_dim, bias=norm is None))
+            layers.append(Linear(in_dim, out_dim, bias=norm is None))
             layers.extend(module for module in (norm, activation) if module is not None)
         self.layers = nn.Sequential(*layers)
 
@@ -113,7 +115,7 @@ class DINOHead(nn.Module):
             ]
         )
         self.norm_last_layer = norm_last_layer
-        self.last_layer = weight_norm(nn.Linear(bottleneck_dim, out_dim, bias=False))
+        self.last_layer = weight_norm(Linear(bottleneck_dim, out_dim, bias=False))
         self.reset_last_layer_norm()
 
     @property
@@ -148,7 +150,7 @@ class SwAVPrototypes(nn.Module):
 
     def __init__(self, dim: int, n_prototypes: int):
         super().__init__()
-        self.layer = nn.Linear(dim, n_prototypes, bias=False)
+        self.layer = Linear(dim, n_prototypes, bias=False)
 
     @property
     def weight(self) -> nn.Parameter:

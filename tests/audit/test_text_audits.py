@@ -66,7 +66,7 @@ def test_bias_set_readers_on_the_real_files(bias_dir):
 
 
 def test_crows_pairs_masked_lm_reports_intervals_baseline_hash_and_subsample(bias_dir):
-    result = crows_pairs_audit(context("mlm", bias_dir), budget_s=2.0)
+    result = crows_pairs_audit(context("mlm", bias_dir), budget_s=0.25)  # well under the whole set's time
     check_rows(result, {0.5, 0.0})
     overall = result["rows"][0]
     assert overall["group"] == "all" and 0.0 <= overall["value"] <= 1.0

@@ -1,0 +1,183 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hfssl.models import cpu_gemm
+from hfssl.models.cpu_gemm import Linear, cpu_gemm_backend, linear, mm_nt, set_cpu_gemm_backend
+
+needs_onednn = pytest.mark.skipif(not cpu_gemm._onednn_works(), reason="this torch build has no oneDNN linear op")
+
+
+@pytest.fixture
+def backend(monkeypatch):
+    """Force a backend for one test; the setting and the cached resolution are restored afterwards."""
+    monkeypatch.setattr(cpu_gemm, "_resolved", {})
+    yield set_cpu_gemm_backend
+    set_cpu_gemm_backend(None)
+
+
+def _linear_and_grads(fn, x, weight, bias, grad_out):
+    x, weight = x.clone().requires_grad_(), weight.clone().requires_grad_()
+    bias = bias.clone().requires_grad_() if bias is not None else None
+    out = fn(x, weight, bias)
+    out.backward(grad_out)
+    return out, out.grad_fn, [t.grad for t in (x, weight, bias) if t is not None]
+
+
+@needs_onednn
+@pytest.mark.parametrize("use_bias", [True, False])
+@pytest.mark.parametrize(
+    "x_shape, out_features",
+    [
+        ((2, 64, 128), 256),  # the weight gradient's output rows: the smaller of n = 256 and k = 128
+        ((4, 256, 256), 128),  # n < k: the other orientation
+        ((1024, 128), 512),  # 2-D input
+        ((8, 64, 128), 64),  # above the product threshold, below the weight gradient's (aten there)
+    ],
+)
+def test_onednn_linear_matches_f_linear_in_output_and_every_gradient(backend, x_shape, out_features, use_bias):
+    backend("onednn")
+    torch.manual_seed(0)
+    x, weight = torch.randn(*x_shape), torch.randn(out_features, x_shape[-1]) / x_shape[-1] ** 0.5
+    bias = torch.randn(out_features) if use_bias else None
+    grad_out = torch.randn(*x_shape[:-1], out_features)
+    out, grad_fn, grads = _linear_and_grads(linear, x, weight, bias, grad_out)
+    ref, ref_fn, ref_grads = _linear_and_grads(F.linear, x, weight, bias, grad_out)
+    assert type(grad_fn).__name__ == "_OneDnnLinearBackward"  # the oneDNN path ran, not F.linear
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads, ref_grads, strict=True):
+        assert got.shape == want.shape and got.is_contiguous()
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@needs_onednn
+def test_products_that_onednn_should_not_run_take_f_linear(backend):
+    backend("onednn")
+    big_x, big_w = torch.randn(64, 256, requires_grad=True), torch.randn(256, 256, requires_grad=True)
+    assert type(linear(big_x, big_w).grad_fn).__name__ == "_OneDnnLinearBackward"
+    small = linear(torch.randn(4, 8, requires_grad=True), torch.randn(8, 8))  # call overhead beats oneDNN
+    assert type(small.grad_fn).__name__ != "_OneDnnLinearBackward"
+    double = linear(big_x.detach().double().requires_grad_(), big_w.detach().double())
+    assert double.dtype == torch.float64 and type(double.grad_fn).__name__ != "_OneDnnLinearBackward"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert linear(big_x, big_w).dtype == torch.bfloat16  # autocast's bf16 matmul, as F.linear does
+    empty = linear(torch.randn(0, 256, requires_grad=True), big_w)
+    assert empty.shape == (0, 256)
+    with pytest.raises(RuntimeError):  # shapes that do not fit get PyTorch's own error
+        linear(torch.randn(64, 255), big_w)
+    with torch.no_grad():  # inference: oneDNN's product without an autograd node
+        torch.testing.assert_close(linear(big_x, big_w), F.linear(big_x, big_w), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mm_nt(big_x.detach(), big_w.detach()), big_x.detach() @ big_w.detach().t(),
+                               rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_aten_backend_keeps_f_linear(backend):
+    backend("aten")
+    assert cpu_gemm_backend() == "aten"
+    out = linear(torch.randn(64, 256, requires_grad=True), torch.randn(256, 256))
+    assert type(out.grad_fn).__name__ != "_OneDnnLinearBackward"
+
+
+def test_auto_picks_onednn_on_amd_cpus_only(backend, monkeypatch):
+    backend("auto")
+    monkeypatch.setattr(cpu_gemm, "_onednn_works", lambda: True)
+    monkeypatch.setattr(cpu_gemm.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(cpu_gemm, "_cpu_vendor", lambda: "GenuineIntel")
+    assert cpu_gemm_backend() == "aten"
+    monkeypatch.setattr(cpu_gemm, "_resolved", {})
+    monkeypatch.setattr(cpu_gemm, "_cpu_vendor", lambda: "AuthenticAMD")
+    assert cpu_gemm_backend() == "onednn"
+    monkeypatch.setattr(cpu_gemm, "_resolved", {})
+    monkeypatch.setattr(cpu_gemm, "_onednn_works", lambda: False)  # a torch build without oneDNN
+    assert cpu_gemm_backend() == "aten"
+
+
+def test_backend_comes_from_the_environment_and_bad_values_are_refused(backend, monkeypatch):
+    monkeypatch.setenv(cpu_gemm.ENV_VAR, "aten")
+    assert cpu_gemm_backend() == "aten"
+    monkeypatch.setenv(cpu_gemm.ENV_VAR, "mkl")
+    with pytest.raises(ValueError, match=r"HFSSL_CPU_GEMM='mkl'.*auto, onednn, aten"):
+        cpu_gemm_backend()
+    with pytest.raises(ValueError, match="Unknown CPU matmul backend 'fast'"):
+        set_cpu_gemm_backend("fast")
+
+
+@needs_onednn
+def test_linear_module_is_an_nn_linear_for_hooks_and_peft(backend):
+    from peft import LoraConfig, get_peft_model
+
+    backend("onednn")
+    torch.manual_seed(0)
+    model = nn.Sequential(Linear(256, 256), nn.GELU(), Linear(256, 8))
+    calls = []
+    model[0].register_forward_hook(lambda *args: calls.append(1))
+    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["0"], init_lora_weights=False))
+    x = torch.randn(64, 256)
+    out = peft_model(x)
+    out.sum().backward()
+    assert calls == [1]
+    lora = peft_model.base_model.model[0]
+    assert lora.lora_A["default"].weight.grad is not None and lora.base_layer.weight.grad is None  # frozen base
+    with torch.no_grad():
+        base = model[0].base_layer if hasattr(model[0], "base_layer") else model[0]
+        a, b = lora.lora_A["default"].weight, lora.lora_B["default"].weight
+        scale = lora.scaling["default"]
+        want = F.linear(x, base.weight, base.bias) + scale * (x @ a.t() @ b.t())
+        torch.testing.assert_close(lora(x), want, rtol=1e-4, atol=1e-4)
+
+
+@needs_onednn
+def test_compiled_linear_leaves_the_product_to_inductor(backend):
+    backend("onednn")
+    torch._dynamo.reset()
+    layer = Linear(256, 256)
+    x = torch.randn(64, 256, requires_grad=True)
+    explained = torch._dynamo.explain(lambda t: layer(t).sum())(x)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1
+
+
+def _training_step(model, inputs):
+    model.zero_grad()
+    loss = model(**inputs).loss
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@needs_onednn
+@pytest.mark.parametrize("objective", ["mlm", "clm", "mae"])
+def test_models_train_the_same_on_onednn_as_on_aten(backend, objective):
+    from hfssl.models import (
+        HfsslTextConfig,
+        HfsslTextForCausalLM,
+        HfsslTextForMaskedLM,
+        HfsslVisionConfig,
+        HfsslVisionForMaskedImageModeling,
+    )
+
+    torch.manual_seed(0)
+    if objective == "mae":
+        model = HfsslVisionForMaskedImageModeling(HfsslVisionConfig(
+            image_size=32, patch_size=4, num_channels=3, hidden_size=128, num_hidden_layers=2,
+            num_attention_heads=2, intermediate_size=256, decoder_hidden_size=64, decoder_num_hidden_layers=1,
+            decoder_num_attention_heads=2, decoder_intermediate_size=128))
+        inputs = {"pixel_values": torch.randn(16, 3, 32, 32), "noise": torch.rand(16, 64)}
+    else:
+        config = HfsslTextConfig(vocab_size=2048, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+                                 intermediate_size=256, max_position_embeddings=128, is_causal=objective == "clm")
+        model = (HfsslTextForCausalLM if objective == "clm" else HfsslTextForMaskedLM)(config)
+        ids = torch.randint(5, 2048, (4, 128))
+        labels = ids.clone() if objective == "clm" else torch.where(torch.rand(ids.shape) < 0.15, ids, -100)
+        inputs = {"input_ids": ids, "labels": labels}
+    model.train()
+    found = {}
+    for name in ("aten", "onednn"):
+        backend(name)
+        assert cpu_gemm_backend() == name
+        torch.manual_seed(1)  # the same dropout masks
+        found[name] = _training_step(model, inputs)
+    torch.testing.assert_close(found["onednn"][0], found["aten"][0], rtol=1e-5, atol=1e-5)
+    assert found["onednn"][1].keys() == found["aten"][1].keys()
+    for name, grad in found["aten"][1].items():
+        torch.testing.assert_close(found["onednn"][1][name], grad, rtol=1e-3, atol=1e-5, msg=name)
