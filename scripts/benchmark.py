@@ -34,7 +34,9 @@ Embedding lookups, norms, activations, softmax and the loss are not counted. The
 objective needs (the MLM head on the M masked positions for every arm); `executed` FLOPs count what the arm
 runs (a dense MLM head on all B T positions, patch embedding and pixel head on every patch).
 MFU = model FLOP/s (timed FLOPs / timed seconds, median over rounds) / the in-run matmul probe (median of
-every probe sample; one probe set runs before each round): 1024^3 fp32 on the CPU; with --device cuda,
+every probe sample; one probe set runs before each round): 1024^3 fp32 on the CPU, each sample the faster of
+aten's matmul and oneDNN's (hfssl's models may run their products on either: hfssl.models.cpu_gemm, and
+--cpu-gemm); with --device cuda,
 8192^3 in the training dtype (bf16 with --autocast bf16), the achievable peak of that GPU.
 
 GPU (--device cuda): models and batches live on the GPU (batches moved once, before timing), every step
@@ -103,6 +105,7 @@ from hfssl.models import (
     HfsslVisionForMaskedImageModeling,
     resolve_method_params,
 )
+from hfssl.models.cpu_gemm import cpu_gemm_backend, set_cpu_gemm_backend
 from hfssl.training.environment import versions
 
 SUITE_NAMES = ("mlm", "clm", "mae", "contrastive")
@@ -209,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--hfssl-attention", choices=("sdpa", "eager"), default="sdpa",
                        help="attention of the hfssl arms: sdpa (default, as every reference) or eager (matmul, "
                             "softmax, matmul)")
+    optim.add_argument("--cpu-gemm", choices=("auto", "onednn", "aten"), default="auto",
+                       help="library of the hfssl arms' float32 CPU products (hfssl.models.cpu_gemm): auto "
+                            "(default: oneDNN on AMD CPUs, aten/MKL elsewhere), onednn or aten; the reference "
+                            "arms always run aten's")
     optim.add_argument("--autocast", choices=("fp32", "bf16"), default="fp32",
                        help="bf16: forward passes under torch.autocast (bf16 matmuls; as the Trainer's --bf16)")
     optim.add_argument("--dropout", type=float, default=0.0, help="hidden/embedding dropout of every arm")
@@ -277,7 +284,8 @@ def cpu_description() -> dict[str, Any]:
 def environment() -> dict[str, Any]:
     found = {"versions": versions(), "python": platform.python_version(), "platform": platform.platform(),
              "cpu": cpu_description(), "torch_threads": torch.get_num_threads(),
-             "torch_interop_threads": torch.get_num_interop_threads(), "mkldnn": torch.backends.mkldnn.is_available()}
+             "torch_interop_threads": torch.get_num_interop_threads(), "mkldnn": torch.backends.mkldnn.is_available(),
+             "hfssl_cpu_gemm": cpu_gemm_backend()}
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         found["cuda"] = {"device": props.name, "capability": f"{props.major}.{props.minor}",
@@ -297,19 +305,47 @@ def probe_settings(args: argparse.Namespace) -> tuple[int, torch.dtype]:
     return (8192, dtype) if args.device == "cuda" else (1024, torch.float32)
 
 
-def matmul_gflops(n: int = 1024, repeats: int = 8, device: str = "cpu", dtype: torch.dtype = torch.float32) -> list[float]:
-    """GFLOP/s of an (n x n) @ (n x n) matmul (2 n^3 FLOPs), one value per timed repetition."""
+def matmul_gflops(n: int = 1024, repeats: int = 8, device: str = "cpu", dtype: torch.dtype = torch.float32,
+                  library: str = "aten") -> list[float]:
+    """GFLOP/s of an (n x n) @ (n x n) matmul (2 n^3 FLOPs), one value per timed repetition; `library` "onednn"
+    computes it with hfssl.models.cpu_gemm's oneDNN product (CPU float32 only)."""
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    if library == "onednn":
+        product = lambda: torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")  # a @ b.T: same FLOPs
+    else:
+        product = lambda: a @ b
     for _ in range(2):
-        a @ b
+        product()
     rates = []
     for _ in range(repeats):
         synchronize(device)
         start = time.perf_counter()
-        a @ b
+        product()
         synchronize(device)
         rates.append(2 * n**3 / (time.perf_counter() - start) / 1e9)
     return rates
+
+
+def probe_libraries(args: argparse.Namespace) -> tuple[str, ...]:
+    """The libraries the probe times: aten everywhere; on a CPU also oneDNN where this torch build has it, since
+    the hfssl arms may run their products there (the faster of the two is the achievable peak)."""
+    n, dtype = probe_settings(args)
+    if args.device != "cpu" or not torch.backends.mkldnn.is_available():
+        return ("aten",)
+    try:
+        matmul_gflops(8, repeats=1, library="onednn")
+    except (AttributeError, RuntimeError):
+        return ("aten",)
+    return ("aten", "onednn")
+
+
+def probe_round(args: argparse.Namespace, by_library: dict[str, list[float]]) -> list[float]:
+    """One probe set: per repetition the fastest library's rate (each library's own samples go to by_library)."""
+    n, dtype = probe_settings(args)
+    samples = {lib: matmul_gflops(n, device=args.device, dtype=dtype, library=lib) for lib in probe_libraries(args)}
+    for lib, rates in samples.items():
+        by_library.setdefault(lib, []).extend(rates)
+    return [max(rates) for rates in zip(*samples.values())]
 
 
 def to_device(batch: dict[str, Any], device: str) -> dict[str, Any]:
@@ -880,7 +916,8 @@ def summarize(segments: list[dict[str, list]], peak_gflops: float) -> dict[str, 
 
 
 def measure_throughput(args: argparse.Namespace, name: str, data: SuiteData, arms: list[Arm],
-                       probes: list[float]) -> dict[str, dict[str, Any]]:
+                       probes: list[float], probes_by_library: dict[str, list[float]] | None = None
+                       ) -> dict[str, dict[str, Any]]:
     """Rounds of A B C ..., each arm `warmup + steps` steps on the same batches; appends matmul probes
     (one set per round) to `probes`. Returns the raw segments and model facts per arm."""
     models = {arm.name: build(arm, args) for arm in arms}
@@ -894,8 +931,7 @@ def measure_throughput(args: argparse.Namespace, name: str, data: SuiteData, arm
             f"({p['embedding']:,} embedding, {p['non_embedding']:,} non-embedding)")
     per_round = args.warmup + args.steps
     for round_index in range(args.repeats):
-        n, dtype = probe_settings(args)
-        probes.extend(matmul_gflops(n, device=args.device, dtype=dtype))
+        probes.extend(probe_round(args, probes_by_library if probes_by_library is not None else {}))
         batches = [data.train[(round_index * per_round + i) % len(data.train)] for i in range(per_round)]
         for arm in arms:
             seconds = train(models[arm.name], arm, batches, args)[args.warmup :]
@@ -941,6 +977,7 @@ def memory_child(path: str) -> dict[str, Any]:
     payload = torch.load(path, weights_only=False)
     args = argparse.Namespace(**payload["args"])
     torch.set_num_threads(args.threads)
+    set_cpu_gemm_backend(args.cpu_gemm)
     data = SuiteData(payload["train"], [], payload["info"])
     arm = next(a for a in SUITES[payload["suite"]][1](args, data) if a.name == payload["arm"])
     fresh_peak = reset_peak_rss()
@@ -1055,6 +1092,14 @@ def _row(name: str, arm: dict[str, Any], hfssl: dict[str, Any] | None) -> str:
             f"{rss} | {loss} |")
 
 
+def probe_libraries_note(probe: dict[str, Any]) -> str:
+    """'; per sample the faster of aten 224.1 and onednn 471.2' when the probe timed more than one library."""
+    rates = probe.get("gflops_by_library") or {}
+    if len(rates) < 2:
+        return ""
+    return "; per sample the faster of " + " and ".join(f"{lib} {r:.1f}" for lib, r in rates.items())
+
+
 def busy_warning(probe: dict[str, Any]) -> list[str]:
     """A warning paragraph when the probe's samples spread widely (another job shared the CPU), else nothing."""
     spread = probe["spread_p90_over_p10"]
@@ -1080,7 +1125,9 @@ def markdown(report: dict[str, Any]) -> str:
              f"{probe.get('device', 'cpu')}")] if env.get("cuda") else []),
         (f"- matmul probe ({probe['n']}^3 {probe['dtype']} on {probe.get('device', 'cpu')}): {probe['gflops']:.1f} "
          f"GFLOP/s, median of {len(probe['samples'])} "
-         f"({min(probe['samples']):.1f} to {max(probe['samples']):.1f})"), "",
+         f"({min(probe['samples']):.1f} to {max(probe['samples']):.1f})" + probe_libraries_note(probe)),
+        *([f"- hfssl arms' float32 CPU products: {env['hfssl_cpu_gemm']} (reference arms: aten)"]
+          if env.get("hfssl_cpu_gemm") and probe.get("device", "cpu") == "cpu" else []), "",
         *busy_warning(probe),
         ("Columns: parameters total (embedding / non-embedding); throughput of non-pad tokens or images per "
          "second (median of rounds); hfssl's throughput over the arm's; step time median / p90; model GFLOP "
@@ -1123,9 +1170,10 @@ def _shape(args: argparse.Namespace, suite: str, data: SuiteData) -> str:
 
 
 def run_suite(args: argparse.Namespace, name: str, data: SuiteData, arms: list[Arm], probes: list[float],
+              probes_by_library: dict[str, list[float]],
               output: Path) -> dict[str, Any]:
     """Throughput rounds, then per arm: the loss after the budget, memory in a subprocess, the profile."""
-    raw = measure_throughput(args, name, data, arms, probes)
+    raw = measure_throughput(args, name, data, arms, probes, probes_by_library)
     result: dict[str, Any] = {"description": describe(args, name, data), "data": data.info, "arms": {}}
     for arm in arms:
         found = raw[arm.name]
@@ -1152,13 +1200,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {}
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    set_cpu_gemm_backend(args.cpu_gemm)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     log("preparing data")
     suites = prepare_suites(args)
     probes: list[float] = []
-    results = {name: run_suite(args, name, data, arms, probes, output) for name, (data, arms) in suites.items()}
+    by_library: dict[str, list[float]] = {}
+    results = {name: run_suite(args, name, data, arms, probes, by_library, output)
+               for name, (data, arms) in suites.items()}
     peak = statistics.median(probes)
     for result in results.values():
         for entry in result["arms"].values():
@@ -1171,6 +1222,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "settings": settings, "environment": environment(),
         "matmul_probe": {"n": probe_n, "dtype": str(probe_dtype).removeprefix("torch."),
                          "device": args.device, "gflops": peak, "samples": probes,
+                         "gflops_by_library": {lib: statistics.median(r) for lib, r in by_library.items()},
                          "spread_p90_over_p10": float(np.percentile(probes, 90) / np.percentile(probes, 10))},
         "suites": results, "targets": evaluate_targets(results),
         "wall_time_s": time.perf_counter() - started,

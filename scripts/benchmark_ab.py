@@ -125,6 +125,7 @@ def measure(bench, args: argparse.Namespace, rest: list[str], variants: list[tup
                 for name, (vargs, data, variant_arm, model) in runs.items():
                     batches = [data.train[(r * per_round + i) % len(data.train)] for i in range(per_round)]
                     torch.set_num_threads(vargs.threads)
+                    bench.set_cpu_gemm_backend(vargs.cpu_gemm)
                     seconds = bench.train(model, variant_arm, batches, vargs)[args.warmup :]
                     found[name].append(sum(variant_arm.units(b) for b in batches[args.warmup :]) / sum(seconds))
                     bench.log(f"{suite}/{arm.name} round {r + 1}/{args.rounds} {name}: {found[name][-1]:,.0f} units/s")
