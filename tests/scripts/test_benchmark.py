@@ -64,6 +64,13 @@ def test_quick_run_records_the_environment_and_the_probe(bench, quick):
     assert "matmul probe (1024^3 float32 on cpu)" in table
     assert probe["spread_p90_over_p10"] >= 1
     assert ("the CPU was shared" in table) == (probe["spread_p90_over_p10"] > bench.BUSY_PROBE_SPREAD)
+    # On a CPU the peak is the faster library's: each sample is the max of aten's and (where torch has it)
+    # oneDNN's product, so MFU never credits hfssl's oneDNN products against MKL's slower peak.
+    rates = probe["gflops_by_library"]
+    assert "aten" in rates and set(rates) <= {"aten", "onednn"}
+    assert probe["gflops"] >= max(rates.values()) * 0.999 or len(rates) == 1
+    assert env["hfssl_cpu_gemm"] in ("aten", "onednn")
+    assert f"hfssl arms' float32 CPU products: {env['hfssl_cpu_gemm']} (reference arms: aten)" in table
 
 
 def test_quick_run_checks_the_issue_targets(quick):
