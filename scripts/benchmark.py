@@ -329,7 +329,6 @@ def matmul_gflops(n: int = 1024, repeats: int = 8, device: str = "cpu", dtype: t
 def probe_libraries(args: argparse.Namespace) -> tuple[str, ...]:
     """The libraries the probe times: aten everywhere; on a CPU also oneDNN where this torch build has it, since
     the hfssl arms may run their products there (the faster of the two is the achievable peak)."""
-    n, dtype = probe_settings(args)
     if args.device != "cpu" or not torch.backends.mkldnn.is_available():
         return ("aten",)
     try:

@@ -6,8 +6,9 @@ fast: on a 2-core AMD EPYC with AVX-512, a (2048 x 256) by (256 x 1024) product 
 2.2 ms through oneDNN (`scripts/benchmark_gemm.py` measures it on any machine). Same float32 arithmetic; only
 the order of the additions differs, as it does between any two BLAS libraries.
 
-`Linear` is `nn.Linear` with its forward and backward products routed through `mm_nt`, which picks the
-library; the fused LM loss (`linear_cross_entropy.py`) uses `mm_nt` too. Which library (`cpu_gemm_backend`):
+`Linear` is `nn.Linear` whose forward and backward products (output, input gradient, weight gradient) run on
+the library this module picks; `mm_nt` is one such product without autograd, which the fused LM loss
+(`linear_cross_entropy.py`) uses. Which library (`cpu_gemm_backend`):
 
 - `HFSSL_CPU_GEMM=auto` (default): oneDNN on x86-64 AMD CPUs where PyTorch has it, MKL (aten) elsewhere;
 - `HFSSL_CPU_GEMM=onednn` or `aten`: that one wherever it can run; `set_cpu_gemm_backend()` from Python.

@@ -21,9 +21,9 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
 )
 
-from .cpu_gemm import Linear
 from .blocks import Block, RotaryEmbedding, build_attention_mask, classification_loss, pool
 from .configuration_hfssl_text import HfsslTextConfig
+from .cpu_gemm import Linear
 from .linear_cross_entropy import default_chunk_rows, linear_cross_entropy
 
 
@@ -168,8 +168,9 @@ def _per_item(loss: torch.Tensor, targets: torch.Tensor, num_items_in_batch=None
 
 def _head_parts(head: nn.Module) -> tuple[nn.Module | None, nn.Linear | None]:
     """(what runs before the vocabulary projection or None, the projection) when that projection is a plain
-    `nn.Linear` whose weight the fused loss can read directly; (None, None) otherwise: a PEFT adapter wraps it,
-    or DeepSpeed ZeRO-3 partitions its weight (gathered only inside the module's own call)."""
+    `nn.Linear` or hfssl's `cpu_gemm.Linear` whose weight the fused loss can read directly; (None, None)
+    otherwise: a PEFT adapter wraps it, or DeepSpeed ZeRO-3 partitions its weight (gathered only inside the
+    module's own call)."""
     transform, linear = (head.transform, head.decoder) if isinstance(head, HfsslTextMaskedLMHead) else (None, head)
     if type(linear) not in (nn.Linear, Linear) or hasattr(linear.weight, "ds_id"):
         return None, None

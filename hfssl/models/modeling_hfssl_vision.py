@@ -16,9 +16,9 @@ from transformers import initialization as init
 from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.utils import ModelOutput
 
-from .cpu_gemm import Linear
 from .blocks import Block, classification_loss, pool
 from .configuration_hfssl_vision import HfsslVisionConfig
+from .cpu_gemm import Linear
 
 
 @dataclass

@@ -4,7 +4,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from hfssl.models import cpu_gemm
-from hfssl.models.cpu_gemm import Linear, cpu_gemm_backend, linear, mm_nt, set_cpu_gemm_backend
+from hfssl.models.cpu_gemm import (
+    Linear,
+    cpu_gemm_backend,
+    linear,
+    mm_nt,
+    set_cpu_gemm_backend,
+)
 
 needs_onednn = pytest.mark.skipif(not cpu_gemm._onednn_works(), reason="this torch build has no oneDNN linear op")
 
@@ -43,7 +49,7 @@ def test_onednn_linear_matches_f_linear_in_output_and_every_gradient(backend, x_
     bias = torch.randn(out_features) if use_bias else None
     grad_out = torch.randn(*x_shape[:-1], out_features)
     out, grad_fn, grads = _linear_and_grads(linear, x, weight, bias, grad_out)
-    ref, ref_fn, ref_grads = _linear_and_grads(F.linear, x, weight, bias, grad_out)
+    ref, _, ref_grads = _linear_and_grads(F.linear, x, weight, bias, grad_out)
     assert type(grad_fn).__name__ == "_OneDnnLinearBackward"  # the oneDNN path ran, not F.linear
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     for got, want in zip(grads, ref_grads, strict=True):
