@@ -241,6 +241,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if "-h" not in argv and "--help" not in argv:
+            from .models.cpu_gemm import cpu_gemm_backend
+
+            cpu_gemm_backend()  # a bad $HFSSL_CPU_GEMM fails here, before any data is read
         return command(argv[1:])
     except USER_ERRORS as error:
         if os.environ.get("HFSSL_DEBUG"):

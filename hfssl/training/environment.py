@@ -24,12 +24,15 @@ def versions() -> dict[str, str | None]:
 
 
 def hardware() -> dict[str, object]:
-    """CPU, thread count and accelerators visible to this process."""
+    """CPU, thread count, the library of hfssl's float32 CPU products, and accelerators visible to this process."""
+    from hfssl.models.cpu_gemm import cpu_gemm_backend
+
     info: dict[str, object] = {
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "cpu_gemm": cpu_gemm_backend(),  # "onednn" or "aten" (MKL): hfssl.models.cpu_gemm
         "cuda_devices": [],
     }
     if torch.cuda.is_available():

@@ -61,6 +61,7 @@ def test_mlm_run_learns_and_writes_the_run_directory(mlm_run: Path):
     assert stats["steps"] == 120 and stats["tokens_seen"] == 120 * 16 * 64
     assert manifest["objective"] == "mlm" and manifest["data"]["format"] == "text"
     assert manifest["data"]["fingerprint"] and manifest["versions"]["transformers"]
+    assert manifest["hardware"]["cpu_gemm"] in ("onednn", "aten")  # which library ran the CPU products
     assert manifest["arguments"]["training"]["max_steps"] == 120
     assert "hub_token" not in manifest["arguments"]["training"]
     model_files = {p.name for p in (mlm_run / "model").iterdir()}
@@ -252,6 +253,12 @@ def test_unknown_config_override_names_the_fields(tmp_path, capsys, docstring_co
 
 def test_missing_files(tmp_path, capsys):
     refuse(capsys, tmp_path / "run", "--train-files", tmp_path / "nothing-*.txt", message="nothing-")
+
+
+def test_unknown_cpu_matmul_library_is_refused_before_any_work(tmp_path, capsys, docstring_corpus, monkeypatch):
+    monkeypatch.setenv("HFSSL_CPU_GEMM", "mkl")
+    refuse(capsys, tmp_path / "run", "--train-files", docstring_corpus,
+           message="HFSSL_CPU_GEMM='mkl' is not a CPU matmul backend; use one of auto, onednn, aten.")
 
 
 def test_console_script_exits_non_zero_on_bad_input(tmp_path):
