@@ -48,7 +48,9 @@ Also recorded: versions, CPU model and flags, torch threads, peak RSS per arm (e
 subprocess that runs a few steps; on Linux the peak counter is reset once imports and batches are loaded),
 and the held-out loss after `--budget-s` seconds of training from the same seed.
 `--hfssl-text-overrides use_bias=false` (and `--hfssl-vision-overrides`) try hfssl config switches that keep
-the shape, for A/B runs against the same references.
+the shape, for A/B runs against the same references. `--cpu-gemm aten|onednn|auto` picks the library of the
+hfssl arms' float32 CPU products (hfssl.models.cpu_gemm; the references always use aten's): `aten` compares
+the architectures with the library held equal.
 Writes <output>/benchmark.json and <output>/benchmark.md, prints the table and the issue-9 targets.
 """
 
