@@ -1,8 +1,8 @@
 """Which library multiplies float32 matrices faster on this CPU: aten (MKL in PyTorch's x86 builds) or oneDNN?
 
 hfssl's models run their CPU products through oneDNN where `hfssl.models.cpu_gemm` says so (by default on AMD
-CPUs, where MKL skips its AVX-512 code). This script measures both libraries on the products of a training step
-so the choice can be checked on any machine, and `HFSSL_CPU_GEMM` set by what it finds:
+CPUs, where MKL measured at half of oneDNN's rate). This script measures both libraries on the products of a
+training step so the choice can be checked on any machine, and `HFSSL_CPU_GEMM` set by what it finds:
 
     python scripts/benchmark_gemm.py --threads 2 --output runs/bench-gemm
     python scripts/benchmark_gemm.py --shapes 2048x256x1024,128x256x8192 --repeats 50

@@ -32,3 +32,16 @@ def data_dir() -> Path:
     if path is None:
         pytest.skip("shared data not found; set HFSSL_DATA_DIR to the folder of ../shared/data")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _cpu_gemm_setting_restored():
+    """A test (or a benchmark script's main() run in-process) may pick hfssl's CPU matmul library for the
+    process; the next test starts from $HFSSL_CPU_GEMM again."""
+    from hfssl.models import cpu_gemm
+
+    setting, resolved = cpu_gemm._setting, dict(cpu_gemm._resolved)
+    yield
+    cpu_gemm._setting = setting
+    cpu_gemm._resolved.clear()
+    cpu_gemm._resolved.update(resolved)

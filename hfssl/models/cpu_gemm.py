@@ -1,8 +1,8 @@
 """Float32 matrix products on CPUs through oneDNN where that is the faster library.
 
-PyTorch computes `F.linear` and `@` on CPUs with MKL's sgemm. On AMD CPUs MKL does not run its AVX-512 code,
-and oneDNN (which the same PyTorch build ships, as `torch.ops.mkldnn._linear_pointwise`) is about twice as
-fast: on a 2-core AMD EPYC with AVX-512, a (2048 x 256) by (256 x 1024) product took 4.9 ms through MKL and
+PyTorch computes `F.linear` and `@` on x86 CPUs with MKL's sgemm. On the AMD CPU we measured, oneDNN (which
+the same PyTorch build ships, as `torch.ops.mkldnn._linear_pointwise`) was about twice as fast: on a 2-core
+AMD EPYC with AVX-512, a (2048 x 256) by (256 x 1024) product took 4.9 ms through MKL and
 2.2 ms through oneDNN (`scripts/benchmark_gemm.py` measures it on any machine). Same float32 arithmetic; only
 the order of the additions differs, as it does between any two BLAS libraries.
 
