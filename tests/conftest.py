@@ -36,12 +36,10 @@ def data_dir() -> Path:
 
 @pytest.fixture(autouse=True)
 def _cpu_gemm_setting_restored():
-    """A test (or a benchmark script's main() run in-process) may pick hfssl's CPU matmul library for the
-    process; the next test starts from $HFSSL_CPU_GEMM again."""
+    """Each test starts from $HFSSL_CPU_GEMM: a benchmark script's main(), run in-process (also by a module-scoped
+    fixture, which runs before this one), picks hfssl's CPU matmul library for the whole process."""
     from hfssl.models import cpu_gemm
 
-    setting, resolved = cpu_gemm._setting, dict(cpu_gemm._resolved)
+    cpu_gemm.set_cpu_gemm_backend(None)
     yield
-    cpu_gemm._setting = setting
-    cpu_gemm._resolved.clear()
-    cpu_gemm._resolved.update(resolved)
+    cpu_gemm.set_cpu_gemm_backend(None)
