@@ -128,9 +128,8 @@ def _nt(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None) -> torch.Te
 def mm_nt(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """a (m, k) @ b (n, k).T (+ bias (n,)) -> (m, n), through oneDNN where `cpu_gemm_backend()` says so.
     Either operand may be a transposed view. Not differentiable through oneDNN: use `Linear` or `linear`."""
-    if (not torch.compiler.is_compiling() and a.dim() == 2 and b.dim() == 2
-            and a.shape[0] * a.shape[1] * b.shape[0] >= MIN_MACS and a.numel() > 0 and b.numel() > 0
-            and _onednn_applies(a, b, bias)):
+    if (a.dim() == 2 and b.dim() == 2 and a.shape[0] * a.shape[1] * b.shape[0] >= MIN_MACS
+            and a.numel() > 0 and b.numel() > 0 and _onednn_applies(a, b, bias)):
         return _nt(a, b, bias)
     return F.linear(a, b, bias)
 
@@ -180,11 +179,9 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         and x.numel() > 0 and weight.numel() > 0  # oneDNN has no empty products
         and x.numel() * weight.shape[0] >= MIN_MACS
     )
-    if torch.compiler.is_compiling() or not (shapes_fit and _onednn_applies(x, weight, bias)):
+    if not (shapes_fit and _onednn_applies(x, weight, bias)):
         return F.linear(x, weight, bias)  # also raises PyTorch's own error for shapes that do not fit
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
-        return _OneDnnLinear.apply(x, weight, bias)
-    return _nt(x.reshape(-1, x.shape[-1]), weight, bias).view(*x.shape[:-1], weight.shape[0])
+    return _OneDnnLinear.apply(x, weight, bias)  # without gradients it records nothing, as any Function
 
 
 class Linear(nn.Linear):
