@@ -13,9 +13,11 @@ the library this module picks; `mm_nt` is one such product without autograd, whi
 - `HFSSL_CPU_GEMM=auto` (default): oneDNN on x86-64 AMD CPUs where PyTorch has it, MKL (aten) elsewhere;
 - `HFSSL_CPU_GEMM=onednn` or `aten`: that one wherever it can run; `set_cpu_gemm_backend()` from Python.
 
-oneDNN is used only for plain float32 CPU tensors outside autocast, `torch.compile` (inductor picks its own
-kernels), tracing, `torch.func` transforms and DeepSpeed ZeRO-3-partitioned weights; everything else, and a
-GPU, takes `F.linear` as before. Module hooks and PEFT adapters see an ordinary `nn.Linear`.
+oneDNN is used only for plain float32 CPU tensors outside autocast, tracing, `torch.func` transforms and
+DeepSpeed ZeRO-3-partitioned weights; everything else, and a GPU, takes `F.linear` as before. Under
+`torch.compile` the products are one custom op each (`hfssl::onednn_mm_nt`), which inductor calls as it is
+while it fuses the code around them; otherwise inductor would lower them to MKL. Module hooks and PEFT adapters
+see an ordinary `nn.Linear`.
 
 Publishable: imports only torch.
 """
@@ -110,19 +112,53 @@ def _plain(t: torch.Tensor | None) -> bool:
     )
 
 
+@torch.compiler.assume_constant_result
+def _onednn_enabled_when_compiled() -> bool:
+    # Read once per compilation: dynamo bakes the answer into the graph instead of tracing the setting's lookup.
+    return _onednn_enabled()
+
+
 def _onednn_applies(*tensors: torch.Tensor | None) -> bool:
-    # Compilation first: dynamo then folds the whole check to False without tracing the rest of it.
+    if torch.compiler.is_compiling():
+        return (
+            all(t is None or (type(t) in (torch.Tensor, nn.Parameter) and t.device.type == "cpu"
+                              and t.dtype == torch.float32) for t in tensors)
+            and not torch.is_autocast_enabled("cpu")
+            and _onednn_enabled_when_compiled()
+        )
     return (
-        not torch.compiler.is_compiling()
-        and not torch.jit.is_tracing()
+        not torch.jit.is_tracing()
         and all(_plain(t) for t in tensors)
         and not torch.is_autocast_enabled("cpu")
         and _onednn_enabled()
     )
 
 
-def _nt(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+OP_NAME = "hfssl::onednn_mm_nt"
+
+
+def _onednn_mm_nt(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     return torch.ops.mkldnn._linear_pointwise(a, b, bias, "none", [], "")
+
+
+def _register_compiled_op():
+    """The product as a custom op for `torch.compile`: inductor keeps it as one call (its own lowering of
+    `mkldnn._linear_pointwise` is for frozen inference weights only). Registered once per process: a model
+    loaded with trust_remote_code imports a second copy of this module, which finds the op already there."""
+    namespace, name = OP_NAME.split("::")
+    if not hasattr(getattr(torch.ops, namespace), name):
+        op = torch.library.custom_op(OP_NAME, _onednn_mm_nt, mutates_args=())
+        op.register_fake(lambda a, b, bias: a.new_empty((a.shape[0], b.shape[0])))
+    return getattr(getattr(torch.ops, namespace), name).default
+
+
+_compiled_op = _register_compiled_op()
+
+
+def _nt(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    if torch.compiler.is_compiling():
+        return _compiled_op(a, b, bias)
+    return _onednn_mm_nt(a, b, bias)
 
 
 def mm_nt(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -134,14 +134,63 @@ def test_linear_module_is_an_nn_linear_for_hooks_and_peft(backend):
         torch.testing.assert_close(lora(x), want, rtol=1e-4, atol=1e-4)
 
 
-@needs_onednn
-def test_compiled_linear_leaves_the_product_to_inductor(backend):
-    backend("onednn")
+def _compiled_code(fn, *args):
+    """The code inductor generates for fn's forward and backward (fn returns a scalar to differentiate)."""
+    from torch._inductor.utils import run_and_get_code
+
     torch._dynamo.reset()
-    layer = Linear(256, 256)
-    x = torch.randn(64, 256, requires_grad=True)
+    compiled = torch.compile(fn, fullgraph=True)
+    _, codes = run_and_get_code(lambda *a: compiled(*a).backward(), *args)
+    return "\n".join(codes)
+
+
+@needs_onednn
+@pytest.mark.parametrize("name", ["onednn", "aten"])
+def test_compiled_linear_keeps_the_chosen_library(backend, name):
+    # inductor would lower the products to its own (MKL) matmuls; on oneDNN each of the three stays one
+    # call of hfssl's custom op, in one graph, with the gradients of eager F.linear
+    backend(name)
+    torch.manual_seed(0)
+    layer = Linear(256, 512)
+    x = torch.randn(4, 256, 256, requires_grad=True)
+    code = _compiled_code(lambda t: torch.relu(layer(t)).sum(), x)
+    assert ("onednn_mm_nt" in code) is (name == "onednn")
+    assert ("extern_kernels.mm" in code or "extern_kernels.addmm" in code) is (name == "aten")
+    got = [x.grad.clone(), layer.weight.grad.clone(), layer.bias.grad.clone()]
+    x.grad = None
+    layer.zero_grad()
+    torch.relu(F.linear(x, layer.weight, layer.bias)).sum().backward()
+    for found, want in zip(got, [x.grad, layer.weight.grad, layer.bias.grad], strict=True):
+        torch.testing.assert_close(found, want, rtol=1e-4, atol=1e-4)
     explained = torch._dynamo.explain(lambda t: layer(t).sum())(x)
     assert explained.graph_break_count == 0 and explained.graph_count == 1
+
+
+@needs_onednn
+def test_compiled_autocast_leaves_the_product_to_inductor(backend):
+    backend("onednn")
+    layer = Linear(256, 256)
+    x = torch.randn(64, 256, requires_grad=True)
+
+    def step(t):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return layer(t).float().sum()
+
+    assert "onednn_mm_nt" not in _compiled_code(step, x)
+
+
+def test_a_second_copy_of_the_module_reuses_the_registered_op():
+    # trust_remote_code imports the saved cpu_gemm.py under another module name; registering the custom op
+    # again would fail, so the copy must find and use the one already there
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hfssl_remote_copy.cpu_gemm", cpu_gemm.__file__)
+    copy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copy)
+    assert copy is not cpu_gemm and copy._compiled_op is cpu_gemm._compiled_op
+    a, b = torch.randn(8, 16), torch.randn(4, 16)
+    if cpu_gemm._onednn_works():
+        torch.testing.assert_close(copy._compiled_op(a, b, None), a @ b.t())
 
 
 def _training_step(model, inputs):
@@ -187,3 +236,26 @@ def test_models_train_the_same_on_onednn_as_on_aten(backend, objective):
     assert found["onednn"][1].keys() == found["aten"][1].keys()
     for name, grad in found["aten"][1].items():
         torch.testing.assert_close(found["onednn"][1][name], grad, rtol=1e-3, atol=1e-5, msg=name)
+
+
+@needs_onednn
+def test_compiled_mae_trains_like_eager_aten(backend):
+    # the whole pretraining step compiled, with oneDNN products inside the compiled graph
+    from hfssl.models import HfsslVisionConfig, HfsslVisionForMaskedImageModeling
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = HfsslVisionForMaskedImageModeling(HfsslVisionConfig(
+        image_size=32, patch_size=4, num_channels=3, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=256, decoder_hidden_size=64, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
+        decoder_intermediate_size=128)).train()
+    inputs = {"pixel_values": torch.randn(16, 3, 32, 32), "noise": torch.rand(16, 64)}
+    backend("aten")
+    want = _training_step(model, inputs)
+    backend("onednn")
+    model.compile()
+    got = _training_step(model, inputs)
+    torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-5)
+    assert got[1].keys() == want[1].keys()
+    for name, grad in want[1].items():
+        torch.testing.assert_close(got[1][name], grad, rtol=1e-3, atol=1e-5, msg=name)
