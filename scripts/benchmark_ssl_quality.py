@@ -87,6 +87,17 @@ def pretrain_argv(objective: str, run_dir: Path, data_dir: Path, steps: int, met
                      "--image-size", "28", "--model-size", "tiny", "--per-device-train-batch-size", "128"]
 
 
+def adapt_argv(objective: str, run_dir: Path, adapted_dir: Path, data_dir: Path, steps: int) -> list[str]:
+    """`hfssl pretrain` flags that continue `run_dir`'s pretraining (same objective, model and tokenizer) on the
+    texts of the probes' training split, rotten_tomatoes/train.csv, with its labels unused: task-adaptive
+    pretraining. The test split's texts are never read."""
+    return ["--objective", objective, "--init-from", str(run_dir), "--output", str(adapted_dir), "--overwrite",
+            "--max-steps", str(steps), "--report-to", "none", "--disable-tqdm", "true", "--save-steps", str(steps),
+            "--seed", "0", "--logging-steps", "50", "--eval-steps", str(steps),
+            "--train-files", str(data_dir / "rotten_tomatoes" / "train.csv"), "--text-column", "text",
+            "--block-size", "128", "--per-device-train-batch-size", "32"]
+
+
 def data_options(objective: str, data_dir: Path, scale: Scale) -> dict[str, Any]:
     """`evaluate_run` data arguments: rotten_tomatoes for text objectives, Fashion-MNIST for image ones."""
     limits = {"max_train_examples": scale.max_train_examples, "max_test_examples": scale.max_test_examples}
@@ -98,14 +109,16 @@ def data_options(objective: str, data_dir: Path, scale: Scale) -> dict[str, Any]
 
 
 def run_pretraining(
-    objective: str, run_dir: Path, data_dir: Path, steps: int, method_options: str | None = None
+    objective: str, run_dir: Path, data_dir: Path, steps: int, method_options: str | None = None,
+    argv: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Pretrain through the CLI; returns {"ok", "wall_time_s", "error"}."""
+    """Pretrain through the CLI (`argv`: other flags than the benchmark's own); returns {"ok", "wall_time_s",
+    "error"}."""
     from hfssl.cli import main
 
     start = time.perf_counter()
     try:
-        code = main(["pretrain", *pretrain_argv(objective, run_dir, data_dir, steps, method_options)])
+        code = main(["pretrain", *(argv or pretrain_argv(objective, run_dir, data_dir, steps, method_options))])
         error = None if code == 0 else f"hfssl pretrain exited with {code} (its error is printed above)"
     except Exception as exc:  # noqa: BLE001  (a benchmark reports every objective: one failure must not end it)
         error = f"{type(exc).__name__}: {exc}"
@@ -212,15 +225,20 @@ def markdown(report: dict[str, Any]) -> str:
               "| > supervised at smallest | > supervised, paired |")
     lines = [header, "|---|---|---|---|---|---|---|---|---|---|"]
     for objective, entry in report["objectives"].items():
-        if not entry["pretrain"]["ok"] and not entry.get("evaluation"):
-            lines.append(f"| {objective} | failed: {entry['pretrain']['error']} |||||||||")
+        adapt = entry.get("adapt")
+        if adapt:
+            objective = f"{objective} + {adapt['steps']} adaptation steps"
+        if not entry.get("evaluation"):
+            failed = next(r for r in (entry["pretrain"], (adapt or {}).get("pretrain")) if r and not r["ok"])
+            lines.append(f"| {objective} | failed: {failed['error']} |||||||||")
             continue
         v = entry["verdicts"]
         lin = " / ".join(_fmt(v["linear_probe"].get(a)) for a in ("pretrained", "random-init", "supervised"))
         knn = " / ".join(_fmt(v["knn"].get(a, {}).get("20")) for a in ("pretrained", "random-init"))
         small = " / ".join(_fmt((v["smallest_fraction"].get(a) or {}).get("mean"))
                            for a in ("pretrained", "random-init", "supervised"))
-        wall = entry["pretrain"]["wall_time_s"]
+        walls = [r["wall_time_s"] for r in (entry["pretrain"], (adapt or {}).get("pretrain")) if r]
+        wall = None if None in walls else sum(walls)
         lines.append(f"| {objective} | {'—' if wall is None else f'{wall:.0f}'} | {lin} | {knn} | {_fmt(v['finetune'])} "
                      f"| {small} | {_fmt(v['beats_random_init_beyond_2_std_at_every_fraction'])} "
                      f"| {_fmt(v.get('beats_random_init_paired_at_every_fraction'))} "
@@ -251,7 +269,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, help="Seeds per label fraction (overrides the scale's).")
     parser.add_argument("--supervised-epochs", type=int, help="Epochs of the supervised baseline and of fine-tuning "
                                                                   "(overrides the scale's).")
-    return parser.parse_args(argv)
+    parser.add_argument("--adapt-steps", type=int, default=0,
+                        help="Text only: after the news pretraining, continue it this many steps on the texts of "
+                             "rotten_tomatoes/train.csv (labels unused; task-adaptive pretraining) into "
+                             "<output>/<objective>-adapted, and evaluate that run instead.")
+    args = parser.parse_args(argv)
+    if args.adapt_steps < 0:
+        parser.error(f"--adapt-steps must be >= 0, got {args.adapt_steps}.")
+    if args.adapt_steps and any(o not in ALL_TEXT for o in selected_objectives(args)):
+        parser.error("--adapt-steps adapts text objectives to the probes' texts; run image objectives without it.")
+    return args
 
 
 def selected_objectives(args: argparse.Namespace) -> list[str]:
@@ -326,8 +353,16 @@ def main(argv: list[str]) -> int:
                     else run_pretraining(objective, run_dir, data_dir, steps, method_options.get(objective)))
         entry: dict[str, Any] = {"run_dir": str(run_dir), "steps": steps, "pretrain": pretrain,
                                  "method_options": method_options.get(objective)}
+        evaluated = run_dir
+        if pretrain["ok"] and args.adapt_steps:
+            evaluated = output / f"{objective}-adapted"
+            argv = adapt_argv(objective, run_dir, evaluated, data_dir, args.adapt_steps)
+            entry["adapt"] = {"run_dir": str(evaluated), "steps": args.adapt_steps, "pretrain": (
+                {"ok": True, "wall_time_s": None, "error": None, "skipped": True} if args.skip_pretrain
+                else run_pretraining(objective, evaluated, data_dir, args.adapt_steps, argv=argv))}
+            pretrain = entry["adapt"]["pretrain"]
         if pretrain["ok"]:
-            entry["evaluation"] = run_protocols(objective, run_dir, data_dir, scale)
+            entry["evaluation"] = run_protocols(objective, evaluated, data_dir, scale)
             entry["verdicts"] = verdicts(entry["evaluation"])
         report["objectives"][objective] = entry
         output.mkdir(parents=True, exist_ok=True)

@@ -43,3 +43,45 @@ def test_objectives_beyond_the_issues_set_are_accepted_and_unknown_ones_refused(
     assert quality.selected_objectives(args) == ["mlm+simcse", "simcse"]
     with pytest.raises(SystemExit, match="Unknown objective"):
         quality.selected_objectives(quality.parse_args(["--objectives", "mlm,bert"]))
+
+
+def test_adapt_steps_is_checked(quality):
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--part", "text", "--adapt-steps", "-1"])
+    with pytest.raises(SystemExit):  # adaptation is to the probes' texts: images have none
+        quality.parse_args(["--objectives", "mlm,mae", "--adapt-steps", "10"])
+    assert quality.parse_args(["--part", "text", "--adapt-steps", "10"]).adapt_steps == 10
+
+
+def test_adaptation_continues_the_news_run_on_the_probe_texts_only(quality, tmp_path, data_dir):
+    import csv
+    import json
+
+    from hfssl.cli import main
+
+    # a data folder like ../shared/data with 300 review snippets and a test split the adaptation must not read
+    reviews = tmp_path / "data" / "rotten_tomatoes"
+    reviews.mkdir(parents=True)
+    with open(data_dir / "rotten_tomatoes" / "train.csv", encoding="utf-8") as f:
+        rows = list(csv.reader(f))[:301]
+    with open(reviews / "train.csv", "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    (reviews / "test.csv").write_text("not,a,csv,the,adaptation,reads\n", encoding="utf-8")
+    news_run, adapted = tmp_path / "out" / "mlm", tmp_path / "out" / "mlm-adapted"
+    assert main(["pretrain", "--objective", "mlm", "--train-files", str(data_dir / "news" / "news100.jsonl.gz"),
+                 "--text-column", "text", "--model-size", "tiny", "--vocab-size", "1000", "--block-size", "128",
+                 "--max-steps", "3", "--output", str(news_run), "--report-to", "none", "--disable-tqdm", "true"]) == 0
+
+    result = quality.run_pretraining("mlm", adapted, tmp_path / "data", 4,
+                                     argv=quality.adapt_argv("mlm", news_run, adapted, tmp_path / "data", 4))
+    assert result["ok"], result["error"]
+    manifest = json.loads((adapted / "run.json").read_text())
+    assert manifest["model"]["init_from"] == str(news_run)
+    assert manifest["pretrain"]["steps"] == 4
+    assert manifest["data"]["source"] == [str(reviews / "train.csv")] and manifest["data"]["text_column"] == "text"
+    # the news run's tokenizer, unchanged; its weights, trained further
+    assert (adapted / "model" / "tokenizer.json").read_text() == (news_run / "model" / "tokenizer.json").read_text()
+    from safetensors.torch import load_file
+
+    before, after = (load_file(run / "model" / "model.safetensors") for run in (news_run, adapted))
+    assert before.keys() == after.keys() and any(not before[k].equal(after[k]) for k in before)
