@@ -72,7 +72,8 @@ def default_data_dir() -> str | None:
     return env or (str(beside) if beside.is_dir() else None)
 
 
-def pretrain_argv(objective: str, run_dir: Path, data_dir: Path, steps: int, method_options: str | None = None) -> list[str]:
+def pretrain_argv(objective: str, run_dir: Path, data_dir: Path, steps: int, method_options: str | None = None,
+                  model_size: str = "tiny") -> list[str]:
     """`hfssl pretrain` flags for one objective of the benchmark."""
     common = ["--objective", objective, "--output", str(run_dir), "--overwrite", "--max-steps", str(steps),
               "--report-to", "none", "--disable-tqdm", "true", "--save-steps", str(steps), "--seed", "0",
@@ -81,10 +82,10 @@ def pretrain_argv(objective: str, run_dir: Path, data_dir: Path, steps: int, met
         common += ["--method-options", method_options]
     if objective in ALL_TEXT:
         return common + ["--train-files", str(data_dir / "news" / "news_articles.jsonl.gz"), "--text-column", "text",
-                         "--model-size", "tiny", "--block-size", "128", "--vocab-size", "8192",
+                         "--model-size", model_size, "--block-size", "128", "--vocab-size", "8192",
                          "--per-device-train-batch-size", "32"]
     return common + ["--dataset", "fashion-mnist", "--data-dir", str(data_dir / "fashion_mnist"),
-                     "--image-size", "28", "--model-size", "tiny", "--per-device-train-batch-size", "128"]
+                     "--image-size", "28", "--model-size", model_size, "--per-device-train-batch-size", "128"]
 
 
 def adapt_argv(objective: str, run_dir: Path, adapted_dir: Path, data_dir: Path, steps: int) -> list[str]:
@@ -110,7 +111,7 @@ def data_options(objective: str, data_dir: Path, scale: Scale) -> dict[str, Any]
 
 def run_pretraining(
     objective: str, run_dir: Path, data_dir: Path, steps: int, method_options: str | None = None,
-    argv: list[str] | None = None,
+    argv: list[str] | None = None, model_size: str = "tiny",
 ) -> dict[str, Any]:
     """Pretrain through the CLI (`argv`: other flags than the benchmark's own); returns {"ok", "wall_time_s",
     "error"}."""
@@ -118,7 +119,7 @@ def run_pretraining(
 
     start = time.perf_counter()
     try:
-        code = main(["pretrain", *(argv or pretrain_argv(objective, run_dir, data_dir, steps, method_options))])
+        code = main(["pretrain", *(argv or pretrain_argv(objective, run_dir, data_dir, steps, method_options, model_size))])
         error = None if code == 0 else f"hfssl pretrain exited with {code} (its error is printed above)"
     except Exception as exc:  # noqa: BLE001  (a benchmark reports every objective: one failure must not end it)
         error = f"{type(exc).__name__}: {exc}"
@@ -269,6 +270,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, help="Seeds per label fraction (overrides the scale's).")
     parser.add_argument("--supervised-epochs", type=int, help="Epochs of the supervised baseline and of fine-tuning "
                                                                   "(overrides the scale's).")
+    parser.add_argument("--model-size", choices=("tiny", "small", "base"), default="tiny",
+                        help="The models' size preset (`hfssl pretrain --model-size`); the baselines use the same.")
     parser.add_argument("--adapt-steps", type=int, default=0,
                         help="Text only: after the news pretraining, continue it this many steps on the texts of "
                              "rotten_tomatoes/train.csv (labels unused; task-adaptive pretraining) into "
@@ -350,8 +353,9 @@ def main(argv: list[str]) -> int:
         run_dir = output / objective
         steps = args.steps or (scale.text_steps if objective in ALL_TEXT else scale.image_steps)
         pretrain = ({"ok": True, "wall_time_s": None, "error": None, "skipped": True} if args.skip_pretrain
-                    else run_pretraining(objective, run_dir, data_dir, steps, method_options.get(objective)))
-        entry: dict[str, Any] = {"run_dir": str(run_dir), "steps": steps, "pretrain": pretrain,
+                    else run_pretraining(objective, run_dir, data_dir, steps, method_options.get(objective),
+                                         model_size=args.model_size))
+        entry: dict[str, Any] = {"run_dir": str(run_dir), "steps": steps, "model_size": args.model_size, "pretrain": pretrain,
                                  "method_options": method_options.get(objective)}
         evaluated = run_dir
         if pretrain["ok"] and args.adapt_steps:

@@ -85,3 +85,13 @@ def test_adaptation_continues_the_news_run_on_the_probe_texts_only(quality, tmp_
 
     before, after = (load_file(run / "model" / "model.safetensors") for run in (news_run, adapted))
     assert before.keys() == after.keys() and any(not before[k].equal(after[k]) for k in before)
+
+
+def test_model_size_reaches_pretraining(quality, tmp_path):
+    args = quality.parse_args(["--part", "text", "--model-size", "small"])
+    assert args.model_size == "small" and quality.parse_args([]).model_size == "tiny"
+    for objective in ("mlm", "mae"):
+        argv = quality.pretrain_argv(objective, tmp_path / objective, tmp_path, 10, model_size=args.model_size)
+        assert argv[argv.index("--model-size") + 1] == "small"
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--model-size", "huge"])
