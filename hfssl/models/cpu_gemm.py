@@ -122,7 +122,7 @@ def _onednn_applies(*tensors: torch.Tensor | None) -> bool:
     if torch.compiler.is_compiling():
         return (
             all(t is None or (type(t) in (torch.Tensor, nn.Parameter) and t.device.type == "cpu"
-                              and t.dtype == torch.float32) for t in tensors)
+                              and t.dtype == torch.float32 and not hasattr(t, "ds_id")) for t in tensors)
             and not torch.is_autocast_enabled("cpu")
             and _onednn_enabled_when_compiled()
         )
