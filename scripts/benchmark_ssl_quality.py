@@ -72,18 +72,25 @@ def default_data_dir() -> str | None:
     return env or (str(beside) if beside.is_dir() else None)
 
 
+def _run_flags(objective: str, run_dir: Path, steps: int) -> list[str]:
+    """The `hfssl pretrain` flags every benchmark run shares: output, budget, seed and logging."""
+    return ["--objective", objective, "--output", str(run_dir), "--overwrite", "--max-steps", str(steps),
+            "--report-to", "none", "--disable-tqdm", "true", "--save-steps", str(steps), "--seed", "0",
+            "--logging-steps", "50", "--eval-steps", str(steps)]
+
+
+TEXT_BATCHES = ["--block-size", "128", "--per-device-train-batch-size", "32"]
+
+
 def pretrain_argv(objective: str, run_dir: Path, data_dir: Path, steps: int, method_options: str | None = None,
                   model_size: str = "tiny") -> list[str]:
     """`hfssl pretrain` flags for one objective of the benchmark."""
-    common = ["--objective", objective, "--output", str(run_dir), "--overwrite", "--max-steps", str(steps),
-              "--report-to", "none", "--disable-tqdm", "true", "--save-steps", str(steps), "--seed", "0",
-              "--logging-steps", "50", "--eval-steps", str(steps)]
+    common = _run_flags(objective, run_dir, steps)
     if method_options:
         common += ["--method-options", method_options]
     if objective in ALL_TEXT:
         return common + ["--train-files", str(data_dir / "news" / "news_articles.jsonl.gz"), "--text-column", "text",
-                         "--model-size", model_size, "--block-size", "128", "--vocab-size", "8192",
-                         "--per-device-train-batch-size", "32"]
+                         "--model-size", model_size, "--vocab-size", "8192", *TEXT_BATCHES]
     return common + ["--dataset", "fashion-mnist", "--data-dir", str(data_dir / "fashion_mnist"),
                      "--image-size", "28", "--model-size", model_size, "--per-device-train-batch-size", "128"]
 
@@ -92,11 +99,8 @@ def adapt_argv(objective: str, run_dir: Path, adapted_dir: Path, data_dir: Path,
     """`hfssl pretrain` flags that continue `run_dir`'s pretraining (same objective, model and tokenizer) on the
     texts of the probes' training split, rotten_tomatoes/train.csv, with its labels unused: task-adaptive
     pretraining. The test split's texts are never read."""
-    return ["--objective", objective, "--init-from", str(run_dir), "--output", str(adapted_dir), "--overwrite",
-            "--max-steps", str(steps), "--report-to", "none", "--disable-tqdm", "true", "--save-steps", str(steps),
-            "--seed", "0", "--logging-steps", "50", "--eval-steps", str(steps),
-            "--train-files", str(data_dir / "rotten_tomatoes" / "train.csv"), "--text-column", "text",
-            "--block-size", "128", "--per-device-train-batch-size", "32"]
+    return [*_run_flags(objective, adapted_dir, steps), "--init-from", str(run_dir),
+            "--train-files", str(data_dir / "rotten_tomatoes" / "train.csv"), "--text-column", "text", *TEXT_BATCHES]
 
 
 def data_options(objective: str, data_dir: Path, scale: Scale) -> dict[str, Any]:
@@ -109,17 +113,13 @@ def data_options(objective: str, data_dir: Path, scale: Scale) -> dict[str, Any]
     return {"dataset": "fashion-mnist", "data_dir": str(data_dir / "fashion_mnist"), **limits}
 
 
-def run_pretraining(
-    objective: str, run_dir: Path, data_dir: Path, steps: int, method_options: str | None = None,
-    argv: list[str] | None = None, model_size: str = "tiny",
-) -> dict[str, Any]:
-    """Pretrain through the CLI (`argv`: other flags than the benchmark's own); returns {"ok", "wall_time_s",
-    "error"}."""
+def run_pretraining(argv: list[str]) -> dict[str, Any]:
+    """`hfssl pretrain` with `argv`, through the CLI; returns {"ok", "wall_time_s", "error"}."""
     from hfssl.cli import main
 
     start = time.perf_counter()
     try:
-        code = main(["pretrain", *(argv or pretrain_argv(objective, run_dir, data_dir, steps, method_options, model_size))])
+        code = main(["pretrain", *argv])
         error = None if code == 0 else f"hfssl pretrain exited with {code} (its error is printed above)"
     except Exception as exc:  # noqa: BLE001  (a benchmark reports every objective: one failure must not end it)
         error = f"{type(exc).__name__}: {exc}"
@@ -227,10 +227,11 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [header, "|---|---|---|---|---|---|---|---|---|---|"]
     for objective, entry in report["objectives"].items():
         adapt = entry.get("adapt")
+        stages = [entry["pretrain"], *([adapt["pretrain"]] if adapt else [])]
         if adapt:
             objective = f"{objective} + {adapt['steps']} adaptation steps"
         if not entry.get("evaluation"):
-            failed = next(r for r in (entry["pretrain"], (adapt or {}).get("pretrain")) if r and not r["ok"])
+            failed = next(r for r in stages if not r["ok"])
             lines.append(f"| {objective} | failed: {failed['error']} |||||||||")
             continue
         v = entry["verdicts"]
@@ -238,7 +239,7 @@ def markdown(report: dict[str, Any]) -> str:
         knn = " / ".join(_fmt(v["knn"].get(a, {}).get("20")) for a in ("pretrained", "random-init"))
         small = " / ".join(_fmt((v["smallest_fraction"].get(a) or {}).get("mean"))
                            for a in ("pretrained", "random-init", "supervised"))
-        walls = [r["wall_time_s"] for r in (entry["pretrain"], (adapt or {}).get("pretrain")) if r]
+        walls = [r["wall_time_s"] for r in stages]
         wall = None if None in walls else sum(walls)
         lines.append(f"| {objective} | {'—' if wall is None else f'{wall:.0f}'} | {lin} | {knn} | {_fmt(v['finetune'])} "
                      f"| {small} | {_fmt(v['beats_random_init_beyond_2_std_at_every_fraction'])} "
@@ -340,6 +341,9 @@ def code_version() -> dict[str, Any]:
     return version
 
 
+SKIPPED = {"ok": True, "wall_time_s": None, "error": None, "skipped": True}  # --skip-pretrain's stand-in result
+
+
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
@@ -352,19 +356,16 @@ def main(argv: list[str]) -> int:
     for objective in selected_objectives(args):
         run_dir = output / objective
         steps = args.steps or (scale.text_steps if objective in ALL_TEXT else scale.image_steps)
-        pretrain = ({"ok": True, "wall_time_s": None, "error": None, "skipped": True} if args.skip_pretrain
-                    else run_pretraining(objective, run_dir, data_dir, steps, method_options.get(objective),
-                                         model_size=args.model_size))
+        pretrain = {**SKIPPED} if args.skip_pretrain else run_pretraining(
+            pretrain_argv(objective, run_dir, data_dir, steps, method_options.get(objective), args.model_size))
         entry: dict[str, Any] = {"run_dir": str(run_dir), "steps": steps, "model_size": args.model_size, "pretrain": pretrain,
                                  "method_options": method_options.get(objective)}
         evaluated = run_dir
         if pretrain["ok"] and args.adapt_steps:
             evaluated = output / f"{objective}-adapted"
-            argv = adapt_argv(objective, run_dir, evaluated, data_dir, args.adapt_steps)
-            entry["adapt"] = {"run_dir": str(evaluated), "steps": args.adapt_steps, "pretrain": (
-                {"ok": True, "wall_time_s": None, "error": None, "skipped": True} if args.skip_pretrain
-                else run_pretraining(objective, evaluated, data_dir, args.adapt_steps, argv=argv))}
-            pretrain = entry["adapt"]["pretrain"]
+            pretrain = {**SKIPPED} if args.skip_pretrain else run_pretraining(
+                adapt_argv(objective, run_dir, evaluated, data_dir, args.adapt_steps))
+            entry["adapt"] = {"run_dir": str(evaluated), "steps": args.adapt_steps, "pretrain": pretrain}
         if pretrain["ok"]:
             entry["evaluation"] = run_protocols(objective, evaluated, data_dir, scale)
             entry["verdicts"] = verdicts(entry["evaluation"])

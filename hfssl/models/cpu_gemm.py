@@ -102,13 +102,13 @@ def set_cpu_gemm_backend(backend: str | None) -> None:
     _setting = backend
 
 
-def _plain(t: torch.Tensor | None) -> bool:
+def _plain(t: torch.Tensor | None, compiling: bool) -> bool:
     return t is None or (
         type(t) in (torch.Tensor, nn.Parameter)
         and t.device.type == "cpu"
         and t.dtype == torch.float32
         and not hasattr(t, "ds_id")  # a DeepSpeed ZeRO-3 partition: its F.linear gathers the weight
-        and not torch._C._functorch.is_functorch_wrapped_tensor(t)
+        and (compiling or not torch._C._functorch.is_functorch_wrapped_tensor(t))
     )
 
 
@@ -119,18 +119,12 @@ def _onednn_enabled_when_compiled() -> bool:
 
 
 def _onednn_applies(*tensors: torch.Tensor | None) -> bool:
-    if torch.compiler.is_compiling():
-        return (
-            all(t is None or (type(t) in (torch.Tensor, nn.Parameter) and t.device.type == "cpu"
-                              and t.dtype == torch.float32 and not hasattr(t, "ds_id")) for t in tensors)
-            and not torch.is_autocast_enabled("cpu")
-            and _onednn_enabled_when_compiled()
-        )
+    compiling = torch.compiler.is_compiling()
     return (
-        not torch.jit.is_tracing()
-        and all(_plain(t) for t in tensors)
+        (compiling or not torch.jit.is_tracing())
+        and all(_plain(t, compiling) for t in tensors)
         and not torch.is_autocast_enabled("cpu")
-        and _onednn_enabled()
+        and (_onednn_enabled_when_compiled() if compiling else _onednn_enabled())
     )
 
 

@@ -72,8 +72,7 @@ def test_adaptation_continues_the_news_run_on_the_probe_texts_only(quality, tmp_
                  "--text-column", "text", "--model-size", "tiny", "--vocab-size", "1000", "--block-size", "128",
                  "--max-steps", "3", "--output", str(news_run), "--report-to", "none", "--disable-tqdm", "true"]) == 0
 
-    result = quality.run_pretraining("mlm", adapted, tmp_path / "data", 4,
-                                     argv=quality.adapt_argv("mlm", news_run, adapted, tmp_path / "data", 4))
+    result = quality.run_pretraining(quality.adapt_argv("mlm", news_run, adapted, tmp_path / "data", 4))
     assert result["ok"], result["error"]
     manifest = json.loads((adapted / "run.json").read_text())
     assert manifest["model"]["init_from"] == str(news_run)
