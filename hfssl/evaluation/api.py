@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from ..training.rundir import RunDirectory, write_json_atomic
@@ -121,10 +122,24 @@ def _quiet_transformers():
         hf_logging.set_verbosity(level)
 
 
-def load_encoder(run: RunDirectory) -> tuple[nn.Module, Any, Any]:
-    """(encoder in eval mode, tokenizer or None, image processor or None) from `run.model_dir`.
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """Where evaluation runs: None or "auto" is the GPU when torch sees one, else the CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"Unknown device {device!r}; use auto, cpu, cuda or cuda:N.") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} but torch sees no CUDA GPU here; use device='cpu' (or 'auto').")
+    return resolved
 
-    The encoder is `AutoModel` of the saved checkpoint (the bare backbone of any head).
+
+def load_encoder(run: RunDirectory, device: str | torch.device | None = "cpu") -> tuple[nn.Module, Any, Any]:
+    """(encoder in eval mode on `device`, tokenizer or None, image processor or None) from `run.model_dir`.
+
+    The encoder is `AutoModel` of the saved checkpoint (the bare backbone of any head). `device` None or "auto"
+    is the GPU when there is one.
     """
     from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
@@ -140,7 +155,7 @@ def load_encoder(run: RunDirectory) -> tuple[nn.Module, Any, Any]:
     if info.get("missing_keys"):
         logger.warning("Encoder weights missing from %s (randomly initialized): %s",
                        run.model_dir, sorted(info["missing_keys"])[:10])
-    model.eval()
+    model.to(resolve_device(device)).eval()
     if modality_of(model) == "text":
         return model, AutoTokenizer.from_pretrained(run.model_dir), None
     has_processor = (run.model_dir / "preprocessor_config.json").is_file()
@@ -324,6 +339,7 @@ def evaluate_run(
     seed: int = 0,
     progress: bool = True,
     print_table: bool = True,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
     """Evaluate the encoder of `run_dir` by `protocol` on labelled data, and record the result in the run.
 
@@ -337,6 +353,8 @@ def evaluate_run(
             for stock transformers encoders.
         finetune_epochs, finetune_learning_rate: the schedule of "finetune" (None: `hfssl.finetune.finetune`'s
             defaults). Give it the supervised baseline's epochs to compare the two at an equal budget.
+        device: where features are extracted and the supervised baseline trains; None or "auto" is the GPU
+            when torch sees one, else the CPU. (The finetune protocol trains wherever the Trainer puts it.)
 
     Returns:
         The result written to eval/<protocol>.json and to run.json["eval"][protocol].
@@ -346,7 +364,7 @@ def evaluate_run(
         if value is not None and not value > 0:
             raise ValueError(f"{name} must be > 0, got {value}.")
     run = RunDirectory(run_dir)
-    model, tokenizer, image_processor = load_encoder(run)
+    model, tokenizer, image_processor = load_encoder(run, device)
     modality = modality_of(model)
     options = DataOptions(
         dataset=dataset, data_dir=data_dir, train_files=list(train_files) if train_files else None,
@@ -374,7 +392,8 @@ def evaluate_run(
         "protocol": protocol,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": {"path": str(run.model_dir), "class": type(model).__name__, "modality": modality,
-                  "features": f"pooling={pooling}" if pooling else "get_features"},
+                  "features": f"pooling={pooling}" if pooling else "get_features",
+                  "device": str(next(model.parameters()).device)},
         "data": data.description,
         "baselines": list(baselines),
         **outcome,

@@ -69,6 +69,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     protocol.add_argument("--finetune-learning-rate", type=float,
                           help="Peak learning rate of --protocol finetune (default: hfssl finetune's).")
     protocol.add_argument("--seed", type=int, default=0, help="Seed of splits, subsets and initializations (default: 0).")
+    protocol.add_argument("--device", default="auto",
+                          help="Where features and the supervised baseline run: auto (the GPU when there is one), "
+                               "cpu, cuda or cuda:N (default: auto).")
     return parser
 
 
@@ -83,7 +86,7 @@ def run_evaluate_from_args(args: argparse.Namespace) -> int:
         fractions=args.fractions, seeds=args.seeds, baselines=args.baselines, k=args.k, batch_size=args.batch_size,
         max_train_examples=args.max_train_examples, max_test_examples=args.max_test_examples, pooling=args.pooling,
         supervised=SupervisedSettings(epochs=args.supervised_epochs), finetune_epochs=args.finetune_epochs,
-        finetune_learning_rate=args.finetune_learning_rate, seed=args.seed,
+        finetune_learning_rate=args.finetune_learning_rate, seed=args.seed, device=args.device,
     )
     print(f"\nResults: {args.run_dir}/eval/{args.protocol}.json (and .png), run.json section eval.{args.protocol}")
     return 0

@@ -123,3 +123,9 @@ class RunArguments:
     stop_on_collapse: bool = field(
         default=False, metadata={"help": "Stop training when the collapse monitor finds collapsed features."}
     )
+    max_time_s: float = field(
+        default=0.0,
+        metadata={"help": "Stop training after this many seconds of optimizer steps (0: no limit). The model is "
+                          "saved as at the end; --max-steps still sets the schedule, and --resume goes on from the "
+                          "checkpoint saved at the stop."},
+    )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -371,6 +372,46 @@ class NonFiniteLossGuard(TrainerCallback):
     def summary(self) -> dict[str, Any]:
         return {"tripped": self.tripped, "step": self.step, "last_good_checkpoint": self.last_good_checkpoint,
                 "message": self.message}
+
+
+class TimeBudgetCallback(TrainerCallback):
+    """Stops training once `seconds` of training have passed, at the end of an optimizer step.
+
+    The stop saves a checkpoint (so `--resume` continues the same schedule) and training ends as if the schedule
+    had: the model is evaluated and saved. Every process stops at the same step (rank 0's clock decides).
+    """
+
+    def __init__(self, seconds: float):
+        if not seconds > 0:
+            raise ValueError(f"--max-time-s {seconds}: give a number of seconds > 0 (0 turns the limit off).")
+        self.seconds = float(seconds)
+        self.stopped_at_step: int | None = None
+        self.elapsed_s: float | None = None
+        self._start: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._start = time.monotonic()
+
+    def _over(self, args) -> bool:
+        over = time.monotonic() - self._start >= self.seconds
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            flag = torch.tensor([int(over)], device=args.device)
+            torch.distributed.broadcast(flag, src=0)  # rank 0's clock decides for all
+            over = bool(flag.item())
+        return over
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_training_stop or not self._over(args):
+            return
+        self.stopped_at_step, self.elapsed_s = state.global_step, round(time.monotonic() - self._start, 1)
+        control.should_training_stop = control.should_save = True
+        if state.is_world_process_zero:
+            logger.warning("Time budget of %.0f s reached: training stops at step %d of %d (checkpoint saved; "
+                           "--resume continues the schedule).", self.seconds, state.global_step, state.max_steps)
+
+    def summary(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, "stopped": self.stopped_at_step is not None,
+                "stopped_at_step": self.stopped_at_step, "elapsed_s": self.elapsed_s}
 
 
 # ---------------------------------------------------------------------------------------------- wiring

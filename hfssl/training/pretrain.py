@@ -17,7 +17,7 @@ from torch import nn
 from transformers import set_seed
 
 from .arguments import DataArguments, ModelArguments, RunArguments
-from .callbacks import add_monitor_callbacks, build_monitors, load_probe_data
+from .callbacks import TimeBudgetCallback, add_monitor_callbacks, build_monitors, load_probe_data
 from .environment import hardware, versions
 from .objectives import Objective, get_objective
 from .rundir import RunDirectory, check_can_start, open_run
@@ -51,6 +51,8 @@ def pretrain(
     if data_args.streaming and training_args.max_steps <= 0:
         raise ValueError("A streamed corpus has no length: pass --max-steps N with --streaming.")
     check_batch_size(objective, training_args)
+    if run_args.max_time_s < 0:
+        raise ValueError(f"--max-time-s {run_args.max_time_s}: give a number of seconds > 0 (0 turns the limit off).")
     set_seed(training_args.seed)
     resume_checkpoint = RunDirectory(run_path).last_checkpoint() if run_args.resume else None
     prepared = prepare(model_args, data_args, objective, training_args.seed, resume_checkpoint)
@@ -136,7 +138,7 @@ def sync_batch_norm(model: nn.Module, training_args) -> nn.Module:
 
 
 MONITOR_KEYS = {"OnlineProbeCallback": "online_probe", "CollapseMonitorCallback": "collapse",
-                "NonFiniteLossGuard": "non_finite_loss"}
+                "TimeBudgetCallback": "time_budget", "NonFiniteLossGuard": "non_finite_loss"}
 
 
 def load_run_probe_data(run_args: RunArguments, prepared: Prepared, data_args: DataArguments):
@@ -163,6 +165,8 @@ def attach_monitors(trainer: SSLTrainer, prepared: Prepared, run_args: RunArgume
                               probe_examples=examples, probe_labels=labels, probe_every=run_args.probe_every,
                               probes=probes, collapse_every=run_args.collapse_every,
                               stop_on_collapse=run_args.stop_on_collapse, seed=seed)
+    if run_args.max_time_s:  # before the guard, which stays last
+        monitors.insert(len(monitors) - 1, TimeBudgetCallback(run_args.max_time_s))
     add_monitor_callbacks(trainer, *monitors)
     return monitors
 

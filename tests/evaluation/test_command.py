@@ -45,3 +45,23 @@ def test_finetune_schedule_flags_reach_the_protocol_and_bad_ones_exit_2(vision_r
 
     code = main(["evaluate", str(vision_run), "--protocol", "finetune", "--dataset", "digits", "--finetune-epochs", "-1"])
     assert code == 2 and "finetune_epochs must be > 0, got -1.0" in capsys.readouterr().err
+
+
+def test_device_auto_records_where_it_ran_and_an_absent_gpu_exits_2(vision_run, capsys):
+    import torch
+
+    from hfssl.cli import main
+    from hfssl.evaluation.api import resolve_device
+
+    expected = "cuda:0" if torch.cuda.is_available() else "cpu"
+    assert cmd_evaluate([str(vision_run), "--protocol", "knn", "--dataset", "digits", "--k", "5",
+                         "--max-train-examples", "200", "--max-test-examples", "100"]) == 0
+    assert json.loads((vision_run / "eval" / "knn.json").read_text())["model"]["device"] == expected
+    with pytest.raises(ValueError, match="Unknown device 'tpu0'"):
+        resolve_device("tpu0")
+    if torch.cuda.is_available():
+        return
+    before = (vision_run / "eval" / "knn.json").read_bytes()
+    code = main(["evaluate", str(vision_run), "--protocol", "knn", "--dataset", "digits", "--device", "cuda"])
+    assert code == 2 and "torch sees no CUDA GPU here; use device='cpu'" in capsys.readouterr().err
+    assert (vision_run / "eval" / "knn.json").read_bytes() == before

@@ -137,3 +137,28 @@ def test_image_probe_for_a_text_model(tmp_path, capsys, text_corpus):
 def test_unknown_probe_name(tmp_path, capsys):
     refuse(capsys, tmp_path / "run", image_pretrain, "--objective", "mae", "--probe-dataset", "digits",
            "--probes", "knn,svm", message="knn")
+
+
+def test_time_budget_stops_early_saves_the_model_and_resume_continues(tmp_path, caplog):
+    out = tmp_path / "mae"
+    assert image_pretrain("--objective", "mae", "--output", out, "--max-steps", "100000", "--max-time-s", "2",
+                          "--collapse-every", "0", "--save-steps", "100000") == 0
+    stats = manifest(out)["pretrain"]
+    budget = stats["monitors"]["time_budget"]
+    assert budget["stopped"] and 0 < budget["stopped_at_step"] == stats["steps"] < 100000
+    assert budget["elapsed_s"] >= 2 and budget["seconds"] == 2
+    assert (out / "model" / "model.safetensors").is_file()
+    checkpoint = out / "checkpoints" / f"checkpoint-{stats['steps']}"
+    assert checkpoint.is_dir(), "the stop saves a checkpoint that --resume continues from"
+    assert "Time budget of 2 s reached: training stops at step" in caplog.text
+    assert image_pretrain("--objective", "mae", "--output", out, "--max-steps", "100000", "--max-time-s", "1",
+                          "--collapse-every", "0", "--save-steps", "100000", "--resume", "true") == 0
+    resumed = manifest(out)["pretrain"]
+    assert resumed["resumed_from"] == str(checkpoint) and resumed["steps"] > stats["steps"]
+
+
+def test_negative_time_budget_is_refused_before_the_run_starts(tmp_path, capsys):
+    out = tmp_path / "mae"
+    assert image_pretrain("--objective", "mae", "--output", out, "--max-steps", "5", "--max-time-s", "-1") == 2
+    assert "--max-time-s -1.0: give a number of seconds > 0" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The GPU measurements of issues 9 and 4, in one call (a lent GPU's time is short):
+#   1. scripts/benchmark.py at BERT-base / ViT-B-MAE shapes (--preset base), then GPT-2-124M's, bf16 autocast;
+#   2. the quality question at BERT-base size: an MLM pretrained on the news articles, then its label-efficiency
+#      curve on the movie-review sentiment split against random init and supervised training from scratch.
+#
+#   bash scripts/gpu_check.sh --data-dir ../shared/data --output runs/gpu-check
+#   bash scripts/gpu_check.sh --data-dir ../shared/data --output /tmp/gpu-smoke --quick   # tiny, on the CPU
+#
+# Each stage runs under its own time limit and the next one runs whatever the last did; results land in
+# <output>/ as they come: log (everything printed), bench-base.{json,md}, bench-gpt2.{json,md}, mlm-base-run.json,
+# mlm-base-random-init.json (every fraction), mlm-base-supervised.json (the smallest). Run directories and
+# checkpoints go to --work (default <output>/work).
+set -u
+
+data_dir="" output="" work="" quick=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --data-dir) data_dir=$2; shift 2 ;;
+    --output) output=$2; shift 2 ;;
+    --work) work=$2; shift 2 ;;
+    --quick) quick=1; shift ;;
+    *) echo "gpu_check.sh: unknown argument $1 (valid: --data-dir DIR --output DIR [--work DIR] [--quick])" >&2; exit 2 ;;
+  esac
+done
+if [ -z "$data_dir" ] || [ -z "$output" ]; then
+  echo "gpu_check.sh: give --data-dir (the folder holding news/ and rotten_tomatoes/) and --output" >&2; exit 2
+fi
+for need in news/news_articles.jsonl.gz rotten_tomatoes/train.csv rotten_tomatoes/test.csv; do
+  [ -f "$data_dir/$need" ] || { echo "gpu_check.sh: $data_dir/$need is missing" >&2; exit 2; }
+done
+here=$(cd "$(dirname "$0")/.." && pwd)
+py=${PYTHON:-python3}
+work=${work:-$output/work}
+mkdir -p "$output" "$work"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
+exec > >(tee -a "$output/log") 2>&1
+
+# stage NAME SECONDS COMMAND...: run COMMAND under a time limit, print its exit status and duration.
+stage() {
+  local name=$1 limit=$2 start=$SECONDS rc
+  shift 2
+  echo "=== $name: start $(date -u +%T), limit ${limit}s"
+  timeout --kill-after=10 "$limit" "$@"
+  rc=$?
+  echo "=== $name: rc=$rc after $((SECONDS - start))s"
+  return $rc
+}
+
+if [ $quick = 1 ]; then
+  bench=(--device cpu --quick --threads 2)
+  gpt2=(--seq-len 64 --vocab-size 2048)
+  size=tiny steps=100000 seconds=15 lr=5e-4 precision=()
+  subset=(--max-train-examples 1000 --max-test-examples 200 --supervised-epochs 1)
+else
+  bench=(--device cuda --preset base --autocast bf16 --repeats 3 --steps 10 --warmup 3)
+  gpt2=(--seq-len 1024 --vocab-size 50257 --text-batch 16)
+  # 12 layers at 4k-token batches: a lower peak than the small models' 5e-4 default. The schedule is the small
+  # models' 6,000 steps; --max-time-s ends it early if the GPU is slower than expected.
+  size=base steps=6000 seconds=150 lr=2e-4 precision=(--bf16 true)
+  subset=(--supervised-epochs 10)
+fi
+
+echo "=== environment"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>/dev/null || echo "no nvidia-smi"
+"$py" - <<'EOF2'
+import sys
+import torch, transformers, datasets
+import hfssl
+print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda,
+      "gpu", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+      "transformers", transformers.__version__, "datasets", datasets.__version__, "hfssl", hfssl.__version__)
+EOF2
+[ $? = 0 ] || { echo "=== environment check failed: nothing else runs"; exit 1; }
+
+# 1. Speed (issue 9).
+stage bench-base 120 "$py" "$here/scripts/benchmark.py" "${bench[@]}" --suite mlm,mae --budget-s 0 --no-memory \
+  --output "$work/bench-base" && cp "$work/bench-base/benchmark.json" "$output/bench-base.json" \
+  && cp "$work/bench-base/benchmark.md" "$output/bench-base.md"
+stage bench-gpt2 70 "$py" "$here/scripts/benchmark.py" "${bench[@]}" "${gpt2[@]}" --suite clm --budget-s 0 \
+  --no-memory --output "$work/bench-gpt2" && cp "$work/bench-gpt2/benchmark.json" "$output/bench-gpt2.json" \
+  && cp "$work/bench-gpt2/benchmark.md" "$output/bench-gpt2.md"
+
+# 2. Quality at BERT-base size (issue 4): the benchmark's text recipe (news articles, vocabulary 8192, blocks of
+#    128, batch 32), then label efficiency on rotten_tomatoes: every fraction against random init, then the
+#    smallest fraction against supervised training from scratch.
+run="$work/mlm-$size"
+sentiment=(--train-files "$data_dir/rotten_tomatoes/train.csv" --test-files "$data_dir/rotten_tomatoes/test.csv"
+           --text-column text --label-column label --protocol label-efficiency --seeds 3 "${subset[@]}")
+stage pretrain-mlm-$size 220 "$py" -m hfssl.cli pretrain --objective mlm --output "$run" --overwrite \
+  --train-files "$data_dir/news/news_articles.jsonl.gz" --text-column text --model-size $size --vocab-size 8192 \
+  --block-size 128 --per-device-train-batch-size 32 --max-steps $steps --max-time-s $seconds --learning-rate $lr \
+  "${precision[@]}" --save-steps $steps --eval-steps $steps --logging-steps 250 --report-to none \
+  --disable-tqdm true --seed 0 --collapse-every 0 \
+  && cp "$run/run.json" "$output/mlm-$size-run.json" \
+  && stage random-init-mlm-$size 80 "$py" -m hfssl.cli evaluate "$run" "${sentiment[@]}" --fractions 0.01,0.1,1.0 \
+    --baselines random-init \
+  && cp "$run/eval/label-efficiency.json" "$output/mlm-$size-random-init.json" \
+  && stage supervised-mlm-$size 80 "$py" -m hfssl.cli evaluate "$run" "${sentiment[@]}" --fractions 0.01 \
+    --baselines supervised \
+  && cp "$run/eval/label-efficiency.json" "$output/mlm-$size-supervised.json"
+echo "=== done after ${SECONDS}s"
