@@ -17,7 +17,12 @@ from torch import nn
 from transformers import set_seed
 
 from .arguments import DataArguments, ModelArguments, RunArguments
-from .callbacks import TimeBudgetCallback, add_monitor_callbacks, build_monitors, load_probe_data
+from .callbacks import (
+    TimeBudgetCallback,
+    add_monitor_callbacks,
+    build_monitors,
+    load_probe_data,
+)
 from .environment import hardware, versions
 from .objectives import Objective, get_objective
 from .rundir import RunDirectory, check_can_start, open_run
