@@ -426,13 +426,17 @@ def batched(items: list, size: int) -> list[list]:
 
 
 def load_text(args: argparse.Namespace):
-    """WordPiece tokenizer trained on the stdlib docstrings (5% held out), and the token ids of each split."""
+    """WordPiece tokenizer trained on the stdlib docstrings, and the token ids of each split: 5% of the documents
+    held out, or more where --eval-batches batches of the run's shape need more (large shapes such as --preset
+    base; counted at 4 characters per token, a low estimate for this corpus)."""
     from hfssl.data.corpora import stdlib_docstrings
     from hfssl.data.tokenizer import train_tokenizer
 
     docs = stdlib_docstrings()
     random.Random(args.seed).shuffle(docs)
-    held_out = max(1, len(docs) // 20)
+    held_out, chars = max(1, len(docs) // 20), 4 * args.eval_batches * args.text_batch * args.seq_len
+    while held_out < len(docs) // 2 and sum(map(len, docs[:held_out])) < chars:
+        held_out += 1
     tokenizer = train_tokenizer(docs[held_out:], "wordpiece", args.vocab_size, model_max_length=1_000_000)
     encode = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]
     return tokenizer, encode(docs[held_out:]), encode(docs[:held_out])
