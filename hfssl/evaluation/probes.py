@@ -103,6 +103,27 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, c: float, max_iter: int):
     return pipeline
 
 
+def _c_path_accuracies(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, grid: Sequence[float],
+                       max_iter: int) -> dict[float, float]:
+    """Validation accuracy of the logistic regression at each C of `grid` (ascending), fitted along the path:
+    each fit starts from the previous C's solution (warm start), so the weakly regularized fits, the slow ones
+    on wide, correlated features, begin near their optimum. The optimum of each fit is the same as from zero."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x)
+    x, x_val = scaler.transform(x), scaler.transform(x_val)
+    model = LogisticRegression(max_iter=max_iter, warm_start=True)
+    accuracies = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for c in grid:
+            model.set_params(C=c).fit(x, y)
+            accuracies[c] = float((model.predict(x_val) == y_val).mean())
+    return accuracies
+
+
 def select_c(
     x: np.ndarray, y: np.ndarray, grid: Sequence[float], val_fraction: float, seed: int, max_iter: int
 ) -> tuple[float, dict[str, Any]]:
@@ -137,13 +158,9 @@ def select_c(
                f"features (seed {seed}; a {val_fraction:.0%} split would hold {n_val} examples, fewer than "
                f"{max(MIN_VALIDATION_EXAMPLES, MIN_VALIDATION_PER_CLASS * n_classes)}), then refit on all of them")
     folds = split if isinstance(split, list) else [split]
-    scores = {}
-    for c in grid:
-        fold_scores = []
-        for train_idx, val_idx in folds:
-            model = _fit_logistic(x[train_idx], y[train_idx], c, max_iter)
-            fold_scores.append(float((model.predict(x[val_idx]) == y[val_idx]).mean()))
-        scores[c] = float(np.mean(fold_scores))
+    per_fold = [_c_path_accuracies(x[train_idx], y[train_idx], x[val_idx], y[val_idx], grid, max_iter)
+                for train_idx, val_idx in folds]
+    scores = {c: float(np.mean([fold[c] for fold in per_fold])) for c in grid}
     best = max(grid, key=lambda c: (scores[c], -c))
     notes = {"selection": how, "validation_accuracy": {str(c): s for c, s in scores.items()}}
     return best, notes
@@ -159,6 +176,7 @@ def linear_probe(
     val_fraction: float = 0.2,
     seed: int = 0,
     max_iter: int = 1000,
+    blas_threads: int | None = 1,
 ) -> dict[str, Any]:
     """Logistic regression on standardized frozen features.
 
@@ -167,6 +185,9 @@ def linear_probe(
         test_features: (m, d); test_labels: (m,).
         c_grid: inverse L2 strengths tried on a validation split carved (stratified) from the training set,
             or by stratified k-fold cross-validation when that split would be small (see :func:`select_c`).
+        blas_threads: BLAS threads during the fits (None: leave them as they are). These fits are many small
+            products, and BLAS threads competing with torch's OpenMP threads made them 2-50x slower; one thread
+            was faster at every size measured (scripts/benchmark_probe.py).
 
     Returns:
         {"accuracy", "macro_f1", "protocol": {...}} with the chosen C and every validation score.
@@ -177,8 +198,12 @@ def linear_probe(
         raise ValueError(f"The linear probe needs at least 2 classes in the training labels, got {np.unique(y)}.")
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction={val_fraction} must be in (0, 1).")
-    c, notes = select_c(x, y, c_grid, val_fraction, seed, max_iter)
-    model = _fit_logistic(x, y, c, max_iter)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=blas_threads, user_api="blas"):
+        c, notes = select_c(x, y, c_grid, val_fraction, seed, max_iter)
+        model = _fit_logistic(x, y, c, max_iter)
+        predictions = model.predict(x_test)
     protocol = {
         "name": "linear probe",
         "features": "frozen, standardized with the training set's mean and std",
@@ -190,7 +215,7 @@ def linear_probe(
         "train_examples": len(y),
         "test_examples": len(y_test),
     }
-    return {**classification_scores(model.predict(x_test), y_test), "protocol": protocol}
+    return {**classification_scores(predictions, y_test), "protocol": protocol}
 
 
 # ---------------------------------------------------------------------------------------------- kNN

@@ -92,7 +92,7 @@ def test_stock_transformers_encoder_in_a_run_directory(tmp_path, tiny_tokenizer,
     result = evaluate_run(run.path, "linear-probe", train_files=[train], test_files=[test], pooling="cls",
                           progress=False, print_table=False)
     assert result["model"] == {"path": str(run.model_dir), "class": "BertModel", "modality": "text",
-                               "features": "pooling=cls"}
+                               "features": "pooling=cls", "device": "cpu"}
 
 
 def test_text_run_on_rotten_tomatoes(text_run, data_dir):

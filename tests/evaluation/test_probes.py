@@ -83,6 +83,29 @@ def test_probes_on_sklearn_digits_raw_pixels(digits):
     assert knn_probe(*digits, ks=(20,))["accuracy"] > 0.9
 
 
+def test_linear_probe_limits_blas_threads_during_the_fit_and_not_after(digits, monkeypatch):
+    import sklearn.linear_model
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    fit = sklearn.linear_model.LogisticRegression.fit
+
+    def observing_fit(self, *args, **kwargs):  # records the BLAS thread counts each fit runs with
+        seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(sklearn.linear_model.LogisticRegression, "fit", observing_fit)
+    x_train, y_train, x_test, y_test = digits
+    before = {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+    one = linear_probe(x_train[:300], y_train[:300], x_test, y_test)
+    assert seen and all(counts == {1} for counts in seen)
+    assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == before
+    seen.clear()
+    as_is = linear_probe(x_train[:300], y_train[:300], x_test, y_test, blas_threads=None)
+    assert all(counts == before for counts in seen)
+    assert as_is["protocol"]["C"] == one["protocol"]["C"] and abs(as_is["accuracy"] - one["accuracy"]) < 0.01
+
+
 def test_knn_separates_blobs_for_both_default_ks_and_caps_k():
     x, y = separable_blobs()
     result = knn_probe(*_split(x, y, 160))
