@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The GPU measurements of issues 9 and 4, in one call (a lent GPU's time is short):
-#   1. scripts/benchmark.py at BERT-base / ViT-B-MAE shapes (--preset base), then GPT-2-124M's, bf16 autocast;
+#   1. scripts/benchmark.py at BERT-base / ViT-B-MAE shapes (--preset base), bf16 autocast;
 #   2. the quality question at BERT-base size: an MLM pretrained on the news articles, then its label-efficiency
-#      curve on the movie-review sentiment split against random init and supervised training from scratch.
+#      curve on the movie-review sentiment split against random init and supervised training from scratch;
+#   3. the benchmark at GPT-2-124M's shape; 4. BERT-base / ViT-B-MAE again, every arm compiled.
 #
 #   bash scripts/gpu_check.sh --data-dir ../shared/data --output runs/gpu-check
 #   bash scripts/gpu_check.sh --data-dir ../shared/data --output /tmp/gpu-smoke --quick   # tiny, on the CPU
 #
 # Each stage runs under its own time limit and the next one runs whatever the last did; results land in
-# <output>/ as they come: log (everything printed), bench-base.{json,md}, bench-gpt2.{json,md}, mlm-base-run.json,
-# mlm-base-random-init.json (every fraction), mlm-base-supervised.json (the smallest). Run directories and
-# checkpoints go to --work (default <output>/work).
+# <output>/ as they come, 8 files (a lent GPU's call returns at most 8): log (everything printed),
+# bench-base.{json,md}, bench-gpt2.md, bench-base-compiled.md, mlm-base-run.json, mlm-base-random-init.json and
+# mlm-base-supervised.json. Run directories and checkpoints go to --work (default <output>/work).
 set -u
 
 data_dir="" output="" work="" quick=0
@@ -79,8 +80,8 @@ stage bench-base 90 "$py" "$here/scripts/benchmark.py" "${bench[@]}" --suite mlm
   && cp "$work/bench-base/benchmark.md" "$output/bench-base.md"
 
 # 2. Quality at BERT-base size (issue 4): an MLM on the news articles (vocabulary 8192, blocks of 128), then label
-#    efficiency on rotten_tomatoes: the small fractions against random init, the smallest against supervised
-#    training from scratch. (With every label, pretrained features already win at the small sizes.)
+#    efficiency on rotten_tomatoes: 1%, 10% and all labels against random init, the smallest fraction against
+#    supervised training from scratch.
 run="$work/mlm-$size"
 sentiment=(--train-files "$data_dir/rotten_tomatoes/train.csv" --test-files "$data_dir/rotten_tomatoes/test.csv"
            --text-column text --label-column label --protocol label-efficiency --seeds 3 "${subset[@]}")
@@ -90,15 +91,19 @@ stage pretrain-mlm-$size $((seconds + 40)) "$py" -m hfssl.cli pretrain --objecti
   --learning-rate $lr "${precision[@]}" --save-steps $steps --eval-steps $steps --logging-steps 100 \
   --report-to none --disable-tqdm true --seed 0 --collapse-every 0 \
   && cp "$run/run.json" "$output/mlm-$size-run.json" \
-  && stage random-init-mlm-$size 90 "$py" -m hfssl.cli evaluate "$run" "${sentiment[@]}" --fractions 0.01,0.1 \
+  && stage random-init-mlm-$size 120 "$py" -m hfssl.cli evaluate "$run" "${sentiment[@]}" --fractions 0.01,0.1,1.0 \
     --baselines random-init \
   && cp "$run/eval/label-efficiency.json" "$output/mlm-$size-random-init.json" \
-  && stage supervised-mlm-$size 90 "$py" -m hfssl.cli evaluate "$run" "${sentiment[@]}" --fractions 0.01 \
+  && stage supervised-mlm-$size 120 "$py" -m hfssl.cli evaluate "$run" "${sentiment[@]}" --fractions 0.01 \
     --baselines supervised \
   && cp "$run/eval/label-efficiency.json" "$output/mlm-$size-supervised.json"
 
 # 3. Speed at GPT-2-124M's shape (context 1024, vocabulary 50,257).
 stage bench-gpt2 60 "$py" "$here/scripts/benchmark.py" "${bench[@]}" "${gpt2[@]}" --suite clm --budget-s 0 \
-  --no-memory --output "$work/bench-gpt2" && cp "$work/bench-gpt2/benchmark.json" "$output/bench-gpt2.json" \
-  && cp "$work/bench-gpt2/benchmark.md" "$output/bench-gpt2.md"
+  --no-memory --output "$work/bench-gpt2" && cp "$work/bench-gpt2/benchmark.md" "$output/bench-gpt2.md"
+
+# 4. The BERT-base and ViT-B-MAE shapes again, every arm compiled (static shapes).
+stage bench-base-compiled 150 "$py" "$here/scripts/benchmark.py" "${bench[@]}" --compile --suite mlm,mae \
+  --budget-s 0 --no-memory --output "$work/bench-compiled" \
+  && cp "$work/bench-compiled/benchmark.md" "$output/bench-base-compiled.md"
 echo "=== done after ${SECONDS}s"
