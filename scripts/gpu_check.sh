@@ -3,7 +3,8 @@
 #   1. scripts/benchmark.py at BERT-base / ViT-B-MAE shapes (--preset base), bf16 autocast;
 #   2. the quality question at BERT-base size: an MLM pretrained on the news articles, then its label-efficiency
 #      curve on the movie-review sentiment split against random init and supervised training from scratch;
-#   3. the benchmark at GPT-2-124M's shape; 4. BERT-base / ViT-B-MAE again, every arm compiled.
+#   3. the benchmark at GPT-2-124M's shape; 4. BERT-base / ViT-B-MAE again, every arm compiled;
+#   and, on two spare host cores meanwhile, the CPU matmul libraries of that host (stage 0).
 #
 #   bash scripts/gpu_check.sh --data-dir ../shared/data --output runs/gpu-check
 #   bash scripts/gpu_check.sh --data-dir ../shared/data --output /tmp/gpu-smoke --quick   # tiny, on the CPU
@@ -74,6 +75,18 @@ print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torc
 EOF2
 [ $? = 0 ] || { echo "=== environment check failed: nothing else runs"; exit 1; }
 
+# 0. In the background, on the host's last two cores (hosts of 8 or more): which float32 matmul library is faster
+#    on this CPU, and hfssl's CPU training steps with each, for HFSSL_CPU_GEMM=auto (issue 9; the development
+#    VM is AMD). Printed at the end. Set GPU_CHECK_CPU_CORES=a,b to choose the cores, or to "" to skip it.
+cpu_cores=${GPU_CHECK_CPU_CORES-$( [ "$(nproc)" -ge 8 ] && echo "$(($(nproc) - 2)),$(($(nproc) - 1))" )}
+cpu_job=""
+if [ -n "$cpu_cores" ] && command -v taskset >/dev/null; then
+  ( taskset -c "$cpu_cores" timeout 150 "$py" "$here/scripts/benchmark_gemm.py" --threads 2 --output "$work/gemm"
+    taskset -c "$cpu_cores" timeout 300 "$py" "$here/scripts/benchmark_ab.py" --suite mlm,mae --arms hfssl --rounds 3 \
+      --variant "onednn=--cpu-gemm onednn" --output "$work/cpu-ab" -- --cpu-gemm aten ) > "$work/cpu.log" 2>&1 &
+  cpu_job=$!
+fi
+
 # 1. Speed (issue 9): BERT-base and ViT-B-MAE shapes.
 stage bench-base 90 "$py" "$here/scripts/benchmark.py" "${bench[@]}" --suite mlm,mae --budget-s 0 --no-memory \
   --output "$work/bench-base" && cp "$work/bench-base/benchmark.json" "$output/bench-base.json" \
@@ -106,4 +119,9 @@ stage bench-gpt2 60 "$py" "$here/scripts/benchmark.py" "${bench[@]}" "${gpt2[@]}
 stage bench-base-compiled 150 "$py" "$here/scripts/benchmark.py" "${bench[@]}" --compile --suite mlm,mae \
   --budget-s 0 --no-memory --output "$work/bench-compiled" \
   && cp "$work/bench-compiled/benchmark.md" "$output/bench-base-compiled.md"
+if [ -n "$cpu_job" ]; then
+  wait "$cpu_job"
+  echo "=== CPU matmul library and training steps on cores $cpu_cores (background)"
+  cat "$work/cpu.log"
+fi
 echo "=== done after ${SECONDS}s"

@@ -401,7 +401,8 @@ class TimeBudgetCallback(TrainerCallback):
         return over
 
     def on_step_end(self, args, state, control, **kwargs):
-        if control.should_training_stop or not self._over(args):
+        over = self._over(args)  # every process joins the broadcast at every step, whatever else decided
+        if control.should_training_stop or not over:
             return
         self.stopped_at_step, self.elapsed_s = state.global_step, round(time.monotonic() - self._start, 1)
         control.should_training_stop = control.should_save = True

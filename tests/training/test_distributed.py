@@ -308,6 +308,18 @@ def test_torchrun_runs_the_pretraining_script(tmp_path, corpus):
     assert AutoModel.from_pretrained(out / "model").config.model_type == "hfssl_text"
 
 
+def test_time_budget_stops_every_process_at_the_same_step(tmp_path, corpus):
+    """--max-time-s under torchrun: rank 0's clock decides, both processes stop, save and exit together."""
+    out = tmp_path / "mlm"
+    torchrun(REPO / "scripts" / "pretrain.py", *text_flags(corpus, "mlm", TEXT_BATCH, out), "--max-steps", "100000",
+             "--max-time-s", "3", "--save-steps", "100000")
+    stats = manifest(out)["pretrain"]
+    assert stats["monitors"]["time_budget"]["stopped"] and 0 < stats["steps"] < 100000
+    assert stats["tokens_seen"] == stats["steps"] * WORLD * TEXT_BATCH * BLOCK
+    saved = {p.name for p in (out / "checkpoints" / f"checkpoint-{stats['steps']}").iterdir()}
+    assert {"rng_state_0.pth", "rng_state_1.pth"} <= saved, "both processes saved the stop's checkpoint"
+
+
 def test_accelerate_launch_with_the_cpu_config(tmp_path):
     """`accelerate launch --config_file scripts/configs/accelerate-cpu-2proc.yaml scripts/pretrain.py ...`."""
     out = tmp_path / "mae"
