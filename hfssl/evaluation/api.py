@@ -363,6 +363,7 @@ def evaluate_run(
     for name, value in (("finetune_epochs", finetune_epochs), ("finetune_learning_rate", finetune_learning_rate)):
         if value is not None and not value > 0:
             raise ValueError(f"{name} must be > 0, got {value}.")
+    device = resolve_device(device)  # a GPU asked for where there is none fails before anything loads
     run = RunDirectory(run_dir)
     model, tokenizer, image_processor = load_encoder(run, device)
     modality = modality_of(model)
