@@ -3,14 +3,17 @@
 #   1. scripts/benchmark.py at BERT-base / ViT-B-MAE shapes (--preset base), bf16 autocast;
 #   2. the quality question at BERT-base size: an MLM pretrained on the news articles, then its label-efficiency
 #      curve on the movie-review sentiment split against random init and supervised training from scratch;
-#   3. the benchmark at GPT-2-124M's shape; 4. BERT-base / ViT-B-MAE again, every arm compiled;
+#   3. the benchmark at GPT-2-124M's shape; 4. BERT-base / ViT-B-MAE again, every arm compiled; 5. a profile of
+#      the MLM arms' steps;
 #   and, on two spare host cores meanwhile, the CPU matmul libraries of that host (stage 0).
 #
 #   bash scripts/gpu_check.sh --data-dir ../shared/data --output runs/gpu-check
 #   bash scripts/gpu_check.sh --data-dir ../shared/data --output /tmp/gpu-smoke --quick   # tiny, on the CPU
 #
-# Each stage runs under its own time limit and the next one runs whatever the last did; results land in
-# <output>/ as they come, 8 files (a lent GPU's call returns at most 8): log (everything printed),
+# The stages are in order of priority: at their limits they add up to more than one 10-minute call (on an H200
+# the eager benchmark stages took 36-47 s each, pretraining 155 s). Each runs under its own time limit and the
+# next one runs whatever the last did;
+# results land in <output>/ as they come, 8 files (a lent GPU's call returns at most 8): log (everything printed),
 # bench-base.{json,md}, bench-gpt2.md, bench-base-compiled.md, mlm-base-run.json, mlm-base-random-init.json and
 # mlm-base-supervised.json. Run directories and checkpoints go to --work (default <output>/work).
 set -u
@@ -119,6 +122,11 @@ stage bench-gpt2 60 "$py" "$here/scripts/benchmark.py" "${bench[@]}" "${gpt2[@]}
 stage bench-base-compiled 150 "$py" "$here/scripts/benchmark.py" "${bench[@]}" --compile --suite mlm,mae \
   --budget-s 0 --no-memory --output "$work/bench-compiled" \
   && cp "$work/bench-compiled/benchmark.md" "$output/bench-base-compiled.md"
+# 5. Where an MLM step's GPU time goes: torch.profiler over 3 steps of each arm, kernels sorted by their own time.
+stage profile-mlm 90 "$py" "$here/scripts/benchmark.py" "${bench[@]}" --suite mlm --repeats 1 --steps 3 --warmup 2 \
+  --profile 3 --budget-s 0 --no-memory --output "$work/profile" \
+  && for table in "$work"/profile/profile/*.txt; do echo "--- $(basename "$table")"; head -n 28 "$table"; done
+
 if [ -n "$cpu_job" ]; then
   wait "$cpu_job"
   echo "=== CPU matmul library and training steps on cores $cpu_cores (background)"
