@@ -271,3 +271,24 @@ def test_probe_runs_in_the_training_dtype_on_a_gpu_and_in_fp32_on_the_cpu(bench)
     cpu.device = "cuda"  # as parse_args leaves it on a GPU machine
     assert bench.probe_settings(cpu) == (8192, torch.bfloat16)
     assert all(rate > 0 for rate in bench.matmul_gflops(64, repeats=2, dtype=torch.bfloat16))
+
+
+def test_held_out_text_fills_an_eval_batch_of_large_shapes_and_keeps_5_percent_for_small_ones(bench):
+    small = bench.parse_args(["--suite", "mlm"])
+    docs = len(bench.load_text(small)[2])
+    assert 0 < len(bench.mlm_data(small, bench.load_text(small)).eval)
+    base = bench.parse_args(["--preset", "base", "--suite", "mlm,clm"])  # 32 x 512 tokens per batch
+    text = bench.load_text(base)
+    assert len(text[2]) > docs  # more held out than the default 5%, which filled no batch of this shape
+    assert bench.mlm_data(base, text).eval and bench.clm_data(base, text).eval
+
+
+def test_profile_writes_each_arms_op_table_sorted_by_own_time(bench, tmp_path):
+    with torch_threads_restored():
+        report = bench.main(["--quick", "--suite", "mlm", "--profile", "1", "--repeats", "1", "--threads", "1",
+                             "--output", str(tmp_path)])
+    for arm in ("hfssl", "bert"):
+        assert (tmp_path / "profile" / f"mlm-{arm}.txt").read_text().count("aten::") > 5
+        top = report["suites"]["mlm"]["arms"][arm]["profile_top_ops"]
+        times = [op["self_ms_per_step"] for op in top]
+        assert times == sorted(times, reverse=True) and 0 < sum(op["share"] for op in top) <= 1.0001
