@@ -29,6 +29,7 @@ import statistics
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -127,24 +128,33 @@ def run_pretraining(argv: list[str]) -> dict[str, Any]:
     return {"ok": error is None, "wall_time_s": round(time.perf_counter() - start, 1), "error": error}
 
 
-def run_protocols(objective: str, run_dir: Path, data_dir: Path, scale: Scale) -> dict[str, Any]:
-    """linear-probe, knn, label-efficiency and finetune on one run; each protocol's result or error."""
+PROTOCOLS = ("linear-probe", "knn", "label-efficiency", "finetune")
+BASELINES = ("random-init", "supervised")
+
+
+def run_protocols(objective: str, run_dir: Path, data_dir: Path, scale: Scale, protocols: Sequence[str] = PROTOCOLS,
+                  baselines: Sequence[str] = BASELINES) -> dict[str, Any]:
+    """`protocols` (default: linear-probe, knn, label-efficiency and finetune) on one run, each against those of
+    `baselines` it supports; each protocol's result or error."""
     from hfssl.evaluation import SupervisedSettings, evaluate_run
 
     options = data_options(objective, data_dir, scale)
     supervised = SupervisedSettings(epochs=scale.supervised_epochs)
     pooling = {"pooling": FEATURE_POOLING[objective]} if objective in FEATURE_POOLING else {}
+    probe_baselines = [b for b in baselines if b == "random-init"]
     plans = {
         # Supervised training from scratch with all labels is the label-efficiency curve's last point.
-        "linear-probe": {"baselines": ["random-init"], **pooling},
-        "knn": {"baselines": ["random-init"], "k": [20, 200], **pooling},
-        "label-efficiency": {"baselines": ["random-init", "supervised"], "supervised": supervised,
+        "linear-probe": {"baselines": probe_baselines, **pooling},
+        "knn": {"baselines": probe_baselines, "k": [20, 200], **pooling},
+        "label-efficiency": {"baselines": list(baselines), "supervised": supervised,
                              "fractions": scale.fractions, "seeds": scale.seeds, **pooling},
         # As many epochs as the supervised baseline, so fine-tuned and from-scratch compare at an equal budget.
         "finetune": {"finetune_epochs": scale.supervised_epochs},
     }
     results = {}
     for protocol, extra in plans.items():
+        if protocol not in protocols:
+            continue
         start = time.perf_counter()
         try:
             results[protocol] = evaluate_run(run_dir, protocol, **options, **extra)
@@ -277,12 +287,27 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="Text only: after the news pretraining, continue it this many steps on the texts of "
                              "rotten_tomatoes/train.csv (labels unused; task-adaptive pretraining) into "
                              "<output>/<objective>-adapted, and evaluate that run instead.")
+    parser.add_argument("--protocols", type=_names, default=list(PROTOCOLS),
+                        help=f"Comma-separated subset of {','.join(PROTOCOLS)} (default: all).")
+    parser.add_argument("--baselines", type=_names, default=list(BASELINES),
+                        help="Comma-separated subset of random-init,supervised (default: both); the probes and kNN "
+                             "take random-init, the label-efficiency curve both.")
     args = parser.parse_args(argv)
+    for flag, chosen, valid in (("--protocols", args.protocols, PROTOCOLS), ("--baselines", args.baselines, BASELINES)):
+        unknown = [name for name in chosen if name not in valid]
+        if unknown:
+            parser.error(f"{flag}: unknown {', '.join(unknown)}; choose from {', '.join(valid)}.")
+    if not args.protocols:
+        parser.error("--protocols names no protocol; give at least one of " + ", ".join(PROTOCOLS) + ".")
     if args.adapt_steps < 0:
         parser.error(f"--adapt-steps must be >= 0, got {args.adapt_steps}.")
     if args.adapt_steps and any(o not in ALL_TEXT for o in selected_objectives(args)):
         parser.error("--adapt-steps adapts text objectives to the probes' texts; run image objectives without it.")
     return args
+
+
+def _names(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
 
 
 def selected_objectives(args: argparse.Namespace) -> list[str]:
@@ -341,6 +366,17 @@ def code_version() -> dict[str, Any]:
     return version
 
 
+def model_size(run_dir: Path, args: argparse.Namespace) -> str | None:
+    """The size the run was pretrained with: --model-size, or with --skip-pretrain the run's own record."""
+    if not args.skip_pretrain:
+        return args.model_size
+    try:
+        manifest = json.loads((run_dir / "run.json").read_text())
+        return manifest["arguments"]["model"]["model_size"]
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 SKIPPED = {"ok": True, "wall_time_s": None, "error": None, "skipped": True}  # --skip-pretrain's stand-in result
 
 
@@ -358,8 +394,8 @@ def main(argv: list[str]) -> int:
         steps = args.steps or (scale.text_steps if objective in ALL_TEXT else scale.image_steps)
         pretrain = {**SKIPPED} if args.skip_pretrain else run_pretraining(
             pretrain_argv(objective, run_dir, data_dir, steps, method_options.get(objective), args.model_size))
-        entry: dict[str, Any] = {"run_dir": str(run_dir), "steps": steps, "model_size": args.model_size, "pretrain": pretrain,
-                                 "method_options": method_options.get(objective)}
+        entry: dict[str, Any] = {"run_dir": str(run_dir), "steps": steps, "model_size": model_size(run_dir, args),
+                                 "pretrain": pretrain, "method_options": method_options.get(objective)}
         evaluated = run_dir
         if pretrain["ok"] and args.adapt_steps:
             evaluated = output / f"{objective}-adapted"
@@ -367,7 +403,8 @@ def main(argv: list[str]) -> int:
                 adapt_argv(objective, run_dir, evaluated, data_dir, args.adapt_steps))
             entry["adapt"] = {"run_dir": str(evaluated), "steps": args.adapt_steps, "pretrain": pretrain}
         if pretrain["ok"]:
-            entry["evaluation"] = run_protocols(objective, evaluated, data_dir, scale)
+            entry["evaluation"] = run_protocols(objective, evaluated, data_dir, scale, args.protocols,
+                                                args.baselines)
             entry["verdicts"] = verdicts(entry["evaluation"])
         report["objectives"][objective] = entry
         output.mkdir(parents=True, exist_ok=True)

@@ -94,3 +94,33 @@ def test_model_size_reaches_pretraining(quality, tmp_path):
         assert argv[argv.index("--model-size") + 1] == "small"
     with pytest.raises(SystemExit):
         quality.parse_args(["--model-size", "huge"])
+
+
+def test_protocols_and_baselines_choose_what_runs_and_skip_pretrain_records_the_runs_size(quality, tmp_path,
+                                                                                           data_dir):
+    import json
+
+    from hfssl.cli import main
+
+    out = tmp_path / "out"
+    assert main(["pretrain", "--objective", "mlm", "--train-files", str(data_dir / "news" / "news100.jsonl.gz"),
+                 "--text-column", "text", "--model-size", "tiny", "--vocab-size", "1000", "--block-size", "128",
+                 "--max-steps", "2", "--output", str(out / "mlm"), "--report-to", "none", "--disable-tqdm", "true"]) == 0
+    assert quality.main(["--part", "text", "--objectives", "mlm", "--skip-pretrain", "--model-size", "small",
+                         "--protocols", "label-efficiency", "--baselines", "random-init", "--fractions", "0.1,1.0",
+                         "--seeds", "2", "--max-train-examples", "300", "--max-test-examples", "100",
+                         "--data-dir", str(data_dir), "--output", str(out)]) == 0
+    entry = json.loads((out / "benchmark.json").read_text())["objectives"]["mlm"]
+    assert set(entry["evaluation"]) == {"label-efficiency"}
+    assert set(entry["evaluation"]["label-efficiency"]["curves"]) == {"pretrained", "random-init"}
+    assert entry["model_size"] == "tiny"  # the run's own size, not the flag's
+    assert entry["verdicts"]["beats_supervised_at_smallest_fraction"] is None  # not measured, not failed
+
+
+@pytest.mark.parametrize("flags, message", [(["--protocols", "probe"], "--protocols: unknown probe"),
+                                            (["--baselines", "random"], "--baselines: unknown random"),
+                                            (["--protocols", ","], "--protocols names no protocol")])
+def test_unknown_protocols_or_baselines_are_refused(quality, flags, message, capsys):
+    with pytest.raises(SystemExit):
+        quality.parse_args(flags)
+    assert message in capsys.readouterr().err
