@@ -122,6 +122,7 @@ stage bench-gpt2 60 "$py" "$here/scripts/benchmark.py" "${bench[@]}" "${gpt2[@]}
 stage bench-base-compiled 150 "$py" "$here/scripts/benchmark.py" "${bench[@]}" --compile --suite mlm,mae \
   --budget-s 0 --no-memory --output "$work/bench-compiled" \
   && cp "$work/bench-compiled/benchmark.md" "$output/bench-base-compiled.md"
+
 # 5. Where an MLM step's GPU time goes: torch.profiler over 3 steps of each arm, kernels sorted by their own time.
 stage profile-mlm 90 "$py" "$here/scripts/benchmark.py" "${bench[@]}" --suite mlm --repeats 1 --steps 3 --warmup 2 \
   --profile 3 --budget-s 0 --no-memory --output "$work/profile" \
