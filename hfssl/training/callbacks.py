@@ -382,12 +382,17 @@ class TimeBudgetCallback(TrainerCallback):
     """
 
     def __init__(self, seconds: float):
-        if not seconds > 0:
-            raise ValueError(f"--max-time-s {seconds}: give a number of seconds > 0 (0 turns the limit off).")
-        self.seconds = float(seconds)
+        self.seconds = self.validate(seconds)
         self.stopped_at_step: int | None = None
         self.elapsed_s: float | None = None
         self._start: float | None = None
+
+    @staticmethod
+    def validate(seconds: float) -> float:
+        """`seconds` as a float; ValueError unless it is a number > 0."""
+        if not seconds > 0:
+            raise ValueError(f"--max-time-s {seconds}: give a number of seconds > 0 (0 turns the limit off).")
+        return float(seconds)
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._start = time.monotonic()

@@ -56,8 +56,8 @@ def pretrain(
     if data_args.streaming and training_args.max_steps <= 0:
         raise ValueError("A streamed corpus has no length: pass --max-steps N with --streaming.")
     check_batch_size(objective, training_args)
-    if run_args.max_time_s < 0:
-        raise ValueError(f"--max-time-s {run_args.max_time_s}: give a number of seconds > 0 (0 turns the limit off).")
+    if run_args.max_time_s != 0:  # checked before the run directory is touched
+        TimeBudgetCallback.validate(run_args.max_time_s)
     set_seed(training_args.seed)
     resume_checkpoint = RunDirectory(run_path).last_checkpoint() if run_args.resume else None
     prepared = prepare(model_args, data_args, objective, training_args.seed, resume_checkpoint)
