@@ -15,6 +15,16 @@ def _default_report_to() -> str:
     return "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
 
 
+def _has_accelerator() -> bool:
+    """Whether torch sees a GPU-like device, the only kind pinned host memory helps (torch warns otherwise)."""
+    import torch
+
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None:
+        return accelerator.is_available()
+    return torch.cuda.is_available()
+
+
 @dataclass
 class PretrainingArguments(TrainingArguments):
     """TrainingArguments whose defaults fit pretraining; `output_dir` is set to <run>/checkpoints by hfssl."""
@@ -35,6 +45,11 @@ class PretrainingArguments(TrainingArguments):
     prediction_loss_only: bool = field(default=True, metadata={"help": "Evaluation computes the loss only."})
     include_num_input_tokens_seen: str | bool = field(
         default=True, metadata={"help": "Count input tokens (recorded in run.json as tokens seen)."}
+    )
+    dataloader_pin_memory: bool = field(
+        default_factory=_has_accelerator,
+        metadata={"help": "Pin batches in host memory for faster copies to the accelerator (default: on when there "
+                          "is one)."},
     )
     report_to: None | str | list[str] = field(
         default_factory=_default_report_to, metadata={"help": "Loggers: tensorboard (default when installed), none, ..."}
