@@ -57,6 +57,7 @@ Writes <output>/benchmark.json and <output>/benchmark.md, prints the table and t
 from __future__ import annotations
 
 import argparse
+import bisect
 import gzip
 import inspect
 import itertools
@@ -435,9 +436,9 @@ def load_text(args: argparse.Namespace):
 
     docs = stdlib_docstrings()
     random.Random(args.seed).shuffle(docs)
-    held_out, chars = max(1, len(docs) // 20), 4 * args.eval_batches * args.text_batch * args.seq_len
-    while held_out < len(docs) // 2 and sum(map(len, docs[:held_out])) < chars:
-        held_out += 1
+    chars = 4 * args.eval_batches * args.text_batch * args.seq_len
+    enough = bisect.bisect_left(list(itertools.accumulate(map(len, docs))), chars) + 1  # documents holding `chars`
+    held_out = max(1, len(docs) // 20, min(enough, len(docs) // 2))
     tokenizer = train_tokenizer(docs[held_out:], "wordpiece", args.vocab_size, model_max_length=1_000_000)
     encode = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]
     return tokenizer, encode(docs[held_out:]), encode(docs[:held_out])
