@@ -263,6 +263,9 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    # comma-separated names, read as `hfssl evaluate --baselines` reads them
+    from hfssl.evaluation.command import _names
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=("text", "images", "all"), default="all")
     parser.add_argument("--objectives", help="Comma-separated subset, e.g. mae,dino (default: all of the part).")
@@ -304,10 +307,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.adapt_steps and any(o not in ALL_TEXT for o in selected_objectives(args)):
         parser.error("--adapt-steps adapts text objectives to the probes' texts; run image objectives without it.")
     return args
-
-
-def _names(value: str) -> list[str]:
-    return [name.strip() for name in value.split(",") if name.strip()]
 
 
 def selected_objectives(args: argparse.Namespace) -> list[str]:

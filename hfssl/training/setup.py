@@ -57,6 +57,12 @@ class Prepared:
 # ---------------------------------------------------------------- shared
 
 
+def has_accelerator() -> bool:
+    """Whether torch sees a GPU-like device (torch >= 2.6: CUDA, XPU, MPS, ...; before that, CUDA)."""
+    probe = getattr(torch, "accelerator", None)
+    return probe.is_available() if probe is not None else torch.cuda.is_available()
+
+
 def use_cpu_processes_without_accelerator() -> bool:
     """Launched as several processes (torchrun, accelerate launch) on a machine without GPUs: make them
     CPU data-parallel processes over gloo. Call it before TrainingArguments are parsed; returns whether
@@ -66,9 +72,7 @@ def use_cpu_processes_without_accelerator() -> bool:
     process trains its own copy on all the data, each believing it is rank 0 (accelerate launch even
     exports ACCELERATE_USE_CPU=False unless given --cpu).
     """
-    probe = getattr(torch, "accelerator", None)  # torch >= 2.6: CUDA, XPU, MPS, ...
-    has_accelerator = probe.is_available() if probe is not None else torch.cuda.is_available()
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or has_accelerator:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or has_accelerator():
         return False
     os.environ["ACCELERATE_USE_CPU"] = "true"
     return True

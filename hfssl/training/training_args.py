@@ -15,14 +15,11 @@ def _default_report_to() -> str:
     return "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
 
 
-def _has_accelerator() -> bool:
-    """Whether torch sees a GPU-like device, the only kind pinned host memory helps (torch warns otherwise)."""
-    import torch
+def _pin_memory_default() -> bool:
+    """Pinned host memory helps copies to an accelerator only (torch warns when there is none)."""
+    from .setup import has_accelerator
 
-    accelerator = getattr(torch, "accelerator", None)
-    if accelerator is not None:
-        return accelerator.is_available()
-    return torch.cuda.is_available()
+    return has_accelerator()
 
 
 @dataclass
@@ -47,7 +44,7 @@ class PretrainingArguments(TrainingArguments):
         default=True, metadata={"help": "Count input tokens (recorded in run.json as tokens seen)."}
     )
     dataloader_pin_memory: bool = field(
-        default_factory=_has_accelerator,
+        default_factory=_pin_memory_default,
         metadata={"help": "Pin batches in host memory for faster copies to the accelerator (default: on when there "
                           "is one)."},
     )

@@ -27,6 +27,16 @@ def curves(pretrained_small: list[float]) -> dict:
     }}}
 
 
+def pretrain_news_mlm(data_dir, output, steps: int) -> None:
+    """A tiny MLM pretrained for `steps` steps on 100 news articles into `output`."""
+    from hfssl.cli import main
+
+    assert main(["pretrain", "--objective", "mlm", "--train-files", str(data_dir / "news" / "news100.jsonl.gz"),
+                 "--text-column", "text", "--model-size", "tiny", "--vocab-size", "1000", "--block-size", "128",
+                 "--max-steps", str(steps), "--output", str(output), "--report-to", "none",
+                 "--disable-tqdm", "true"]) == 0
+
+
 def test_a_tie_with_supervised_passes_on_means_but_not_paired(quality):
     # BYOL's 51-label column: 0.504 against 0.502 on means, one seed of three ahead.
     tie = quality.verdicts(curves([0.526, 0.531, 0.455]))
@@ -57,7 +67,6 @@ def test_adaptation_continues_the_news_run_on_the_probe_texts_only(quality, tmp_
     import csv
     import json
 
-    from hfssl.cli import main
 
     # a data folder like ../shared/data with 300 review snippets and a test split the adaptation must not read
     reviews = tmp_path / "data" / "rotten_tomatoes"
@@ -68,9 +77,7 @@ def test_adaptation_continues_the_news_run_on_the_probe_texts_only(quality, tmp_
         csv.writer(f).writerows(rows)
     (reviews / "test.csv").write_text("not,a,csv,the,adaptation,reads\n", encoding="utf-8")
     news_run, adapted = tmp_path / "out" / "mlm", tmp_path / "out" / "mlm-adapted"
-    assert main(["pretrain", "--objective", "mlm", "--train-files", str(data_dir / "news" / "news100.jsonl.gz"),
-                 "--text-column", "text", "--model-size", "tiny", "--vocab-size", "1000", "--block-size", "128",
-                 "--max-steps", "3", "--output", str(news_run), "--report-to", "none", "--disable-tqdm", "true"]) == 0
+    pretrain_news_mlm(data_dir, news_run, steps=3)
 
     result = quality.run_pretraining(quality.adapt_argv("mlm", news_run, adapted, tmp_path / "data", 4))
     assert result["ok"], result["error"]
@@ -100,12 +107,9 @@ def test_protocols_and_baselines_choose_what_runs_and_skip_pretrain_records_the_
                                                                                            data_dir):
     import json
 
-    from hfssl.cli import main
 
     out = tmp_path / "out"
-    assert main(["pretrain", "--objective", "mlm", "--train-files", str(data_dir / "news" / "news100.jsonl.gz"),
-                 "--text-column", "text", "--model-size", "tiny", "--vocab-size", "1000", "--block-size", "128",
-                 "--max-steps", "2", "--output", str(out / "mlm"), "--report-to", "none", "--disable-tqdm", "true"]) == 0
+    pretrain_news_mlm(data_dir, out / "mlm", steps=2)
     assert quality.main(["--part", "text", "--objectives", "mlm", "--skip-pretrain", "--model-size", "small",
                          "--protocols", "label-efficiency", "--baselines", "random-init", "--fractions", "0.1,1.0",
                          "--seeds", "2", "--max-train-examples", "300", "--max-test-examples", "100",

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import warnings
 
-import torch
 from transformers import HfArgumentParser
 
+from hfssl.training.setup import has_accelerator
 from hfssl.training.training_args import PretrainingArguments
-
-
-def has_accelerator() -> bool:
-    return torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
 
 
 def test_batches_are_pinned_only_where_an_accelerator_can_use_them(tmp_path):
