@@ -370,11 +370,17 @@ def block_flops(sequences: int, tokens: int, layers: int, width: int, ffn: int, 
 
 
 def text_flops(batch: int, seq_len: int, layers: int, width: int, ffn: int, gated: bool, vocab: int,
-               head_rows: int, mlm_head: bool) -> int:
+               head_rows: int, mlm_head: bool, last_layer_rows: int | None = None) -> int:
     """One training step of a text model; the vocabulary head runs on `head_rows` positions (MLM: plus a d x d
-    transform)."""
+    transform). `last_layer_rows`: the last block computes its queries, attention output and MLP on that many
+    rows only (hfssl's sparse last layer), its Q, K and V projection still on every position."""
     head = linear_flops(head_rows, width, vocab) + (linear_flops(head_rows, width, width) if mlm_head else 0)
-    return block_flops(batch, seq_len, layers, width, ffn, gated) + head
+    if last_layer_rows is None or layers == 0:
+        return block_flops(batch, seq_len, layers, width, ffn, gated) + head
+    last = (linear_flops(batch * seq_len, width, 3 * width)
+            + linear_flops(last_layer_rows, width, width) + linear_flops(last_layer_rows, width, (3 if gated else 2) * ffn)
+            + 12 * last_layer_rows * seq_len * width)
+    return block_flops(batch, seq_len, layers - 1, width, ffn, gated) + last + head
 
 
 def mae_flops(args: argparse.Namespace, batch: int, executed: bool = False) -> int:
@@ -629,21 +635,30 @@ def mlm_arms(args: argparse.Namespace, data: SuiteData) -> list[Arm]:
     hfssl_keys = keys + (("masked_positions",) if args.hfssl_mlm_head == "static" and "masked_positions" in
                          inspect.signature(HfsslTextForMaskedLM.forward).parameters else ())
 
-    def flops(ffn: int, gated: bool, dense_head: bool, keys: tuple[str, ...] = ()) -> Callable[[dict], tuple[int, int]]:
+    sparse_last = hfssl_overrides(args, HfsslTextConfig).get("sparse_last_layer", True)
+
+    def flops(ffn: int, gated: bool, dense_head: bool, keys: tuple[str, ...] = (),
+              last_layer: bool = False) -> Callable[[dict], tuple[int, int]]:
         def count(batch: dict) -> tuple[int, int]:
             b, t = batch["input_ids"].shape
-            masked = int((batch["labels"] != -100).sum())
-            per = lambda rows: text_flops(b, t, layers, d, ffn, gated, vocab, rows, mlm_head=True)
+            labelled = batch["labels"] != -100
+            masked = int(labelled.sum())
+            per = lambda rows, last=None: text_flops(b, t, layers, d, ffn, gated, vocab, rows, mlm_head=True,
+                                                     last_layer_rows=last)
             if dense_head:
                 return per(masked), per(b * t)
-            # Given masked_positions (b, k), the hfssl head runs on all b * k rows, short rows' -1 slots too.
+            # Given masked_positions (b, k), the hfssl head runs on all b * k rows, short rows' -1 slots too; and
+            # so does its sparse last layer. Without them, that layer runs b x (the longest row's count) rows.
             padded = "masked_positions" in keys and "masked_positions" in batch
-            return per(masked), per(batch["masked_positions"].numel() if padded else masked)
+            rows = batch["masked_positions"].numel() if padded else masked
+            last = (rows if padded else b * max(1, int(labelled.sum(dim=1).max()))) if last_layer else None
+            return per(masked), per(rows, last)
         return count
 
     return [
         Arm("mlm", "hfssl", lambda: ready(hfssl(), args.hfssl_attention), call_with(hfssl_keys), text_units,
-            flops(args.gated_ffn if hfssl_gated else args.ffn, hfssl_gated, args.hfssl_mlm_head == "dense", hfssl_keys)),
+            flops(args.gated_ffn if hfssl_gated else args.ffn, hfssl_gated, args.hfssl_mlm_head == "dense", hfssl_keys,
+                  last_layer=sparse_last and args.hfssl_mlm_head != "dense")),
         Arm("mlm", "bert", lambda: ready(bert()), call_with(keys), text_units, flops(args.ffn, False, True)),
         Arm("mlm", "modernbert", lambda: ready(modern()), call_with(keys), text_units,
             flops(args.gated_ffn, True, False)),

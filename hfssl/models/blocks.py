@@ -116,12 +116,22 @@ class Attention(nn.Module):
         is_causal: bool = False,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         cache=None,
+        keep: torch.LongTensor | None = None,
     ) -> torch.Tensor:
-        """x: (b, t, hidden) -> (b, t, hidden)."""
+        """x: (b, t, hidden) -> (b, t, hidden); with `keep` (b, k) -> (b, k, hidden), see `Block.forward`."""
         b, t, _ = x.shape
         # The qkv module is called (not its weight read): PEFT adapters (LoRA, DoRA, IA3) wrap it.
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (b, h, t, d)
-        if rope is not None:
+        if keep is not None:  # queries at the kept positions only; keys and values everywhere
+            if cache is not None:
+                raise ValueError("An attention layer with a KV cache computes every position; pass keep=None.")
+            q = q.gather(2, keep[:, None, :, None].expand(-1, q.shape[1], -1, q.shape[-1]))  # (b, h, k, d)
+            if rope is not None:
+                rope_q = tuple(r.expand(b, -1, -1, -1).gather(2, keep[:, None, :, None].expand(-1, 1, -1, r.shape[-1]))
+                               for r in rope)  # cos, sin: (b, 1, k, d / 2)
+                q, k = apply_rotary(q, *rope_q), apply_rotary(k, *rope)
+            mask, is_causal = _kept_rows(mask, is_causal, keep, t), False
+        elif rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx)  # (b, h, past + t, d)
@@ -130,7 +140,19 @@ class Attention(nn.Module):
             y = eager_attention(q, k, v, mask, is_causal, dropout)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal)
-        return self.out(y.transpose(1, 2).reshape(b, t, -1))  # (b, t, hidden)
+        return self.out(y.transpose(1, 2).reshape(b, q.shape[2], -1))  # (b, t or k, hidden)
+
+
+def _kept_rows(mask: torch.Tensor | None, is_causal: bool, keep: torch.LongTensor, length: int) -> torch.Tensor | None:
+    """The rows at the queries `keep` (b, k) of an attention mask (b or 1, 1, t, t) and/or of the causal pattern:
+    (b, 1, k, t), True where the query may attend; None where every query sees every key."""
+    rows = None
+    if mask is not None:
+        rows = mask.expand(keep.shape[0], -1, -1, -1).gather(2, keep[:, None, :, None].expand(-1, 1, -1, length))
+    if is_causal:
+        causal = torch.arange(length, device=keep.device)[None, None, None, :] <= keep[:, None, :, None]
+        rows = causal if rows is None else rows & causal
+    return rows
 
 
 class MLP(nn.Module):
@@ -168,9 +190,16 @@ class Block(GradientCheckpointingLayer):
         self.mlp = MLP(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, x, mask=None, is_causal=False, rope=None, cache=None) -> torch.Tensor:
-        """x: (b, t, hidden) -> (b, t, hidden)."""
-        x = x + self.dropout(self.attn(self.norm1(x), mask, is_causal, rope, cache))
+    def forward(self, x, mask=None, is_causal=False, rope=None, cache=None, keep=None) -> torch.Tensor:
+        """x: (b, t, hidden) -> (b, t, hidden).
+
+        keep (b, k), optional: compute the output at these positions only, (b, k, hidden). Keys and values still
+        come from every position, so each kept row equals the full layer's row at that position, while the
+        attention output, the MLP and the norms run on k rows instead of t (the last layer of a masked LM,
+        whose loss reads only the masked positions).
+        """
+        residual = x if keep is None else x.gather(1, keep[..., None].expand(-1, -1, x.shape[-1]))
+        x = residual + self.dropout(self.attn(self.norm1(x), mask, is_causal, rope, cache, keep=keep))
         return x + self.dropout(self.mlp(self.norm2(x)))
 
 

@@ -40,6 +40,10 @@ class HfsslTextConfig(PretrainedConfig):
         pooling: "mean", "cls" or "last" token pooling for `get_features` and classification;
             default "last" for causal models and "mean" otherwise.
         sparse_prediction: masked LM computes the head and loss on masked positions only.
+        sparse_last_layer: when training a masked LM with a sparse head, the last block, too, computes its output
+            at the masked positions only: its keys and values still come from every position, so the loss and
+            gradients are those of the full layer, while its attention output, MLP and norms run on about 15%
+            of the rows. Off: the last block computes every position, as the others do.
         loss_chunk_size: how the LM head and its cross-entropy run while training with labels. None (default)
             or a positive number of token rows: fused, that many rows at a time (None: 128 on CPUs, 4,096 on
             accelerators), with the gradients computed on the way, so the (tokens x vocabulary) logits never
@@ -72,6 +76,7 @@ class HfsslTextConfig(PretrainedConfig):
         is_causal: bool = False,
         pooling: str | None = None,
         sparse_prediction: bool = True,
+        sparse_last_layer: bool = True,
         loss_chunk_size: int | None = None,
         classifier_dropout: float = 0.1,
         tie_word_embeddings: bool = True,
@@ -94,6 +99,7 @@ class HfsslTextConfig(PretrainedConfig):
         self.is_causal = is_causal
         self.pooling = pooling if pooling is not None else ("last" if is_causal else "mean")
         self.sparse_prediction = sparse_prediction
+        self.sparse_last_layer = sparse_last_layer
         self.loss_chunk_size = loss_chunk_size
         self.classifier_dropout = classifier_dropout
         kwargs.setdefault("auto_map", _auto_map())

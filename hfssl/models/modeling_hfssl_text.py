@@ -95,11 +95,21 @@ class HfsslTextModel(HfsslTextPreTrainedModel):
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        output_positions: torch.LongTensor | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
-        """input_ids (b, t) -> last_hidden_state (b, t, hidden)."""
+        """input_ids (b, t) -> last_hidden_state (b, t, hidden).
+
+        output_positions (b, k), optional: return the last hidden state at these positions only, (b, k, hidden).
+        The last block then computes just those rows (see `Block.forward`): what a masked LM's loss reads, for
+        less work. Not with a KV cache or `output_hidden_states`.
+        """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        if output_positions is not None and (use_cache or cache is not None or past_key_values is not None
+                                             or output_hidden_states):
+            raise ValueError("output_positions computes the last layer at some positions only; it cannot be "
+                             "combined with a KV cache or output_hidden_states. Pass output_positions=None.")
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (b, t, hidden)
         cache = cache if cache is not None else past_key_values
         if use_cache and cache is None:
@@ -111,10 +121,13 @@ class HfsslTextModel(HfsslTextPreTrainedModel):
         mask, is_causal = build_attention_mask(attention_mask, x.shape[1], past, self.config.is_causal)
         rope = self.rotary(position_ids, x.dtype) if self.embed_positions is None else None
         hidden_states = [x] if output_hidden_states else None
-        for layer in self.layers:
-            x = layer(x, mask, is_causal, rope, cache=cache)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = layer(x, mask, is_causal, rope, cache=cache, keep=output_positions if i == last else None)
             if hidden_states is not None:
                 hidden_states.append(x)
+        if output_positions is not None and last < 0:  # no layers: the embeddings at those positions
+            x = x.gather(1, output_positions[..., None].expand(-1, -1, x.shape[-1]))
         x = self.norm(x)
         extra = {_BASE_CACHE_FIELD: cache}
         return BaseModelOutputWithPast(
@@ -208,6 +221,16 @@ def head_cross_entropy(
     return None, _per_item(total, targets, num_items_in_batch)
 
 
+def _label_positions(labels: torch.Tensor) -> torch.LongTensor:
+    """labels (b, t) -> (b, k): each row's positions holding a target (label != -100) in ascending order, -1 after
+    them; k is the largest count of a row (at least 1)."""
+    selected = labels != -100
+    counts = selected.sum(dim=1, keepdim=True)  # (b, 1)
+    k = max(1, int(counts.max())) if labels.numel() else 1
+    order = torch.argsort((~selected).to(torch.uint8), dim=1, stable=True)[:, :k]  # targets first, in order
+    return order.masked_fill(torch.arange(order.shape[1], device=labels.device) >= counts, -1)
+
+
 class HfsslTextForMaskedLM(HfsslTextPreTrainedModel):
     """Masked language model. With labels and `config.sparse_prediction`, the head runs on masked positions only
     and `logits` has shape (masked tokens, vocab); otherwise logits are (b, t, vocab). Training forward passes with
@@ -245,13 +268,29 @@ class HfsslTextForMaskedLM(HfsslTextPreTrainedModel):
         static-shape collator gives them; the head then runs on exactly b * k positions (logits (b * k, vocab),
         no data-dependent shapes).
         """
+        # With labels, the sparse head reads the masked positions only, and so may the last layer: it then
+        # computes those rows alone (`config.sparse_last_layer`: the same loss and gradients for less work).
+        given = masked_positions is not None
+        positions = kept = None
+        if (labels is not None and (given or self.config.sparse_prediction) and not output_hidden_states
+                and getattr(self.config, "sparse_last_layer", True)):
+            positions = masked_positions if given else _label_positions(labels)  # (b, k), -1 = no position
+            kept = positions.clamp(min=0)
         out = self.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            inputs_embeds=inputs_embeds, output_hidden_states=output_hidden_states,
+            inputs_embeds=inputs_embeds, output_hidden_states=output_hidden_states, output_positions=kept,
         )
-        hidden = out.last_hidden_state  # (b, t, hidden)
+        hidden = out.last_hidden_state  # (b, t, hidden), or (b, k, hidden) at the kept positions
         loss, chunk = None, self.config.loss_chunk_size
-        if labels is not None and masked_positions is not None:
+        if kept is not None:
+            rows = hidden.flatten(0, 1)  # (b * k, hidden)
+            targets = labels.gather(1, kept).masked_fill(positions < 0, -100).flatten()  # (b * k,)
+            if not given:  # positions found from the labels: only the real ones, in row-major order
+                real = positions.flatten() >= 0
+                rows, targets = rows[real], targets[real]
+            logits, loss = head_cross_entropy(  # logits (b * k or masked, vocab)
+                self.lm_head, rows, targets, chunk, kwargs.get("num_items_in_batch"))
+        elif labels is not None and given:
             index = masked_positions.clamp(min=0)  # (b, k)
             picked = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))  # (b, k, hidden)
             targets = labels.gather(1, index).masked_fill(masked_positions < 0, -100)  # (b, k)

@@ -1,10 +1,14 @@
-"""The rotary position embedding: its two code paths agree, and attention scores depend on relative positions."""
+"""The rotary position embedding: its two code paths agree, and attention scores depend on relative positions.
+A block computing some positions only gives the full block's rows there."""
 
 from __future__ import annotations
 
 import torch
 
-from hfssl.models.blocks import RotaryEmbedding, apply_rotary
+import pytest
+
+from hfssl.models import HfsslTextConfig
+from hfssl.models.blocks import Block, RotaryEmbedding, apply_rotary, build_attention_mask
 
 
 def rotate(x: torch.Tensor, positions: list[int], dtype=torch.float32) -> torch.Tensor:
@@ -48,3 +52,30 @@ def test_permuted_query_views_rotate_like_contiguous_ones():
     q, k, _ = fused.permute(2, 0, 3, 1, 4)  # (b, h, t, d) views
     torch.testing.assert_close(rotate(k, list(range(5))), rotate(k.contiguous(), list(range(5))))
     torch.testing.assert_close(rotate(q, list(range(5))), rotate(q.contiguous(), list(range(5))))
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("padded", [False, True])
+def test_a_block_keeping_some_positions_gives_the_full_blocks_rows(attention, causal, padded):
+    """keep (b, k): the same rows as the full block at those positions (queries there, keys and values
+    everywhere), under RoPE, a padding mask and the causal pattern; gradients reach every input position."""
+    torch.manual_seed(0)
+    config = HfsslTextConfig(hidden_size=32, num_attention_heads=4, intermediate_size=64, hidden_dropout_prob=0.0,
+                             attn_implementation=attention)
+    block = Block(config)
+    x = torch.randn(2, 9, 32, requires_grad=True)
+    attention_mask = torch.ones(2, 9, dtype=torch.long)
+    if padded:
+        attention_mask[1, 6:] = 0
+    mask, is_causal = build_attention_mask(attention_mask if padded else None, 9, 0, causal)
+    rope = RotaryEmbedding(8)(torch.arange(9)[None], torch.float32)
+    keep = torch.tensor([[0, 4, 8], [5, 2, 5]])  # any order, repeats allowed
+    full = block(x, mask, is_causal, rope)
+    kept = block(x, mask, is_causal, rope, keep=keep)
+    assert kept.shape == (2, 3, 32)
+    torch.testing.assert_close(kept, full.gather(1, keep[..., None].expand(-1, -1, 32)))
+    (grad_kept,) = torch.autograd.grad(kept.sum(), x)
+    (grad_full,) = torch.autograd.grad(full.gather(1, keep[..., None].expand(-1, -1, 32)).sum(), x)
+    torch.testing.assert_close(grad_kept, grad_full)
+    assert bool(grad_kept[0, 1].abs().sum() > 0)  # an unkept position still feeds the keys and values

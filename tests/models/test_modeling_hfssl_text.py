@@ -279,6 +279,50 @@ def test_masked_positions_give_the_same_loss_as_the_boolean_sparse_head():
     torch.testing.assert_close(fused.loss, dynamic.loss)
 
 
+@pytest.mark.parametrize("given_positions", [False, True])
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("chunk", [None, 0])
+def test_sparse_last_layer_gives_the_full_layers_loss_and_gradients_on_fewer_rows(given_positions, padded, chunk):
+    """The last block computes the masked positions only: the loss, logits and every gradient equal the full
+    block's, while its MLP sees b x k rows instead of b x t (positions from the collator, or from the labels)."""
+    torch.manual_seed(0)
+    config = tiny_config(loss_chunk_size=chunk)
+    inputs = masked_inputs(config, batch=3, length=12)  # 3 masked positions per row
+    inputs["labels"][1, 2] = -100  # rows with different counts: the labels' positions are padded with -1
+    if padded:
+        inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+        inputs["attention_mask"][2, 8:] = 0
+        inputs["labels"][2, 10] = -100
+    if given_positions:
+        inputs["masked_positions"] = torch.tensor([[2, 6, 10], [6, 10, -1], [2, 6, 10 if not padded else -1]])
+    sparse = HfsslTextForMaskedLM(config).train()
+    full = HfsslTextForMaskedLM(tiny_config(loss_chunk_size=chunk, sparse_last_layer=False)).train()
+    full.load_state_dict(sparse.state_dict())
+    rows = []
+    for model in (sparse, full):
+        model.model.layers[-1].mlp.register_forward_hook(lambda m, args, out: rows.append(args[0].shape[:2]))
+    outputs = [model(**inputs) for model in (sparse, full)]
+    assert rows == [(3, 3), (3, 12)]
+    torch.testing.assert_close(outputs[0].loss, outputs[1].loss)
+    if chunk == 0:
+        torch.testing.assert_close(outputs[0].logits, outputs[1].logits)
+    for output in outputs:
+        output.loss.backward()
+    for (name, a), b in zip(sparse.named_parameters(), full.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, msg=name)
+
+
+def test_sparse_last_layer_steps_aside_for_hidden_states_and_a_cache():
+    model = HfsslTextForMaskedLM(tiny_config()).train()
+    inputs = masked_inputs(model.config)
+    out = model(**inputs, output_hidden_states=True)  # every layer's states in full, the same loss
+    assert [h.shape[1] for h in out.hidden_states] == [12, 12, 12]
+    torch.testing.assert_close(out.loss, model(**inputs).loss)
+    with pytest.raises(ValueError, match="output_positions"):
+        model.model(input_ids=inputs["input_ids"], output_positions=torch.zeros(3, 2, dtype=torch.long),
+                    use_cache=True)
+
+
 @pytest.mark.parametrize("causal", [False, True])
 def test_gradient_checkpointing_gives_the_same_gradients(causal):
     from hfssl.models import HfsslTextConfig, HfsslTextForCausalLM, HfsslTextForMaskedLM

@@ -92,6 +92,10 @@ def test_flop_formulas_give_hand_computed_values(bench):
     assert bench.text_flops(1, 2, 1, 4, 8, False, 10, head_rows=2, mlm_head=False) == 1728 + 480
     # Masked LM head on 3 positions: transform 6*3*4*4 = 288 plus vocabulary 6*3*4*10 = 720.
     assert bench.text_flops(1, 2, 1, 4, 8, False, 10, head_rows=3, mlm_head=True) == 1728 + 1008
+    # A last layer computing 1 of its 2 rows: QKV on both 6*2*4*12 = 576, output projection and MLP on one
+    # 6*1*(16 + 64) = 480, attention of one query over 2 keys 12*1*2*4 = 96.
+    assert bench.text_flops(1, 2, 1, 4, 8, False, 10, head_rows=3, mlm_head=True, last_layer_rows=1) == 1152 + 1008
+    assert bench.text_flops(1, 2, 1, 4, 8, False, 10, 3, True, last_layer_rows=2) == 1728 + 1008  # every row
 
 
 def _matmul_weights(model: nn.Module) -> int:
@@ -215,11 +219,18 @@ def test_hfssl_mlm_head_flag_picks_the_head_path_and_its_flop_count(bench, head)
     rows = []
     # The head's first layer: the fused LM loss calls it, and reads the vocabulary projection's weight directly.
     model.lm_head.dense.register_forward_hook(lambda module, inputs, output: rows.append(inputs[0].shape[:-1].numel()))
+    model.model.layers[-1].mlp.register_forward_hook(lambda module, inputs, output: rows.append(inputs[0].shape[:-1].numel()))
     hfssl.loss(model, batch).backward()
-    masked, b_t = int((batch["labels"] != -100).sum()), batch["input_ids"].numel()
+    labelled = batch["labels"] != -100
+    masked, b_t = int(labelled.sum()), batch["input_ids"].numel()
     expected_rows = {"static": batch["masked_positions"].numel(), "sparse": masked, "dense": b_t}[head]
-    assert rows == [expected_rows] and model.config.sparse_prediction == (head != "dense")
+    # The last layer computes the masked positions only, b x k rows (k: the collator's, or the longest row's count).
+    last_rows = {"static": expected_rows, "sparse": len(labelled) * int(labelled.sum(dim=1).max()), "dense": b_t}[head]
+    assert rows == [last_rows, expected_rows] and model.config.sparse_prediction == (head != "dense")
     useful, executed = hfssl.flops(batch)
+    b, t = batch["input_ids"].shape
+    assert executed == bench.text_flops(b, t, args.layers, args.hidden, args.ffn, False, args.vocab_size, expected_rows,
+                                        True, last_layer_rows=last_rows)
     bert = next(a for a in arms if a.name == "bert")
     assert useful == bert.flops(batch)[0]  # the same useful work whatever the head runs
     assert (executed == bert.flops(batch)[1]) == (head == "dense")
