@@ -3,12 +3,16 @@ A block computing some positions only gives the full block's rows there."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-import pytest
-
 from hfssl.models import HfsslTextConfig
-from hfssl.models.blocks import Block, RotaryEmbedding, apply_rotary, build_attention_mask
+from hfssl.models.blocks import (
+    Block,
+    RotaryEmbedding,
+    apply_rotary,
+    build_attention_mask,
+)
 
 
 def rotate(x: torch.Tensor, positions: list[int], dtype=torch.float32) -> torch.Tensor:
