@@ -5,7 +5,7 @@
 #      curve on the movie-review sentiment split against random init and supervised training from scratch;
 #   3. the benchmark at GPT-2-124M's shape; 4. BERT-base / ViT-B-MAE again, every arm compiled; 5. a profile of
 #      the MLM arms' steps;
-#   and, on two spare host cores meanwhile, the CPU matmul libraries of that host (stage 0).
+#   and, on two spare host cores meanwhile, issue 9's CPU questions on that host (stage 0).
 #
 #   bash scripts/gpu_check.sh --data-dir ../shared/data --output runs/gpu-check
 #   bash scripts/gpu_check.sh --data-dir ../shared/data --output /tmp/gpu-smoke --quick   # tiny, on the CPU
@@ -78,15 +78,23 @@ print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torc
 EOF2
 [ $? = 0 ] || { echo "=== environment check failed: nothing else runs"; exit 1; }
 
-# 0. In the background, on the host's last two cores (hosts of 8 or more): which float32 matmul library is faster
-#    on this CPU, and hfssl's CPU training steps with each, for HFSSL_CPU_GEMM=auto (issue 9; the development
-#    VM is AMD). Printed at the end. Set GPU_CHECK_CPU_CORES=a,b to choose the cores, or to "" to skip it.
+# 0. In the background, on the host's last two cores (hosts of 8 or more), issue 9 on this host's CPU (the
+#    development VM is AMD; GPU hosts have been Intel): which float32 matmul library is faster here (for
+#    HFSSL_CPU_GEMM=auto), the MLM and MAE targets with the library auto picks on Intel (aten), and hfssl's steps
+#    with each library. Its lines go to the log as they come, prefixed [cpu], so a call cut short keeps what
+#    finished. Set GPU_CHECK_CPU_CORES=a,b to choose the cores, or to "" to skip it.
 cpu_cores=${GPU_CHECK_CPU_CORES-$( [ "$(nproc)" -ge 8 ] && echo "$(($(nproc) - 2)),$(($(nproc) - 1))" )}
 cpu_job=""
 if [ -n "$cpu_cores" ] && command -v taskset >/dev/null; then
-  ( taskset -c "$cpu_cores" timeout 150 "$py" "$here/scripts/benchmark_gemm.py" --threads 2 --output "$work/gemm"
-    taskset -c "$cpu_cores" timeout 300 "$py" "$here/scripts/benchmark_ab.py" --suite mlm,mae --arms hfssl --rounds 3 \
-      --variant "onednn=--cpu-gemm onednn" --output "$work/cpu-ab" -- --cpu-gemm aten ) > "$work/cpu.log" 2>&1 &
+  tiny=()
+  [ $quick = 1 ] && tiny=(--quick)
+  ( on_cpu() { taskset -c "$cpu_cores" timeout "$@"; }
+    on_cpu 150 "$py" "$here/scripts/benchmark_gemm.py" --threads 2 --output "$work/gemm"
+    on_cpu 300 "$py" "$here/scripts/benchmark.py" "${tiny[@]}" --threads 2 --suite mlm,mae --repeats 3 --steps 20 \
+      --warmup 3 --budget-s 0 --no-memory --cpu-gemm aten --output "$work/cpu-bench"
+    on_cpu 300 "$py" "$here/scripts/benchmark_ab.py" "${tiny[@]}" --threads 2 --suite mlm,mae --arms hfssl --rounds 3 \
+      --variant "onednn=--cpu-gemm onednn" --output "$work/cpu-ab" -- --cpu-gemm aten
+  ) 2>&1 | sed -u 's/^/[cpu] /' &
   cpu_job=$!
 fi
 
@@ -129,8 +137,7 @@ stage profile-mlm 90 "$py" "$here/scripts/benchmark.py" "${bench[@]}" --suite ml
   && for table in "$work"/profile/profile/*.txt; do echo "--- $(basename "$table")"; head -n 28 "$table"; done
 
 if [ -n "$cpu_job" ]; then
+  echo "=== waiting for the CPU measurements on cores $cpu_cores (their lines above start with [cpu])"
   wait "$cpu_job"
-  echo "=== CPU matmul library and training steps on cores $cpu_cores (background)"
-  cat "$work/cpu.log"
 fi
 echo "=== done after ${SECONDS}s"
