@@ -16,7 +16,9 @@ class ModelArguments:
     model_size: str = field(default="tiny", metadata={"help": "Size preset: tiny, small or base."})
     config_overrides: str | None = field(
         default=None,
-        metadata={"help": "Comma-separated config fields over the preset, e.g. 'num_hidden_layers=2,use_rope=false'."},
+        metadata={"help": "Comma-separated config fields over the preset, e.g. "
+                          "'num_hidden_layers=2,position_embedding_type=learned' (an unknown field is refused, "
+                          "naming the valid ones)."},
     )
     init_from: str | None = field(
         default=None,
