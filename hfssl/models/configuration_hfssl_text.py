@@ -40,10 +40,11 @@ class HfsslTextConfig(PretrainedConfig):
         pooling: "mean", "cls" or "last" token pooling for `get_features` and classification;
             default "last" for causal models and "mean" otherwise.
         sparse_prediction: masked LM computes the head and loss on masked positions only.
-        sparse_last_layer: when training a masked LM with a sparse head, the last block, too, computes its output
-            at the masked positions only: its keys and values still come from every position, so the loss and
-            gradients are those of the full layer, while its attention output, MLP and norms run on about 15%
-            of the rows. Off: the last block computes every position, as the others do.
+        sparse_last_layer: when a masked LM with a sparse head gets labels (training or evaluation), the last
+            block, too, computes its output at the masked positions only: its keys and values still come from
+            every position, so the loss and gradients are those of the full layer, while its attention output,
+            MLP and norms run on about 15% of the rows. Off (or with `output_hidden_states`): the last block
+            computes every position, as the others do.
         loss_chunk_size: how the LM head and its cross-entropy run while training with labels. None (default)
             or a positive number of token rows: fused, that many rows at a time (None: 128 on CPUs, 4,096 on
             accelerators), with the gradients computed on the way, so the (tokens x vocabulary) logits never
