@@ -13,7 +13,7 @@ import hashlib
 import logging
 import lzma
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -403,6 +403,17 @@ def _counts(splits: AnyDatasetDict, args: DataArguments, skipped_empty: int | No
         "skipped_empty": skipped_empty,
         "streaming": streaming,
     }
+
+
+class Rereadable:
+    """An iterable that calls `make()` for every pass, so a reader that goes over the texts twice (WordPiece
+    training) reads the data again instead of keeping it in memory."""
+
+    def __init__(self, make: Callable[[], Iterable[str]]):
+        self.make = make
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.make())
 
 
 def texts_for_tokenizer(ds: AnyDatasetDict | AnyDataset, max_texts: int = 200_000) -> Iterator[str]:

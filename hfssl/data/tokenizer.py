@@ -93,25 +93,46 @@ def _add_cls_sep(tokenizer: Tokenizer) -> None:
     )
 
 
-def _renumber_wordpiece(tokenizer: Tokenizer, specials: list[str]) -> None:
-    """Give a trained WordPiece vocabulary canonical ids: special tokens first, then the rest sorted.
+def _continuation_pieces(texts: Iterable[str], specials: list[str]) -> list[str]:
+    """Every `##c` piece (a character inside a word) that the WordPiece trainer creates on `texts`, sorted: one
+    counting pass of the trainer with no merges."""
+    probe = _wordpiece()[0]
+    probe.train_from_iterator(texts, trainer=trainers.WordPieceTrainer(vocab_size=1, special_tokens=specials))
+    return sorted(token for token in probe.get_vocab() if token.startswith("##"))
 
-    The trainer numbers tokens of equal frequency in hash-map order, which differs between processes;
-    renumbering removes that source of run-to-run differences. (Ties at the vocabulary cut-off can still
-    swap a token or two: the `tokenizers` trainers are not bit-repeatable, so pass `--tokenizer` for runs
-    that must be.) WordPiece segments by greedy longest match, so renumbering changes nothing else.
+
+def _train_wordpiece(texts: Iterable[str], vocab_size: int, specials: list[str]) -> Tokenizer:
+    """A WordPiece tokenizer trained on `texts` (iterated twice) that is the same in every process.
+
+    The `tokenizers` trainer numbers each `##c` piece when it first meets it while walking its word counts in
+    hash-map order, which changes between processes, and it breaks ties between equally frequent merges by
+    those numbers: trained twice on one corpus, a vocabulary could differ by a few tokens. Passing every `##c`
+    piece in as a special token, in sorted order, numbers them the same way every time (the pieces are in the
+    vocabulary either way). Then the ids are made canonical (special tokens first, the rest sorted; WordPiece
+    segments by greedy longest match, so ids change nothing else), and the pieces are plain tokens again.
     """
-    vocab = tokenizer.get_vocab()
+    pieces = _continuation_pieces(texts, specials)
+    trained = _wordpiece()[0]
+    trained.train_from_iterator(texts, trainer=trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=specials + [p for p in pieces if p not in specials]))
+    vocab = trained.get_vocab()
     ordered = list(dict.fromkeys(specials)) + sorted(t for t in vocab if t not in specials)
+    tokenizer = _wordpiece()[0]
     tokenizer.model = models.WordPiece(
         vocab={token: i for i, token in enumerate(ordered)}, unk_token=BERT_SPECIALS["unk_token"]
     )
+    tokenizer.add_special_tokens(specials)
+    return tokenizer
 
 
 def train_tokenizer(
     texts: Iterable[str], kind: str, vocab_size: int, model_max_length: int
 ) -> PreTrainedTokenizerFast:
     """Train a `kind` tokenizer ("bpe", "wordpiece" or "unigram") with at most `vocab_size` tokens on `texts`.
+
+    "bpe" and "wordpiece" give the same tokenizer for the same texts in every process; "unigram" does not (its
+    trainer differs between runs). WordPiece reads the texts twice: pass a list or another re-iterable
+    (`hfssl.data.text.Rereadable`), or a one-shot iterator is first read into memory.
 
     Returns:
         A fast tokenizer whose special tokens are set (bpe: `<|endoftext|>` as bos/eos/unk, `<|pad|>`;
@@ -122,14 +143,17 @@ def train_tokenizer(
     if model_max_length < 1:
         raise ValueError(f"model_max_length must be >= 1, got {model_max_length}.")
     tokenizer, make_trainer, specials = TOKENIZER_KINDS[kind]()
+    if kind == "wordpiece" and iter(texts) is texts:  # a one-shot iterator: kept for WordPiece's second pass
+        texts = list(texts)
     try:
-        tokenizer.train_from_iterator(texts, trainer=make_trainer(vocab_size))
+        if kind == "wordpiece":
+            tokenizer = _train_wordpiece(texts, vocab_size, list(specials.values()))
+        else:
+            tokenizer.train_from_iterator(texts, trainer=make_trainer(vocab_size))
     except Exception as error:  # the Rust trainers raise bare `Exception` (e.g. unigram: vocabulary too small)
         raise ValueError(
             f"Training a {kind} tokenizer with vocab_size={vocab_size} failed: {error}. Raise --vocab-size."
         ) from error
-    if kind == "wordpiece":
-        _renumber_wordpiece(tokenizer, list(specials.values()))
     learned = tokenizer.get_vocab_size()
     if learned <= len(set(specials.values())):
         raise ValueError("The tokenizer learned no tokens: the texts are empty. Give a corpus with text.")

@@ -22,7 +22,7 @@ from transformers.data.data_collator import DataCollatorWithPadding
 from ..data.collators import build_collator
 from ..data.corpora import stdlib_docstrings_dataset
 from ..data.packing import tokenize_and_pack, tokenize_documents
-from ..data.text import file_format, load_text_dataset, texts_for_tokenizer
+from ..data.text import Rereadable, file_format, load_text_dataset, texts_for_tokenizer
 from ..data.tokenizer import (
     check_tokenizer_fits,
     default_tokenizer_kind,
@@ -232,7 +232,7 @@ def prepare_tokenizer(model_args: ModelArguments, objective: Objective, raw, dat
     kind = model_args.tokenizer_type or default_tokenizer_kind(objective.name)
     logger.info("Training a %s tokenizer with %d tokens on the corpus", kind, model_args.vocab_size)
     tokenizer = from_main_process(lambda: train_tokenizer(
-        texts_for_tokenizer(raw["train"]), kind=kind, vocab_size=model_args.vocab_size,
+        Rereadable(lambda: texts_for_tokenizer(raw["train"])), kind=kind, vocab_size=model_args.vocab_size,
         model_max_length=data_args.block_size,
     ))
     return tokenizer, {"source": "trained on the training split", "kind": kind, "vocab_size": len(tokenizer)}
