@@ -105,7 +105,11 @@ def test_text_run_probes_a_labelled_csv(tmp_path, text_corpus):
                          "--probe-dataset", probe, "--probe-every", "5") == 0
     history = manifest(out)["pretrain"]["monitors"]["online_probe"]["history"]
     assert [h["step"] for h in history] == [0, 5, 10]
-    assert history[-1]["probe_knn_acc"] >= 0.9  # the two topics share no words
+    accuracies = [h["probe_knn_acc"] for h in history]
+    # The two topics share no words, so the features of the initial model already separate them. Ten steps at
+    # this learning rate can move them either way (with seeds 0-5: 1.0 in five, 0.73 in one), so later points
+    # are only checked to be accuracies.
+    assert accuracies[0] >= 0.9 and all(0.0 <= a <= 1.0 for a in accuracies)
     assert manifest(out)["arguments"]["run"]["probe_dataset"] == str(probe)
 
 
