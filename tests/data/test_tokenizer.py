@@ -148,7 +148,7 @@ def test_check_tokenizer_fits(wordpiece, bpe):
 
 
 _TRAIN_AND_HASH = """
-import hashlib, json, sys
+import hashlib, sys
 from hfssl.data.corpora import stdlib_docstrings
 from hfssl.data.tokenizer import train_tokenizer
 tokenizer = train_tokenizer(stdlib_docstrings()[:800], sys.argv[1], vocab_size=1200, model_max_length=128)
