@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU measurements of issues 9 and 4, in one call (a lent GPU's time is short):
-#   1. scripts/benchmark.py at BERT-base / ViT-B-MAE shapes (--preset base), bf16 autocast;
+#   1. scripts/benchmark.py at BERT-base / ViT-B-MAE shapes (--preset base), bf16 autocast; then hfssl's MLM with
+#      and without its sparse last layer;
 #   2. the quality question at BERT-base size: an MLM pretrained on the news articles, then its label-efficiency
 #      curve on the movie-review sentiment split against random init and supervised training from scratch;
 #   3. the benchmark at GPT-2-124M's shape; 4. BERT-base / ViT-B-MAE again, every arm compiled; 5. a profile of
@@ -57,6 +58,7 @@ if [ $quick = 1 ]; then
   gpt2=(--seq-len 64 --vocab-size 2048)
   size=tiny batch=32 steps=100000 seconds=15 lr=5e-4 precision=()
   subset=(--max-train-examples 1000 --max-test-examples 200 --supervised-epochs 1)
+  ab=(--quick --threads 2 -- --device cpu)
 else
   bench=(--device cuda --preset base --autocast bf16 --repeats 3 --steps 10 --warmup 3)
   gpt2=(--seq-len 1024 --vocab-size 50257 --text-batch 16)
@@ -64,6 +66,7 @@ else
   # ends the schedule early if the GPU is slower than expected.
   size=base batch=256 steps=1200 seconds=130 lr=4e-4 precision=(--bf16 true)
   subset=(--supervised-epochs 10)
+  ab=(--steps 10 --warmup 3 -- --device cuda --preset base --autocast bf16)
 fi
 
 echo "=== environment"
@@ -102,6 +105,10 @@ fi
 stage bench-base 90 "$py" "$here/scripts/benchmark.py" "${bench[@]}" --suite mlm,mae --budget-s 0 --no-memory \
   --output "$work/bench-base" && cp "$work/bench-base/benchmark.json" "$output/bench-base.json" \
   && cp "$work/bench-base/benchmark.md" "$output/bench-base.md"
+
+# 1b. hfssl's MLM with its sparse last layer (the default) against the full last layer, interleaved, same shape.
+stage ab-last-layer 60 "$py" "$here/scripts/benchmark_ab.py" --suite mlm --arms hfssl --rounds 4 \
+  --variant "full last layer=--hfssl-text-overrides sparse_last_layer=false" --output "$work/ab-last-layer" "${ab[@]}"
 
 # 2. Quality at BERT-base size (issue 4): an MLM on the news articles (vocabulary 8192, blocks of 128), then label
 #    efficiency on rotten_tomatoes: 1%, 10% and all labels against random init, the smallest fraction against
