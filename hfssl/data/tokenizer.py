@@ -7,7 +7,7 @@ Trained tokenizers are wrapped as `PreTrainedTokenizerFast`, so `save_pretrained
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -60,7 +60,12 @@ def _wordpiece() -> tuple[Tokenizer, Callable[[int], trainers.Trainer], dict[str
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.decoder = decoders.WordPiece(prefix="##")
     specials = list(BERT_SPECIALS.values())
-    return tokenizer, lambda size: trainers.WordPieceTrainer(vocab_size=size, special_tokens=specials), BERT_SPECIALS
+
+    def trainer(size: int, pieces: Sequence[str] = ()) -> trainers.Trainer:
+        # `pieces`: `##c` pieces numbered up front, after the specials (see `_train_wordpiece`).
+        return trainers.WordPieceTrainer(vocab_size=size, special_tokens=specials + list(pieces))
+
+    return tokenizer, trainer, BERT_SPECIALS
 
 
 def _unigram() -> tuple[Tokenizer, Callable[[int], trainers.Trainer], dict[str, str]]:
@@ -93,36 +98,30 @@ def _add_cls_sep(tokenizer: Tokenizer) -> None:
     )
 
 
-def _continuation_pieces(texts: Iterable[str], specials: list[str]) -> list[str]:
-    """Every `##c` piece (a character inside a word) that the WordPiece trainer creates on `texts`, sorted: one
-    counting pass of the trainer with no merges."""
-    probe = _wordpiece()[0]
-    probe.train_from_iterator(texts, trainer=trainers.WordPieceTrainer(vocab_size=1, special_tokens=specials))
-    return sorted(token for token in probe.get_vocab() if token.startswith("##"))
+def _train_wordpiece(tokenizer: Tokenizer, make_trainer: Callable[..., trainers.Trainer], texts: Iterable[str],
+                     vocab_size: int, specials: list[str]) -> Tokenizer:
+    """`tokenizer` trained as WordPiece on `texts` (iterated twice), the same in every process.
 
-
-def _train_wordpiece(texts: Iterable[str], vocab_size: int, specials: list[str]) -> Tokenizer:
-    """A WordPiece tokenizer trained on `texts` (iterated twice) that is the same in every process.
-
-    The `tokenizers` trainer numbers each `##c` piece when it first meets it while walking its word counts in
-    hash-map order, which changes between processes, and it breaks ties between equally frequent merges by
-    those numbers: trained twice on one corpus, a vocabulary could differ by a few tokens. Passing every `##c`
-    piece in as a special token, in sorted order, numbers them the same way every time (the pieces are in the
-    vocabulary either way). Then the ids are made canonical (special tokens first, the rest sorted; WordPiece
-    segments by greedy longest match, so ids change nothing else), and the pieces are plain tokens again.
+    The `tokenizers` trainer numbers each `##c` piece (a character inside a word) when it first meets it while
+    walking its word counts in hash-map order, which changes between processes, and it breaks ties between
+    equally frequent merges by those numbers: trained twice on one corpus, a vocabulary could differ by a few
+    tokens. So a first pass of the trainer with no merges lists the pieces, and the real training gets them
+    as special tokens in sorted order, numbered the same way every time (they are in the vocabulary either
+    way). The result gets canonical ids (special tokens first, the rest sorted; WordPiece segments by greedy
+    longest match, so ids change nothing else), in a fresh tokenizer where the pieces are plain tokens again.
     """
-    pieces = _continuation_pieces(texts, specials)
-    trained = _wordpiece()[0]
-    trained.train_from_iterator(texts, trainer=trainers.WordPieceTrainer(
-        vocab_size=vocab_size, special_tokens=specials + [p for p in pieces if p not in specials]))
-    vocab = trained.get_vocab()
+    probe = _wordpiece()[0]
+    probe.train_from_iterator(texts, trainer=make_trainer(1))  # vocab_size 1: count words, no merges
+    pieces = sorted(token for token in probe.get_vocab() if token.startswith("##"))
+    tokenizer.train_from_iterator(texts, trainer=make_trainer(vocab_size, pieces))
+    vocab = tokenizer.get_vocab()
     ordered = list(dict.fromkeys(specials)) + sorted(t for t in vocab if t not in specials)
-    tokenizer = _wordpiece()[0]
-    tokenizer.model = models.WordPiece(
+    fresh = _wordpiece()[0]
+    fresh.model = models.WordPiece(
         vocab={token: i for i, token in enumerate(ordered)}, unk_token=BERT_SPECIALS["unk_token"]
     )
-    tokenizer.add_special_tokens(specials)
-    return tokenizer
+    fresh.add_special_tokens(specials)
+    return fresh
 
 
 def train_tokenizer(
@@ -147,7 +146,7 @@ def train_tokenizer(
         texts = list(texts)
     try:
         if kind == "wordpiece":
-            tokenizer = _train_wordpiece(texts, vocab_size, list(specials.values()))
+            tokenizer = _train_wordpiece(tokenizer, make_trainer, texts, vocab_size, list(specials.values()))
         else:
             tokenizer.train_from_iterator(texts, trainer=make_trainer(vocab_size))
     except Exception as error:  # the Rust trainers raise bare `Exception` (e.g. unigram: vocabulary too small)

@@ -271,31 +271,28 @@ class HfsslTextForMaskedLM(HfsslTextPreTrainedModel):
         # With labels, the sparse head reads the masked positions only, and so may the last layer: it then
         # computes those rows alone (`config.sparse_last_layer`: the same loss and gradients for less work).
         given = masked_positions is not None
-        positions = kept = None
-        if (labels is not None and (given or self.config.sparse_prediction) and not output_hidden_states
-                and getattr(self.config, "sparse_last_layer", True)):
-            positions = masked_positions if given else _label_positions(labels)  # (b, k), -1 = no position
-            kept = positions.clamp(min=0)
+        sparse_last = labels is not None and self.config.sparse_last_layer and not output_hidden_states
+        positions = masked_positions
+        if positions is None and sparse_last and self.config.sparse_prediction:
+            positions = _label_positions(labels)  # (b, k), -1 = no position
+        index = positions.clamp(min=0) if positions is not None else None  # (b, k)
+        in_model = sparse_last and index is not None
         out = self.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            inputs_embeds=inputs_embeds, output_hidden_states=output_hidden_states, output_positions=kept,
+            inputs_embeds=inputs_embeds, output_hidden_states=output_hidden_states,
+            output_positions=index if in_model else None,
         )
         hidden = out.last_hidden_state  # (b, t, hidden), or (b, k, hidden) at the kept positions
         loss, chunk = None, self.config.loss_chunk_size
-        if kept is not None:
-            rows = hidden.flatten(0, 1)  # (b * k, hidden)
-            targets = labels.gather(1, kept).masked_fill(positions < 0, -100).flatten()  # (b * k,)
+        if labels is not None and index is not None:
+            picked = hidden if in_model else hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))
+            rows = picked.flatten(0, 1)  # (b * k, hidden)
+            targets = labels.gather(1, index).masked_fill(positions < 0, -100).flatten()  # (b * k,)
             if not given:  # positions found from the labels: only the real ones, in row-major order
                 real = positions.flatten() >= 0
                 rows, targets = rows[real], targets[real]
             logits, loss = head_cross_entropy(  # logits (b * k or masked, vocab)
                 self.lm_head, rows, targets, chunk, kwargs.get("num_items_in_batch"))
-        elif labels is not None and given:
-            index = masked_positions.clamp(min=0)  # (b, k)
-            picked = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))  # (b, k, hidden)
-            targets = labels.gather(1, index).masked_fill(masked_positions < 0, -100)  # (b, k)
-            logits, loss = head_cross_entropy(  # logits (b * k, vocab)
-                self.lm_head, picked.flatten(0, 1), targets.flatten(), chunk, kwargs.get("num_items_in_batch"))
         elif labels is not None and self.config.sparse_prediction:
             selected = labels != -100  # (b, t)
             logits, loss = head_cross_entropy(  # logits (masked, vocab)
