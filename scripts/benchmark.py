@@ -32,7 +32,8 @@ Model FLOPs per step (training = 3 x forward; a matmul of an (n x a) by an (a x 
     simclr = 2 views x [linear(B P, p^2 c, d) + blocks(B, P+1, Le, d, F, 2) + linear(B, d, h) + linear(B, h, o)]
 Embedding lookups, norms, activations, softmax and the loss are not counted. The model FLOPs count what the
 objective needs (the MLM head on the M masked positions for every arm); `executed` FLOPs count what the arm
-runs (a dense MLM head on all B T positions, patch embedding and pixel head on every patch).
+runs (a dense MLM head on all B T positions, patch embedding and pixel head on every patch; hfssl's sparse last
+MLM layer and last MAE decoder layer, whose outputs and heads cover the masked positions only).
 MFU = model FLOP/s (timed FLOPs / timed seconds, median over rounds) / the in-run matmul probe (median of
 every probe sample; one probe set runs before each round): 1024^3 fp32 on the CPU, each sample the faster of
 aten's matmul and oneDNN's (hfssl's models may run their products on either: hfssl.models.cpu_gemm, and
@@ -369,6 +370,14 @@ def block_flops(sequences: int, tokens: int, layers: int, width: int, ffn: int, 
     return 6 * sequences * tokens * matmul_params + 12 * sequences * layers * tokens**2 * width
 
 
+def sparse_last_block_flops(sequences: int, tokens: int, width: int, ffn: int, rows: int, gated: bool = False) -> int:
+    """Training FLOPs of one block that computes its output at `rows` of its sequences x tokens positions only
+    (hfssl's sparse last layer): Q, K and V still on every position, the queries, attention output and MLP on
+    those rows."""
+    return (linear_flops(sequences * tokens, width, 3 * width) + linear_flops(rows, width, width)
+            + linear_flops(rows, width, (3 if gated else 2) * ffn) + 12 * rows * tokens * width)
+
+
 def text_flops(batch: int, seq_len: int, layers: int, width: int, ffn: int, gated: bool, vocab: int,
                head_rows: int, mlm_head: bool, last_layer_rows: int | None = None) -> int:
     """One training step of a text model; the vocabulary head runs on `head_rows` positions (MLM: plus a d x d
@@ -377,23 +386,29 @@ def text_flops(batch: int, seq_len: int, layers: int, width: int, ffn: int, gate
     head = linear_flops(head_rows, width, vocab) + (linear_flops(head_rows, width, width) if mlm_head else 0)
     if last_layer_rows is None or layers == 0:
         return block_flops(batch, seq_len, layers, width, ffn, gated) + head
-    last = (linear_flops(batch * seq_len, width, 3 * width)
-            + linear_flops(last_layer_rows, width, width) + linear_flops(last_layer_rows, width, (3 if gated else 2) * ffn)
-            + 12 * last_layer_rows * seq_len * width)
+    last = sparse_last_block_flops(batch, seq_len, width, ffn, last_layer_rows, gated)
     return block_flops(batch, seq_len, layers - 1, width, ffn, gated) + last + head
 
 
-def mae_flops(args: argparse.Namespace, batch: int, executed: bool = False) -> int:
-    """One MAE training step; `executed` counts patch embedding and pixel head on every patch (and class row)."""
+def mae_flops(args: argparse.Namespace, batch: int, executed: bool = False, sparse_last: bool = False) -> int:
+    """One MAE training step. Model FLOPs: patch embedding on the kept patches, the pixel head on every patch.
+    `executed`: what an arm runs, the patch embedding on every patch and the pixel head on every row (class
+    token too); with `sparse_last` (hfssl's sparse last decoder layer) the last decoder block's outputs and the
+    pixel head on the masked patches only."""
     patches = (args.image_size // args.patch_size) ** 2
     kept = int(patches * (1 - args.mask_ratio))
     pixels = args.patch_size**2 * 3
     embedded, predicted = (patches, patches + 1) if executed else (kept, patches)
+    tokens, width, ffn, layers = patches + 1, args.decoder_hidden, args.decoder_ffn, args.decoder_layers
+    decoder = block_flops(batch, tokens, layers, width, ffn)
+    if executed and sparse_last and layers > 0:
+        predicted = patches - kept
+        decoder = (block_flops(batch, tokens, layers - 1, width, ffn)
+                   + sparse_last_block_flops(batch, tokens, width, ffn, batch * predicted))
     return (linear_flops(batch * embedded, pixels, args.vit_hidden)
             + block_flops(batch, kept + 1, args.vit_layers, args.vit_hidden, args.vit_ffn)
             + linear_flops(batch * (kept + 1), args.vit_hidden, args.decoder_hidden)
-            + block_flops(batch, patches + 1, args.decoder_layers, args.decoder_hidden, args.decoder_ffn)
-            + linear_flops(batch * predicted, args.decoder_hidden, pixels))
+            + decoder + linear_flops(batch * predicted, args.decoder_hidden, pixels))
 
 
 def simclr_flops(args: argparse.Namespace, batch: int, hidden: int, out: int, views: int = 2) -> int:
@@ -715,15 +730,19 @@ def mae_arms(args: argparse.Namespace, data: SuiteData) -> list[Arm]:
     hfssl = lambda: HfsslVisionForMaskedImageModeling(
         HfsslVisionConfig(**fields, **hfssl_overrides(args, HfsslVisionConfig)))
     vitmae = lambda: ViTMAEForPreTraining(ViTMAEConfig(**fields, attention_probs_dropout_prob=0.0))
+    sparse_last = hfssl_overrides(args, HfsslVisionConfig).get("sparse_last_layer", True)
 
-    def flops(batch: dict) -> tuple[int, int]:
-        b = batch["pixel_values"].shape[0]
-        return mae_flops(args, b), mae_flops(args, b, executed=True)
+    def flops(sparse: bool) -> Callable[[dict], tuple[int, int]]:
+        def count(batch: dict) -> tuple[int, int]:
+            b = batch["pixel_values"].shape[0]
+            return mae_flops(args, b), mae_flops(args, b, executed=True, sparse_last=sparse)
+        return count
 
     units = lambda batch: batch["pixel_values"].shape[0]
     keys = ("pixel_values", "noise")
-    return [Arm("mae", "hfssl", lambda: ready(hfssl(), args.hfssl_attention), call_with(keys), units, flops),
-            Arm("mae", "vitmae", lambda: ready(vitmae()), call_with(keys), units, flops)]
+    return [Arm("mae", "hfssl", lambda: ready(hfssl(), args.hfssl_attention), call_with(keys), units,
+                flops(sparse_last)),
+            Arm("mae", "vitmae", lambda: ready(vitmae()), call_with(keys), units, flops(False))]
 
 
 def contrastive_arms(args: argparse.Namespace, data: SuiteData) -> list[Arm]:

@@ -57,6 +57,12 @@ class HfsslVisionConfig(PretrainedConfig):
         decoder_num_attention_heads: heads per decoder attention layer; must divide `decoder_hidden_size`.
         decoder_intermediate_size: width of the decoder feed-forward layer.
         norm_pix_loss: MAE regresses per-patch normalized pixels (sharper features in He et al. 2021).
+        sparse_last_layer: when MAE trains (train mode, gradients on), the decoder's last block computes its
+            output at the masked patches only, which are all the loss reads: its keys and values still come from
+            every position, so the loss and gradients are those of the full block, while its attention output,
+            MLP, norm and the pixel head skip the class token and the visible patches. Such forward passes return
+            `logits=None`; in eval mode, without gradients, or off, the decoder predicts every patch. The MAE
+            term of hybrid objectives (`mae_loss`, no logits) always takes the sparse path when this is on.
     """
 
     model_type = "hfssl_vision"
@@ -84,6 +90,7 @@ class HfsslVisionConfig(PretrainedConfig):
         decoder_num_attention_heads: int = 4,
         decoder_intermediate_size: int = 512,
         norm_pix_loss: bool = True,
+        sparse_last_layer: bool = True,
         **kwargs,
     ):
         self.image_size = image_size
@@ -107,6 +114,7 @@ class HfsslVisionConfig(PretrainedConfig):
         self.decoder_num_attention_heads = decoder_num_attention_heads
         self.decoder_intermediate_size = decoder_intermediate_size
         self.norm_pix_loss = norm_pix_loss
+        self.sparse_last_layer = sparse_last_layer
         kwargs.setdefault("auto_map", _auto_map())
         super().__init__(**kwargs)
         self._validate()

@@ -34,7 +34,8 @@ class HfsslVisionModelOutput(ModelOutput):
 
 @dataclass
 class HfsslVisionMaskedImageModelingOutput(ModelOutput):
-    """loss: MSE on masked patches; logits (b, L, patch_size**2 * channels): predicted (normalized) pixels per patch;
+    """loss: MSE on masked patches; logits (b, L, patch_size**2 * channels): predicted (normalized) pixels per patch
+    (None from a training step with `config.sparse_last_layer`, which predicts the masked patches only);
     mask (b, L): 1 = masked; ids_restore (b, L); hidden_states: the encoder's, over visible patches."""
 
     loss: torch.Tensor | None = None
@@ -251,6 +252,9 @@ class HfsslVisionDecoder(nn.Module):
 
     def __init__(self, config: HfsslVisionConfig):
         super().__init__()
+        if not config.mask_ratio > 0:
+            raise ValueError(f"MAE predicts the patches it hides, so mask_ratio must be in (0, 1), got "
+                             f"{config.mask_ratio!r}; set mask_ratio (0.75 in He et al. 2021).")
         width = config.decoder_hidden_size
         block_config = _DecoderConfig(config)
         self.embed = Linear(config.hidden_size, width, bias=config.use_bias)
@@ -264,17 +268,32 @@ class HfsslVisionDecoder(nn.Module):
         self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps, bias=config.use_bias)
         self.pred = Linear(width, config.patch_size**2 * config.num_channels)
 
-    def forward(self, latent: torch.Tensor, ids_restore: torch.LongTensor, grid: tuple[int, int]) -> torch.Tensor:
-        """latent (b, 1 + L', hidden), ids_restore (b, L) -> predicted pixels (b, L, patch_size**2 * channels)."""
+    def forward(
+        self,
+        latent: torch.Tensor,
+        ids_restore: torch.LongTensor,
+        grid: tuple[int, int],
+        patches: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
+        """latent (b, 1 + L', hidden), ids_restore (b, L) -> predicted pixels (b, L, patch_size**2 * channels).
+
+        patches (b, k), optional: predict these patches only (indices into L), (b, k, patch_size**2 * channels);
+        the last block then computes those rows alone (`Block.forward`'s `keep`), the same values as a full pass.
+        """
         x = self.embed(latent)  # (b, 1 + L', width)
         b, length = ids_restore.shape
         mask_tokens = self.mask_token.expand(b, length + 1 - x.shape[1], -1)  # (b, L - L', width)
-        patches = torch.cat([x[:, 1:], mask_tokens], dim=1)  # (b, L, width), in shuffled order
-        patches = patches.gather(1, ids_restore[..., None].expand(-1, -1, x.shape[-1]))  # (b, L, width), image order
-        x = torch.cat([x[:, :1], patches], dim=1) + _positions(self.position_embeddings, grid, x)  # (b, 1 + L, width)
-        for layer in self.layers:
-            x = layer(x)
-        return self.pred(self.norm(x))[:, 1:]  # (b, L, patch_size**2 * channels)
+        tokens = torch.cat([x[:, 1:], mask_tokens], dim=1)  # (b, L, width), in shuffled order
+        tokens = tokens.gather(1, ids_restore[..., None].expand(-1, -1, x.shape[-1]))  # (b, L, width), image order
+        x = torch.cat([x[:, :1], tokens], dim=1) + _positions(self.position_embeddings, grid, x)  # (b, 1 + L, width)
+        keep = None if patches is None else patches + 1  # (b, k): rows of x, after the class token
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = layer(x, keep=keep if i == last else None)
+        if keep is not None and last < 0:
+            x = x.gather(1, keep[..., None].expand(-1, -1, x.shape[-1]))
+        predicted = self.pred(self.norm(x))
+        return predicted if keep is not None else predicted[:, 1:]  # (b, k or L, patch_size**2 * channels)
 
 
 class MaskedAutoencoderMixin:
@@ -284,6 +303,8 @@ class MaskedAutoencoderMixin:
     def mae_loss(self, pixel_values: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """The MAE loss of one batch (b, c, h, w): a scalar."""
         encoded = self.forward_encoder(pixel_values, noise)
+        if self.config.sparse_last_layer and _masked_count(encoded) > 0:  # no logits to return: predict masked only
+            return self.masked_patch_loss(pixel_values, encoded)
         logits = self.forward_decoder(encoded.last_hidden_state, encoded.ids_restore, pixel_values.shape[-2:])
         return self.forward_loss(pixel_values, logits, encoded.mask)
 
@@ -294,19 +315,39 @@ class MaskedAutoencoderMixin:
         return self.model(pixel_values, noise=noise, mask_ratio=self.config.mask_ratio,
                           output_hidden_states=output_hidden_states)
 
-    def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.LongTensor, image_size) -> torch.Tensor:
-        """latent (b, 1 + L', hidden), ids_restore (b, L), image_size (h, w) -> logits (b, L, p*p*c)."""
+    def forward_decoder(
+        self, latent: torch.Tensor, ids_restore: torch.LongTensor, image_size, patches: torch.LongTensor | None = None
+    ) -> torch.Tensor:
+        """latent (b, 1 + L', hidden), ids_restore (b, L), image_size (h, w) -> logits (b, L, p*p*c); with
+        patches (b, k), the logits of those patches only, (b, k, p*p*c)."""
         p = self.config.patch_size
-        return self.decoder(latent, ids_restore, (image_size[0] // p, image_size[1] // p))
+        return self.decoder(latent, ids_restore, (image_size[0] // p, image_size[1] // p), patches)
 
     def forward_loss(self, pixel_values: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean over masked patches of the per-patch MSE to the (normalized, if norm_pix_loss) pixels: a scalar."""
+        loss = (logits.float() - self._pixel_targets(pixel_values).float()).pow(2).mean(dim=-1)  # (b, L)
+        return (loss * mask).sum() / mask.sum().clamp(min=1)
+
+    def masked_patch_loss(self, pixel_values: torch.Tensor, encoded: HfsslVisionModelOutput) -> torch.Tensor:
+        """`forward_loss`'s value with the decoder predicting the masked patches only (its last block and pixel
+        head skip the rest): a scalar. `encoded` is `forward_encoder`'s output with at least one masked patch."""
+        kept = encoded.last_hidden_state.shape[1] - 1
+        masked = encoded.ids_restore.argsort(dim=1)[:, kept:]  # (b, k): the masked patches, in shuffled order
+        predicted = self.forward_decoder(  # (b, k, p*p*c)
+            encoded.last_hidden_state, encoded.ids_restore, pixel_values.shape[-2:], masked)
+        target = self._pixel_targets(pixel_values, masked)  # (b, k, p*p*c)
+        return (predicted.float() - target.float()).pow(2).mean()
+
+    def _pixel_targets(self, pixel_values: torch.Tensor, patches: torch.LongTensor | None = None) -> torch.Tensor:
+        """What the decoder regresses: (b, L, p*p*c) patches, or (b, k, p*p*c) at `patches` (b, k), normalized per
+        patch when norm_pix_loss."""
         target = self.patchify(pixel_values)  # (b, L, p*p*c)
+        if patches is not None:
+            target = target.gather(1, patches[..., None].expand(-1, -1, target.shape[-1]))
         if self.config.norm_pix_loss:
             mean, std = _patch_statistics(target)
             target = (target - mean) / std
-        loss = (logits.float() - target.float()).pow(2).mean(dim=-1)  # (b, L)
-        return (loss * mask).sum() / mask.sum().clamp(min=1)
+        return target
 
     def patchify(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(b, c, h, w) -> (b, L, p*p*c), patches row-major, each flattened as (p, p, c)."""
@@ -358,14 +399,27 @@ class HfsslVisionForMaskedImageModeling(MaskedAutoencoderMixin, HfsslVisionPreTr
         return_dict: bool | None = None,
         **kwargs,
     ) -> HfsslVisionMaskedImageModelingOutput:
-        """pixel_values (b, c, h, w), noise (b, L) optional (fixes the masking) -> loss, logits (b, L, p*p*c), mask."""
+        """pixel_values (b, c, h, w), noise (b, L) optional (fixes the masking) -> loss, logits (b, L, p*p*c), mask.
+
+        A training step (train mode, gradients on) with `config.sparse_last_layer` predicts the masked patches only
+        and returns logits=None; otherwise (evaluation, inference, or the flag off) the decoder predicts every patch.
+        """
         encoded = self.forward_encoder(pixel_values, noise, output_hidden_states)
-        logits = self.forward_decoder(encoded.last_hidden_state, encoded.ids_restore, pixel_values.shape[-2:])
-        loss = self.forward_loss(pixel_values, logits, encoded.mask)
+        sparse = self.config.sparse_last_layer and self.training and torch.is_grad_enabled()
+        if sparse and _masked_count(encoded) > 0:
+            logits, loss = None, self.masked_patch_loss(pixel_values, encoded)
+        else:
+            logits = self.forward_decoder(encoded.last_hidden_state, encoded.ids_restore, pixel_values.shape[-2:])
+            loss = self.forward_loss(pixel_values, logits, encoded.mask)
         return HfsslVisionMaskedImageModelingOutput(
             loss=loss, logits=logits, mask=encoded.mask, ids_restore=encoded.ids_restore,
             hidden_states=encoded.hidden_states,
         )
+
+
+def _masked_count(encoded: HfsslVisionModelOutput) -> int:
+    """Masked patches per image of an encoder output: L minus the visible ones."""
+    return encoded.ids_restore.shape[1] - (encoded.last_hidden_state.shape[1] - 1)
 
 
 def _patch_statistics(patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -156,6 +156,62 @@ class TestMaskedImageModeling(ModelTesterMixin):
         assert loaded.decoder.layers[0].attn.config._attn_implementation == "eager"
         assert loaded.decoder.layers[0].attn.config.hidden_size == loaded.config.decoder_hidden_size
 
+    @pytest.mark.parametrize("decoder_layers", [1, 2])
+    @pytest.mark.parametrize("norm_pix_loss", [True, False])
+    def test_sparse_last_layer_gives_the_full_decoders_loss_and_gradients_on_the_masked_rows(
+        self, decoder_layers, norm_pix_loss
+    ):
+        """A training step's last decoder block and pixel head compute the 12 masked patches only: the loss and
+        every gradient equal the full decoder's (class token and 4 visible patches too), and no logits come back;
+        in eval mode the decoder predicts every patch again."""
+        torch.manual_seed(0)
+        config = dict(decoder_num_hidden_layers=decoder_layers, norm_pix_loss=norm_pix_loss)
+        sparse = HfsslVisionForMaskedImageModeling(tiny_config(**config)).train()
+        full = HfsslVisionForMaskedImageModeling(tiny_config(**config, sparse_last_layer=False)).train()
+        full.load_state_dict(sparse.state_dict())
+        rows = []
+        for model in (sparse, full):
+            for module in (model.decoder.layers[-1].mlp, model.decoder.pred):
+                module.register_forward_hook(lambda m, args, out: rows.append(tuple(args[0].shape[:2])))
+        inputs = mae_inputs(sparse.config)
+        outputs = [model(**inputs) for model in (sparse, full)]
+        assert rows == [(3, 12), (3, 12), (3, 17), (3, 17)]
+        assert outputs[0].logits is None and outputs[1].logits.shape == (3, 16, 48)
+        torch.testing.assert_close(outputs[0].loss, outputs[1].loss)
+        torch.testing.assert_close(outputs[0].mask, outputs[1].mask)
+        for output in outputs:
+            output.loss.backward()
+        for (name, a), b in zip(sparse.named_parameters(), full.parameters(), strict=True):
+            torch.testing.assert_close(a.grad, b.grad, msg=name)
+        rows.clear()
+        evaluated = [model.eval()(**inputs) for model in (sparse, full)]  # gradients on, eval mode: every patch
+        assert rows == [(3, 17)] * 4
+        torch.testing.assert_close(evaluated[0].logits, evaluated[1].logits)
+        torch.testing.assert_close(evaluated[0].loss, outputs[0].loss)
+
+    def test_mae_loss_predicts_the_masked_patches_only_in_any_mode(self):
+        """The MAE term of hybrid objectives returns no logits, so it always takes the sparse decoder: the same
+        value as the full decoder's, in train and eval mode, with or without gradients."""
+        model, inputs = self.build(HfsslVisionForMaskedImageModeling)
+        rows = []
+        model.decoder.pred.register_forward_hook(lambda m, args, out: rows.append(args[0].shape[1]))
+        full = model.forward_loss(inputs["pixel_values"], model(**inputs).logits, model(**inputs).mask)
+        rows.clear()
+        with torch.no_grad():
+            torch.testing.assert_close(model.mae_loss(**inputs), full)
+        torch.testing.assert_close(model.train().mae_loss(**inputs), full)
+        assert rows == [12, 12]
+
+    def test_a_mask_ratio_that_hides_nothing(self):
+        """mask_ratio=0 is refused up front; one too small to hide a patch (1 - 1e-17 rounds to 1) gives loss 0,
+        not NaN: the sparse path steps aside."""
+        with pytest.raises(ValueError, match="mask_ratio must be in"):
+            HfsslVisionForMaskedImageModeling(tiny_config(mask_ratio=0.0))
+        model = HfsslVisionForMaskedImageModeling(tiny_config(mask_ratio=1e-17)).train()
+        out = model(**mae_inputs(model.config))
+        assert not out.mask.any() and out.loss.item() == 0.0 and out.logits.shape == (3, 16, 48)
+        assert model.mae_loss(**mae_inputs(model.config)).item() == 0.0
+
     def test_deepcopy_gives_equal_outputs(self):
         model, inputs = self.build(HfsslVisionForMaskedImageModeling)
         with torch.no_grad():
@@ -229,7 +285,7 @@ def test_image_and_patch_sizes(image_size, patch_size, num_channels):
     config = tiny_config(image_size=image_size, patch_size=patch_size, num_channels=num_channels)
     num_patches = (image_size // patch_size) ** 2
     images = pixels(config, batch=2)
-    out = HfsslVisionForMaskedImageModeling(config)(pixel_values=images)
+    out = HfsslVisionForMaskedImageModeling(config).eval()(pixel_values=images)
     assert out.logits.shape == (2, num_patches, patch_size**2 * num_channels) and torch.isfinite(out.loss)
     assert int(out.mask[0].sum()) == num_patches - int(num_patches * 0.25)
     assert HfsslVisionForImageClassification(config)(pixel_values=images).logits.shape == (2, 2)

@@ -132,6 +132,26 @@ def test_mae_flops_match_the_models_blocks(bench):
     assert _matmul_weights(vitmae.vit) == encoder and _matmul_weights(vitmae.decoder.decoder_layers) == decoder
 
 
+@pytest.mark.parametrize("sparse", [True, False])
+def test_mae_executed_flops_follow_the_rows_the_decoder_computes(bench, sparse):
+    flags = [] if sparse else ["--hfssl-vision-overrides", "sparse_last_layer=false"]
+    args = bench.parse_args(["--quick", "--suite", "mae", "--threads", "1", *flags])
+    data, arms = bench.prepare_suites(args)["mae"]
+    hfssl, vitmae = (next(a for a in arms if a.name == name) for name in ("hfssl", "vitmae"))
+    model, batch = hfssl.build(), data.train[0]
+    rows = []
+    for module in (model.decoder.layers[-1].mlp, model.decoder.pred):
+        module.register_forward_hook(lambda m, inputs, output: rows.append(inputs[0].shape[:-1].numel()))
+    hfssl.loss(model, batch).backward()
+    b, patches = batch["pixel_values"].shape[0], (args.image_size // args.patch_size) ** 2
+    masked = patches - int(patches * (1 - args.mask_ratio))
+    assert rows == ([b * masked] * 2 if sparse else [b * (patches + 1)] * 2)
+    useful, executed = hfssl.flops(batch)
+    assert useful == vitmae.flops(batch)[0] == bench.mae_flops(args, b)
+    assert executed == bench.mae_flops(args, b, executed=True, sparse_last=sparse)
+    assert (executed < vitmae.flops(batch)[1]) == sparse
+
+
 def test_memory_probe_runs_an_arm_alone_in_a_subprocess(bench):
     args = bench.parse_args(["--quick", "--threads", "1"])
     data = bench.SuiteData([], [], {"pad_id": 0, "cls_id": 2, "sep_id": 3})
