@@ -165,7 +165,7 @@ class TestMaskedImageModeling(ModelTesterMixin):
         every gradient equal the full decoder's (class token and 4 visible patches too), and no logits come back;
         in eval mode the decoder predicts every patch again."""
         torch.manual_seed(0)
-        config = dict(decoder_num_hidden_layers=decoder_layers, norm_pix_loss=norm_pix_loss)
+        config = {"decoder_num_hidden_layers": decoder_layers, "norm_pix_loss": norm_pix_loss}
         sparse = HfsslVisionForMaskedImageModeling(tiny_config(**config)).train()
         full = HfsslVisionForMaskedImageModeling(tiny_config(**config, sparse_last_layer=False)).train()
         full.load_state_dict(sparse.state_dict())
