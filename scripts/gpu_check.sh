@@ -106,9 +106,11 @@ stage bench-base 90 "$py" "$here/scripts/benchmark.py" "${bench[@]}" --suite mlm
   --output "$work/bench-base" && cp "$work/bench-base/benchmark.json" "$output/bench-base.json" \
   && cp "$work/bench-base/benchmark.md" "$output/bench-base.md"
 
-# 1b. hfssl's MLM with its sparse last layer (the default) against the full last layer, interleaved, same shape.
-stage ab-last-layer 60 "$py" "$here/scripts/benchmark_ab.py" --suite mlm --arms hfssl --rounds 4 \
-  --variant "full last layer=--hfssl-text-overrides sparse_last_layer=false" --output "$work/ab-last-layer" "${ab[@]}"
+# 1b. hfssl's MLM and MAE with their sparse last layers (the default) against full last layers, interleaved,
+#     same shapes.
+stage ab-last-layer 90 "$py" "$here/scripts/benchmark_ab.py" --suite mlm,mae --arms hfssl --rounds 4 \
+  --variant "full last layer=--hfssl-text-overrides sparse_last_layer=false --hfssl-vision-overrides sparse_last_layer=false" \
+  --output "$work/ab-last-layer" "${ab[@]}"
 
 # 2. Quality at BERT-base size (issue 4): an MLM on the news articles (vocabulary 8192, blocks of 128), then label
 #    efficiency on rotten_tomatoes: 1%, 10% and all labels against random init, the smallest fraction against
