@@ -135,6 +135,13 @@ stage pretrain-mlm-$size $((seconds + 40)) "$py" -m hfssl.cli pretrain --objecti
 stage bench-gpt2 60 "$py" "$here/scripts/benchmark.py" "${bench[@]}" "${gpt2[@]}" --suite clm --budget-s 0 \
   --no-memory --output "$work/bench-gpt2" && cp "$work/bench-gpt2/benchmark.md" "$output/bench-gpt2.md"
 
+# 3b. Whether the next-token gap to Llama there is the fused LM loss: hfssl's default head (fused, 4,096-row chunks
+#     on a GPU) against the plain head (full logits, as Llama's) and one chunk of every row, interleaved.
+stage ab-clm-head 75 "$py" "$here/scripts/benchmark_ab.py" --suite clm --arms hfssl --rounds 3 \
+  --variant "plain head=--hfssl-text-overrides loss_chunk_size=0" \
+  --variant "one chunk=--hfssl-text-overrides loss_chunk_size=$((1 << 20))" \
+  --output "$work/ab-clm-head" "${ab[@]}" "${gpt2[@]}"
+
 # 4. The BERT-base and ViT-B-MAE shapes again, every arm compiled (static shapes).
 stage bench-base-compiled 150 "$py" "$here/scripts/benchmark.py" "${bench[@]}" --compile --suite mlm,mae \
   --budget-s 0 --no-memory --output "$work/bench-compiled" \
