@@ -8,6 +8,7 @@ secrets). Where the Hub repo id is not known yet, the card says `{{repo_id}}`, w
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.resources
 import json
 import os
@@ -26,6 +27,7 @@ from . import sections
 from .results import bias_section, eval_results, evaluation_blocks
 
 TEMPLATE_NAME = "hfssl_model_card.md"
+CARD_SECTION = "card"  # run.json: {"sha256", "repo_id", "license"} of the card render_card last wrote
 # hfssl's own licence, which covers the modeling code the repo ships; the weights' terms may also depend on the
 # training data's licence, which hfssl cannot know, so the card says the default was applied.
 DEFAULT_LICENSE = "apache-2.0"
@@ -230,7 +232,8 @@ def render_card(run_dir: str | os.PathLike, repo_id: str | None = None, license:
     `license`: a Hub license id; default run.json's `license`, else apache-2.0 (stated on the card).
     """
     text = card_text(run_dir, repo_id, license)
-    path = RunDirectory(run_dir).model_dir / "README.md"
+    run = RunDirectory(run_dir)
+    path = run.model_dir / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".README.md.", dir=path.parent)
     try:
@@ -241,4 +244,12 @@ def render_card(run_dir: str | os.PathLike, repo_id: str | None = None, license:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    # What `hfssl publish` needs to tell this card from one edited by hand, and to render it again with the run's
+    # later results (an evaluation or audit run after the card).
+    run.update_manifest(**{CARD_SECTION: {"sha256": card_digest(text), "repo_id": repo_id, "license": license}})
     return path
+
+
+def card_digest(text: str) -> str:
+    """The sha256 of a card's text, as run.json's `card` section records it."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -94,7 +94,8 @@ def eval_files(run_path: Path) -> dict[str, Path]:
 
 
 def sanitize_manifest(manifest: dict[str, Any], secrets: tuple[str, ...] = ()) -> dict[str, Any]:
-    """run.json as published: no secrets, no local paths (a path becomes its last name), no `publish` section."""
+    """run.json as published: no secrets, no local paths (a path becomes its last name), no `publish` or `card`
+    section (where and which card this copy was published with: local bookkeeping)."""
     home = str(Path.home())
 
     def clean(value: Any, key: str = "") -> Any:
@@ -110,7 +111,7 @@ def sanitize_manifest(manifest: dict[str, Any], secrets: tuple[str, ...] = ()) -
             return Path(value.rstrip("/\\")).name
         return value.replace(home, "~") if len(home) > 1 else value
 
-    return clean({k: v for k, v in manifest.items() if k != "publish"})
+    return clean({k: v for k, v in manifest.items() if k not in ("publish", "card")})
 
 
 def looks_like_local_path(value: str) -> bool:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, constants, get_token
+from huggingface_hub import CommitInfo, CommitOperationAdd, CommitOperationDelete, HfApi, constants, get_token
 from huggingface_hub.errors import (
     HfHubHTTPError,
     OfflineModeIsEnabled,
@@ -89,8 +89,11 @@ def upload_files(
     endpoint: str,
     token: str,
     retry_for_s: float = DEFAULT_RETRY_FOR_S,
+    stale: Callable[[HfApi], Sequence[str]] | None = None,
 ) -> CommitInfo:
     """Create the repository if needed, then commit every file in one commit: all of them or none.
+
+    `stale(api)`: paths of files in the repository to delete in the same commit (asked again on each attempt).
 
     Transient failures (connection errors, 5xx, 429) are retried with exponential backoff for at most
     `retry_for_s` seconds. Each attempt builds fresh operations, so when a commit landed but its answer was
@@ -106,6 +109,7 @@ def upload_files(
         if target.revision not in (None, constants.DEFAULT_REVISION) and not target.create_pr:
             api.create_branch(target.repo_id, repo_type=target.repo_type, branch=target.revision, exist_ok=True)
         operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=content) for path, content in files.items()]
+        operations += [CommitOperationDelete(path_in_repo=path) for path in (stale(api) if stale else ())]
         return api.create_commit(
             target.repo_id, operations, commit_message=commit_message, commit_description=commit_description,
             repo_type=target.repo_type, revision=target.revision, create_pr=target.create_pr,

@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import get_token
+from huggingface_hub import HfApi, constants, get_token
+from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
 from ..training.rundir import RunDirectory, replace_dir
 from .bundle import (
@@ -38,12 +39,12 @@ from .client import (
     resolve_token,
     upload_files,
 )
-from .fallback_card import render_card
 from .metadata import check_card, split_front_matter
 
 logger = logging.getLogger(__name__)
 
 DRY_RUN_FOLDER = "publish_preview"
+PUBLISHED_FILES = "published_files"  # the published run.json's list of the files in that commit
 PUBLISH_SECTION = "publish"
 REPO_ID_SLOT = "{{repo_id}}"
 
@@ -91,7 +92,8 @@ def publish_run(
         return {"repo_id": repo_id, "dry_run": True, "folder": str(folder), "files": sorted(files)}
     target = Target(repo_id, "model", revision, private, create_pr)
     message = commit_message or f"Publish {run.path.name} with hfssl"
-    info = upload_files(files, target, commit_message=message, endpoint=endpoint, token=token, retry_for_s=retry_for_s)
+    info = upload_files(files, target, commit_message=message, endpoint=endpoint, token=token, retry_for_s=retry_for_s,
+                        stale=lambda api: stale_files(api, target, files))
     result = {
         "repo_id": repo_id, "url": f"{endpoint}/{repo_id}", "commit_sha": info.oid, "commit_url": info.commit_url,
         "revision": info.pr_revision or revision or "main", "pr_url": info.pr_url, "endpoint": endpoint,
@@ -113,19 +115,48 @@ def build_repo_files(
         raise FileNotFoundError(f"{run.manifest_path} is missing: publish a run directory written by hfssl.")
     public_manifest = sanitize_manifest(manifest, secrets)
     if is_adapter_run(run.path):
-        files, config, base = _adapter_files(run, manifest, base_model_id)
+        files, _, base = _adapter_files(run, manifest, base_model_id)
     else:
         files, base = _model_files(run), None
-        config = json.loads(files["config.json"])
     files.update({rel: path.read_bytes() for rel, path in eval_files(run.path).items()})
     if (run.path / "bias_audit.json").is_file():
         files["bias_audit.json"] = (run.path / "bias_audit.json").read_bytes()
-    files["run.json"] = (json.dumps(public_manifest, indent=2, default=str) + "\n").encode()
-    files["README.md"] = _card(run, repo_id, public_manifest, config, files, base)
+    files["README.md"] = _card(run, repo_id, base)
+    # The file list lets the next publish to this repository delete what this one uploaded and it does not.
+    listed = sorted({*files, "run.json"})
+    files["run.json"] = (json.dumps({**public_manifest, PUBLISHED_FILES: listed}, indent=2, default=str) + "\n").encode()
     leaked = find_secret(files, secrets)
     if leaked:
         raise ValueError(f"{leaked} contains the Hub token; remove it from the run before publishing.")
     return dict(sorted(files.items()))
+
+
+def stale_files(api: HfApi, target: Target, files: dict[str, bytes]) -> list[str]:
+    """Files an earlier hfssl publish put in the repository (its run.json lists them) that this publish does not
+    have: a model's weights after an adapter, an earlier audit or evaluation. Files added by other means stay; so
+    does everything in a repository whose run.json lists nothing (published by an older hfssl), with a warning."""
+    revision = target.revision or constants.DEFAULT_REVISION
+    try:
+        present = set(api.list_repo_files(target.repo_id, repo_type=target.repo_type, revision=revision))
+    except (RepositoryNotFoundError, RevisionNotFoundError):
+        return []
+    if "run.json" not in present:
+        return []
+    with tempfile.TemporaryDirectory() as folder:
+        path = api.hf_hub_download(target.repo_id, "run.json", repo_type=target.repo_type, revision=revision,
+                                   local_dir=folder)
+        try:
+            listed = json.loads(Path(path).read_text(encoding="utf-8")).get(PUBLISHED_FILES)
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            listed = None
+    if not isinstance(listed, list):
+        extra = sorted(present - set(files) - {".gitattributes"})
+        if extra:
+            logger.warning("%s already holds files this run does not have: %s. They stay (its run.json does not say "
+                           "which an earlier hfssl publish uploaded); delete them on the Hub if they are stale.",
+                           target.repo_id, ", ".join(extra))
+        return []
+    return sorted((set(map(str, listed)) & present) - set(files))
 
 
 def _model_files(run: RunDirectory) -> dict[str, bytes]:
@@ -200,18 +231,40 @@ def _parent_as_hub_id(run: RunDirectory, parent: str) -> str:
     )
 
 
-def _card(run: RunDirectory, repo_id: str, manifest: dict[str, Any], config: dict[str, Any],
-          files: dict[str, bytes], base_model: str | None) -> bytes:
-    """The card rendered by the card stage (model/README.md, `{{repo_id}}` filled in), else a minimal card from
-    run.json; checked offline either way."""
+def _card(run: RunDirectory, repo_id: str, base_model: str | None) -> bytes:
+    """The repository's README.md, checked offline.
+
+    The card is rendered from run.json as `hfssl card` renders it, so it shows every evaluation and audit the
+    run has now. A model/README.md that `hfssl card` wrote and nobody edited since (its digest is the one run.json
+    records) is rendered again, in case the run gained results after it; one edited by hand is published as it
+    is, with a warning when the run's results changed after it was rendered.
+    """
+    from ..cards.render import CARD_SECTION, card_digest, card_text
+
     rendered = run.model_dir / "README.md"
-    if rendered.is_file():
-        # The card stage cannot know where the run will be published: `{{repo_id}}` stands for it.
-        text = rendered.read_text(encoding="utf-8").replace(REPO_ID_SLOT, repo_id)
-        if base_model:
-            text = _with_base_model(text, base_model)
+    record = run.read_manifest().get(CARD_SECTION) or {}
+    license = record.get("license")
+    if not rendered.is_file():
+        text = card_text(run.path, repo_id, license)
     else:
-        text = render_card(repo_id, manifest, config, tokenizer_or_processor(files), sorted(files), base_model)
+        existing = rendered.read_text(encoding="utf-8")
+        if record.get("sha256") == card_digest(existing):
+            text = card_text(run.path, repo_id, license)
+            if card_digest(card_text(run.path, record.get("repo_id"), license)) != record["sha256"]:
+                logger.info("The run has results newer than %s: the published card is rendered again with them.",
+                            rendered)
+        else:
+            # The card stage cannot know where the run will be published: `{{repo_id}}` stands for it.
+            text = existing.replace(REPO_ID_SLOT, repo_id)
+            now = card_text(run.path, record.get("repo_id"), license)
+            # What it was rendered from, if known (then only newer results matter), else the file itself.
+            if card_digest(now) != record.get("sha256", card_digest(existing)):
+                logger.warning(
+                    "%s differs from the card `hfssl card` renders from run.json now (edited by hand, or the run "
+                    "has results newer than the card): publishing it as it is. `hfssl card %s` renders it again "
+                    "(replacing hand edits).", rendered, run.path)
+    if base_model:
+        text = _with_base_model(text, base_model)
     check_card(text, "model")
     return text.encode()
 

@@ -1,11 +1,13 @@
-"""What a run publishes: model files checked, pickles refused, run.json sanitized, an honest fallback card."""
+"""What a run publishes: model files checked, pickles refused, run.json sanitized, the card current."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 
 import pytest
 
+from hfssl.cards import card_text, render_card
 from hfssl.hub import build_repo_files
 from hfssl.hub.bundle import looks_like_local_path, sanitize_manifest
 from hfssl.hub.metadata import split_front_matter
@@ -60,23 +62,56 @@ def test_model_code_named_by_auto_map_must_be_present(run):
         build_repo_files(run, "a/b")
 
 
-def test_fallback_card_states_numbers_from_run_json_and_what_was_not_evaluated(run):
+def test_a_run_without_a_card_publishes_the_full_card_for_its_repo(run):
+    """No model/README.md: the card `hfssl card` would render, for the repo it goes to, with the run's results."""
     card = build_repo_files(run, "alice/tiny")["README.md"].decode()
+    assert card == card_text(run.path, "alice/tiny")
     metadata, body = split_front_matter(card)
     assert metadata["pipeline_tag"] == "fill-mask" and "hfssl" in metadata["tags"]
-    assert 'AutoModelForMaskedLM.from_pretrained("alice/tiny", trust_remote_code=True)' in body
-    assert "| pretrain.eval_loss | 4.25 |" in body and "| pretrain.perplexity | 70.1 |" in body
-    assert "| eval.linear_probe.accuracy | 0.61 |" in body
-    not_evaluated = body.split("## Not evaluated")[1].split("## Files")[0]
-    assert "k-nearest-neighbour" in not_evaluated and "linear probe" not in not_evaluated
-    assert "bias audit" not in not_evaluated  # bias_audit.json is in the run
+    assert 'pipeline("fill-mask", model="alice/tiny"' in body and "{{repo_id}}" not in body
+    assert "0.61" in body  # the linear probe's accuracy from run.json
+
+
+def test_a_card_older_than_the_runs_results_is_rendered_again(run, caplog):
+    """`hfssl card`, then an evaluation: the published card shows it (the stale model/README.md is not used)."""
+    run.update_manifest(eval={})
+    render_card(run.path)
+    stale = (run.model_dir / "README.md").read_text()
+    run.update_manifest(eval={"linear_probe": {"accuracy": 0.7731}})
+    with caplog.at_level(logging.INFO, logger="hfssl.hub.publish"):
+        card = build_repo_files(run, "alice/tiny")["README.md"].decode()
+    assert "0.7731" in card and "0.7731" not in stale
+    assert card == card_text(run.path, "alice/tiny") and "newer than" in caplog.text
+    assert (run.model_dir / "README.md").read_text() == stale  # publishing writes nothing into the run
+
+
+def test_a_card_rendered_with_a_license_keeps_it_when_rendered_again(run):
+    render_card(run.path, license="mit")
+    run.update_manifest(eval={"linear_probe": {"accuracy": 0.7731}})
+    metadata, _ = split_front_matter(build_repo_files(run, "alice/tiny")["README.md"].decode())
+    assert metadata["license"] == "mit"
+
+
+def test_a_hand_edited_card_is_published_as_it_is_with_a_warning_when_results_changed(run, caplog):
+    render_card(run.path)
+    path = run.model_dir / "README.md"
+    path.write_text(path.read_text() + "\nA note added by hand.\n")
+    with caplog.at_level(logging.INFO, logger="hfssl.hub.publish"):
+        card = build_repo_files(run, "alice/tiny")["README.md"].decode()
+    assert "A note added by hand." in card and "{{repo_id}}" not in card
+    assert "edited by hand" not in caplog.text  # the run has not changed since the card was rendered
+    run.update_manifest(eval={"linear_probe": {"accuracy": 0.7731}})
+    with caplog.at_level(logging.WARNING, logger="hfssl.hub.publish"):
+        card = build_repo_files(run, "alice/tiny")["README.md"].decode()
+    assert "A note added by hand." in card and "0.7731" not in card
+    assert "edited by hand" in caplog.text and "hfssl card" in caplog.text
 
 
 def test_a_run_without_results_says_so(run):
     run.update_manifest(pretrain={}, eval={})
     (run.path / "bias_audit.json").unlink()
     body = build_repo_files(run, "alice/tiny")["README.md"].decode()
-    assert "run.json records no results" in body and "no bias audit was run" in body
+    assert "No bias audit was run on this model" in body and "**Not evaluated:**" in body
 
 
 def test_missing_model_and_manifest_are_clear_errors(tmp_path):

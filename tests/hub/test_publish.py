@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 
 import numpy as np
 import pytest
 import torch
+from huggingface_hub import HfApi
 from transformers import AutoTokenizer
 
 from hfssl.hub import publish_run
@@ -139,3 +142,41 @@ def test_publish_to_a_new_branch(hub, mlm_run):
     assert result["revision"] == "v1"
     assert "model.safetensors" in hub.files(repo_id, revision="v1")
     assert "model.safetensors" not in hub.files(repo_id)
+
+
+def _copy(run: RunDirectory, folder) -> RunDirectory:
+    shutil.copytree(run.path, folder / run.path.name)
+    return RunDirectory(folder / run.path.name)
+
+
+def test_republishing_deletes_what_the_last_publish_uploaded_and_this_one_does_not(hub, mlm_run, tmp_path):
+    """An evaluation and an audit gone from the run leave the repository with the next publish; a file put there
+    by other means stays; the published run.json lists the commit's files."""
+    run, repo_id = _copy(mlm_run, tmp_path), f"{USER}/republished"
+    publish_run(run.path, repo_id, endpoint=hub.endpoint, token=TOKEN)
+    assert {"bias_audit.json", "eval/linear_probe.json", "eval/curve.png"} <= set(hub.files(repo_id))
+    HfApi(endpoint=hub.endpoint, token=TOKEN).upload_file(path_or_fileobj=b"mine", path_in_repo="notes.txt",
+                                                          repo_id=repo_id)
+    (run.path / "bias_audit.json").unlink()
+    shutil.rmtree(run.eval_dir)
+    result = publish_run(run.path, repo_id, endpoint=hub.endpoint, token=TOKEN)
+    landed = hub.files(repo_id)
+    assert "bias_audit.json" not in landed and not any(f.startswith("eval/") for f in landed)
+    assert {"notes.txt", "model.safetensors", "README.md"} <= set(landed)
+    assert json.loads(landed["run.json"])["published_files"] == result["files"]
+    assert set(landed) == {*result["files"], "notes.txt", ".gitattributes"}
+
+
+def test_a_repository_from_an_older_publish_keeps_its_files_with_a_warning(hub, mlm_run, tmp_path, caplog):
+    """Its run.json does not list what hfssl uploaded, so nothing is deleted; the extra files are named."""
+    run, repo_id = _copy(mlm_run, tmp_path), f"{USER}/older"
+    publish_run(run.path, repo_id, endpoint=hub.endpoint, token=TOKEN)
+    old = json.loads(hub.files(repo_id)["run.json"])
+    old.pop("published_files")
+    HfApi(endpoint=hub.endpoint, token=TOKEN).upload_file(path_or_fileobj=json.dumps(old).encode(),
+                                                          path_in_repo="run.json", repo_id=repo_id)
+    (run.path / "bias_audit.json").unlink()
+    with caplog.at_level(logging.WARNING, logger="hfssl.hub.publish"):
+        publish_run(run.path, repo_id, endpoint=hub.endpoint, token=TOKEN)
+    assert "bias_audit.json" in hub.files(repo_id)
+    assert "bias_audit.json" in caplog.text and "They stay" in caplog.text
