@@ -182,25 +182,23 @@ def _adapter_files(
     files = {rel: path.read_bytes() for rel, path in found.items()}
     config = json.loads(files["adapter_config.json"])
     config["base_model_name_or_path"] = base
+    if base_model_id is None:
+        # The parent's published commit: publishing the parent again later does not change what this loads on.
+        config["revision"] = _parent_commit(run, manifest) or config.get("revision")
     files["adapter_config.json"] = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
     return files, config, base
 
 
 def parent_hub_id(run: RunDirectory, manifest: dict[str, Any]) -> str:
-    """The base model's Hub id: the parent run's run.json `publish.repo_id`, or the parent itself if a Hub id.
-
-    `finetune.parent` is the parent run's path (or a dict with `path`, as the finetune stage writes it).
-    """
-    parent = (manifest.get("finetune") or {}).get("parent")
-    if isinstance(parent, dict):
-        parent = parent.get("path") or parent.get("run_dir")
+    """The base model's Hub id: the parent run's run.json `publish.repo_id`, or the parent itself if a Hub id."""
+    parent = _parent_reference(manifest)
     if not parent:
         raise ValueError(
             f"{run.manifest_path} names no parent run (finetune.parent): pass --base-model-id with the base model's Hub id."
         )
-    parent_run = _find_parent(run, str(parent))
+    parent_run = _find_parent(run, parent)
     if parent_run is None:
-        return _parent_as_hub_id(run, str(parent))
+        return _parent_as_hub_id(run, parent)
     published = parent_run.read_manifest().get(PUBLISH_SECTION) or {}
     if not published.get("repo_id"):
         raise ValueError(
@@ -208,6 +206,23 @@ def parent_hub_id(run: RunDirectory, manifest: dict[str, Any]) -> str:
             f"Publish it first (hfssl publish {parent_run.path} --repo-id NAMESPACE/NAME) or pass --base-model-id."
         )
     return published["repo_id"]
+
+
+def _parent_reference(manifest: dict[str, Any]) -> str | None:
+    """run.json's `finetune.parent`: the parent run's path (or a dict with `path`, as the finetune stage writes
+    it), or a Hub id."""
+    parent = (manifest.get("finetune") or {}).get("parent")
+    if isinstance(parent, dict):
+        parent = parent.get("path") or parent.get("run_dir")
+    return str(parent) if parent else None
+
+
+def _parent_commit(run: RunDirectory, manifest: dict[str, Any]) -> str | None:
+    """The commit the parent run was last published as (its run.json `publish.commit_sha`), if it is a local run."""
+    parent = _parent_reference(manifest)
+    parent_run = _find_parent(run, parent) if parent else None
+    published = (parent_run.read_manifest().get(PUBLISH_SECTION) or {}) if parent_run else {}
+    return published.get("commit_sha")
 
 
 def _find_parent(run: RunDirectory, parent: str) -> RunDirectory | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from peft import LoraConfig, get_peft_model
 
 from hfssl.hub import publish_run
 from hfssl.hub.metadata import split_front_matter
-from hfssl.models import HfsslTextForSequenceClassification
+from hfssl.models import HfsslTextForMaskedLM, HfsslTextForSequenceClassification
 from hfssl.training.rundir import RunDirectory
 
 from .conftest import TOKEN, USER, run_from_hub
@@ -43,11 +44,22 @@ def adapter_run(mlm_run, tmp_path_factory):
 def test_adapter_loads_with_auto_peft_model_and_its_base_from_the_hub(hub, mlm_run, adapter_run, tmp_path):
     run, ids, logits = adapter_run
     base_id, repo_id = f"{USER}/base-mlm", f"{USER}/base-mlm-sst"
-    publish_run(mlm_run.path, base_id, endpoint=hub.endpoint, token=TOKEN)
+    base_commit = publish_run(mlm_run.path, base_id, endpoint=hub.endpoint, token=TOKEN)["commit_sha"]
     publish_run(run.path, repo_id, endpoint=hub.endpoint, token=TOKEN)
+    # The parent published again with other weights: the adapter is pinned to the commit it was published on.
+    changed = RunDirectory(tmp_path / "changed")
+    shutil.copytree(mlm_run.path, changed.path)
+    model = HfsslTextForMaskedLM.from_pretrained(changed.model_dir)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5)
+    model.save_pretrained(changed.model_dir)
+    publish_run(changed.path, base_id, endpoint=hub.endpoint, token=TOKEN)
+    assert len(hub.revisions(base_id)) >= 2
 
     files = hub.files(repo_id)
     assert json.loads(files["adapter_config.json"])["base_model_name_or_path"] == base_id
+    assert json.loads(files["adapter_config.json"])["revision"] == base_commit
     metadata, _ = split_front_matter(files["README.md"].decode())
     assert metadata["base_model"] == base_id and metadata["library_name"] == "peft"
     assert "config.json" not in files  # the adapter repo holds the adapter, not a copy of the base
