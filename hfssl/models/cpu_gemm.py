@@ -176,7 +176,10 @@ def _weight_grad(grad: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 
 class _OneDnnLinear(torch.autograd.Function):
-    """F.linear with all three products (output, input gradient, weight gradient) through oneDNN."""
+    """F.linear of rows (m, k) with all three products (output, input gradient, weight gradient) through oneDNN.
+
+    It returns the (m, n) product itself, not a reshaped view of it: autograd forbids modifying a view made inside
+    a Function in place, which callers (AdaLoRA adds to a layer's output) do; `linear` reshapes outside."""
 
     @staticmethod
     def forward(ctx, x, weight, bias):
@@ -185,7 +188,7 @@ class _OneDnnLinear(torch.autograd.Function):
             rows = rows.contiguous()
         ctx.save_for_backward(rows, weight)
         ctx.has_bias = bias is not None
-        return _nt(rows, weight, bias).view(*x.shape[:-1], weight.shape[0])
+        return _nt(rows, weight, bias)
 
     @staticmethod
     @once_differentiable
@@ -195,7 +198,7 @@ class _OneDnnLinear(torch.autograd.Function):
         if not grad.is_contiguous():
             grad = grad.contiguous()
         want_x, want_w, want_b = ctx.needs_input_grad
-        grad_x = _nt(grad, weight.t(), None).view(*grad_output.shape[:-1], weight.shape[1]) if want_x else None
+        grad_x = _nt(grad, weight.t(), None) if want_x else None  # (m, k), as x was passed in
         grad_w = _weight_grad(grad, rows) if want_w else None
         grad_b = grad.sum(0) if ctx.has_bias and want_b else None
         return grad_x, grad_w, grad_b
@@ -211,7 +214,9 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     )
     if not (shapes_fit and _onednn_applies(x, weight, bias)):
         return F.linear(x, weight, bias)  # also raises PyTorch's own error for shapes that do not fit
-    return _OneDnnLinear.apply(x, weight, bias)  # without gradients it records nothing, as any Function
+    rows = x.reshape(-1, x.shape[-1])  # (m, k): a view, or a copy where x's layout needs one
+    # Without gradients the Function records nothing, as any Function.
+    return _OneDnnLinear.apply(rows, weight, bias).view(*x.shape[:-1], weight.shape[0])
 
 
 class Linear(nn.Linear):

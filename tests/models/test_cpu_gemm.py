@@ -23,12 +23,20 @@ def backend(monkeypatch):
     set_cpu_gemm_backend(None)
 
 
+def ran_onednn(out: torch.Tensor) -> bool:
+    """Whether `out` came from the oneDNN Function (`linear` reshapes its (rows, n) result: a view of it)."""
+    fn = out.grad_fn
+    if type(fn).__name__ == "ViewBackward0":
+        fn = fn.next_functions[0][0]
+    return type(fn).__name__ == "_OneDnnLinearBackward"
+
+
 def _linear_and_grads(fn, x, weight, bias, grad_out):
     x, weight = x.clone().requires_grad_(), weight.clone().requires_grad_()
     bias = bias.clone().requires_grad_() if bias is not None else None
     out = fn(x, weight, bias)
     out.backward(grad_out)
-    return out, out.grad_fn, [t.grad for t in (x, weight, bias) if t is not None]
+    return out, out, [t.grad for t in (x, weight, bias) if t is not None]
 
 
 @needs_onednn
@@ -48,9 +56,9 @@ def test_onednn_linear_matches_f_linear_in_output_and_every_gradient(backend, x_
     x, weight = torch.randn(*x_shape), torch.randn(out_features, x_shape[-1]) / x_shape[-1] ** 0.5
     bias = torch.randn(out_features) if use_bias else None
     grad_out = torch.randn(*x_shape[:-1], out_features)
-    out, grad_fn, grads = _linear_and_grads(linear, x, weight, bias, grad_out)
+    out, _, grads = _linear_and_grads(linear, x, weight, bias, grad_out)
     ref, _, ref_grads = _linear_and_grads(F.linear, x, weight, bias, grad_out)
-    assert type(grad_fn).__name__ == "_OneDnnLinearBackward"  # the oneDNN path ran, not F.linear
+    assert ran_onednn(out)  # the oneDNN path ran, not F.linear
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     for got, want in zip(grads, ref_grads, strict=True):
         assert got.shape == want.shape and got.is_contiguous()
@@ -58,14 +66,37 @@ def test_onednn_linear_matches_f_linear_in_output_and_every_gradient(backend, x_
 
 
 @needs_onednn
+def test_the_output_may_be_modified_in_place(backend):
+    """AdaLoRA (and any caller) adds to a layer's output in place: allowed, with F.linear's gradients."""
+    backend("onednn")
+    torch.manual_seed(0)
+    x, weight, bias = torch.randn(4, 64, 128), torch.randn(256, 128) / 128**0.5, torch.randn(256)
+    grad_out = torch.randn(4, 64, 256)
+
+    def plus_one(fn):
+        def run(x, weight, bias):
+            out = fn(x, weight, bias)
+            out += 1.0
+            return out
+        return run
+
+    out, _, grads = _linear_and_grads(plus_one(linear), x, weight, bias, grad_out)
+    ref, _, ref_grads = _linear_and_grads(plus_one(F.linear), x, weight, bias, grad_out)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@needs_onednn
 def test_products_that_onednn_should_not_run_take_f_linear(backend):
     backend("onednn")
+    torch.manual_seed(0)
     big_x, big_w = torch.randn(64, 256, requires_grad=True), torch.randn(256, 256, requires_grad=True)
-    assert type(linear(big_x, big_w).grad_fn).__name__ == "_OneDnnLinearBackward"
+    assert ran_onednn(linear(big_x, big_w))
     small = linear(torch.randn(4, 8, requires_grad=True), torch.randn(8, 8))  # call overhead beats oneDNN
-    assert type(small.grad_fn).__name__ != "_OneDnnLinearBackward"
+    assert not ran_onednn(small)
     double = linear(big_x.detach().double().requires_grad_(), big_w.detach().double())
-    assert double.dtype == torch.float64 and type(double.grad_fn).__name__ != "_OneDnnLinearBackward"
+    assert double.dtype == torch.float64 and not ran_onednn(double)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert linear(big_x, big_w).dtype == torch.bfloat16  # autocast's bf16 matmul, as F.linear does
     empty = linear(torch.randn(0, 256, requires_grad=True), big_w)
@@ -73,9 +104,10 @@ def test_products_that_onednn_should_not_run_take_f_linear(backend):
     with pytest.raises(RuntimeError):  # shapes that do not fit get PyTorch's own error
         linear(torch.randn(64, 255), big_w)
     with torch.no_grad():  # inference: oneDNN's product without an autograd node
-        torch.testing.assert_close(linear(big_x, big_w), F.linear(big_x, big_w), rtol=1e-5, atol=1e-5)
+        # Sums of 256 products of size ~1 in another order: float32 rounding differs by ~1e-5.
+        torch.testing.assert_close(linear(big_x, big_w), F.linear(big_x, big_w), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(mm_nt(big_x.detach(), big_w.detach()), big_x.detach() @ big_w.detach().t(),
-                               rtol=1e-5, atol=1e-5)
+                               rtol=1e-4, atol=1e-4)
 
 
 @needs_onednn
@@ -83,7 +115,7 @@ def test_aten_backend_keeps_f_linear(backend):
     backend("aten")
     assert cpu_gemm_backend() == "aten"
     out = linear(torch.randn(64, 256, requires_grad=True), torch.randn(256, 256))
-    assert type(out.grad_fn).__name__ != "_OneDnnLinearBackward"
+    assert not ran_onednn(out)
 
 
 def test_auto_picks_onednn_on_amd_cpus_only(backend, monkeypatch):
