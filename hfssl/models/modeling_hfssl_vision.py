@@ -70,6 +70,9 @@ def random_masking(
     """
     b, length, d = x.shape
     keep = int(length * (1 - mask_ratio))
+    if keep < 1:
+        raise ValueError(f"mask_ratio={mask_ratio} leaves none of the {length} patches visible; lower it or use "
+                         "smaller patches.")
     if noise is None:
         noise = torch.rand(b, length, device=x.device)
     elif noise.shape != (b, length):
@@ -255,6 +258,11 @@ class HfsslVisionDecoder(nn.Module):
         if not config.mask_ratio > 0:
             raise ValueError(f"MAE predicts the patches it hides, so mask_ratio must be in (0, 1), got "
                              f"{config.mask_ratio!r}; set mask_ratio (0.75 in He et al. 2021).")
+        if int(config.num_patches * (1 - config.mask_ratio)) < 1:
+            raise ValueError(
+                f"mask_ratio={config.mask_ratio} leaves none of the {config.num_patches} patches of a "
+                f"{config.image_size}x{config.image_size} image visible to the encoder; lower mask_ratio, or use a "
+                f"smaller patch_size than {config.patch_size} (more patches).")
         width = config.decoder_hidden_size
         block_config = _DecoderConfig(config)
         self.embed = Linear(config.hidden_size, width, bias=config.use_bias)

@@ -207,6 +207,11 @@ class TestMaskedImageModeling(ModelTesterMixin):
         not NaN: the sparse path steps aside."""
         with pytest.raises(ValueError, match="mask_ratio must be in"):
             HfsslVisionForMaskedImageModeling(tiny_config(mask_ratio=0.0))
+        with pytest.raises(ValueError, match="none of the 4 patches"):  # int(4 x 0.1) = 0 visible
+            HfsslVisionForMaskedImageModeling(tiny_config(patch_size=8, mask_ratio=0.9))
+        model = HfsslVisionForMaskedImageModeling(tiny_config(mask_ratio=0.5))
+        with pytest.raises(ValueError, match="none of the 1 patches"):  # an image of one patch at run time
+            model(pixel_values=torch.randn(2, 3, 4, 4))
         model = HfsslVisionForMaskedImageModeling(tiny_config(mask_ratio=1e-17)).train()
         out = model(**mae_inputs(model.config))
         assert not out.mask.any() and out.loss.item() == 0.0 and out.logits.shape == (3, 16, 48)
