@@ -15,7 +15,9 @@ runs/<child>/
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 import resource
 import shutil
@@ -38,6 +40,7 @@ from transformers import (
     DataCollatorWithPadding,
     PreTrainedModel,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
@@ -161,9 +164,11 @@ def run_finetune(parent_source: str, task: str, output: Path, method: PeftMethod
     splits = subsample(splits, spec)
     model = load_classifier(parent, modality, id2label)
     encoded, processor, collator = prepare_inputs(splits, parent, model, modality, spec, settings)
-    model, peft_description = apply_method(model, method, options, modality)
+    steps = count_training_steps(args, len(encoded["train"]))
+    model, peft_description = apply_method(model, method, options, modality, training_steps=steps)
     with open_run(output, overwrite) as run:
-        trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], data_collator=collator)
+        trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], data_collator=collator,
+                          callbacks=method_callbacks(model))
         stats = train_and_measure(trainer)
         metrics = evaluate_classifier(trainer, encoded["test"])
         folders = save_outputs(run, trainer.model, processor, merge)
@@ -279,9 +284,14 @@ def _processor_size(processor) -> int | None:
 # ----------------------------------------------------------------------------------------------- method
 
 
-def apply_method(model: PreTrainedModel, method: PeftMethod, options: MethodOptions,
-                 modality: str) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Wrap the model with the method's peft config (or leave it whole for full fine-tuning)."""
+def apply_method(model: PreTrainedModel, method: PeftMethod, options: MethodOptions, modality: str,
+                 training_steps: int | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Wrap the model with the method's peft config (or leave it whole for full fine-tuning).
+
+    `training_steps`: the run's optimizer steps, for methods that schedule over them (AdaLoRA's total_step).
+    """
+    if training_steps is not None:
+        options = dataclasses.replace(options, training_steps=training_steps)
     head = head_modules(model)
     description: dict[str, Any] = {"method": method.name, "modules_to_save": head}
     if method.name == "none":
@@ -291,12 +301,32 @@ def apply_method(model: PreTrainedModel, method: PeftMethod, options: MethodOpti
     targets = resolve_targets(model, options.target_modules)
     config = build_peft_config(method, options, targets, head, PEFT_TASK_TYPES[modality])
     peft_model = get_peft_model(model, config)
+    if config.is_prompt_learning and modality == "text":
+        check_prompt_learning(peft_model, method.name)
     description.update(
         target_family=targets.family,
         target_modules=sorted(config.target_modules) if getattr(config, "target_modules", None) else None,
         peft_config=_jsonable(config.to_dict()),
     )
     return peft_model, {**description, **count_parameters(peft_model)}
+
+
+def check_prompt_learning(model: PeftModel, name: str) -> None:
+    """One tiny forward pass, so that a prompt-learning method the model cannot run (prefix_tuning needs a model
+    that takes its prefixes as past key values) is refused before training rather than at its first step."""
+    ids = torch.ones(1, 2, dtype=torch.long, device=model.device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    except (TypeError, ValueError, RuntimeError, AttributeError) as error:
+        raise ValueError(
+            f"--peft {name} does not work with this model ({type(error).__name__}: {error}); use --peft "
+            "prompt_tuning or p_tuning, or an adapter method such as lora."
+        ) from error
+    finally:
+        model.train(was_training)
 
 
 def _jsonable(value: Any) -> Any:
@@ -337,6 +367,31 @@ def build_training_arguments(output: Path, method: PeftMethod, settings: TrainSe
         return TrainingArguments(**values)
     except TypeError as error:
         raise ValueError(f"Bad training argument: {error}. Use TrainingArguments field names.") from error
+
+
+def count_training_steps(args: TrainingArguments, train_rows: int) -> int:
+    """The optimizer steps the Trainer will take: `max_steps` when set, else epochs x updates per epoch."""
+    if args.max_steps > 0:
+        return args.max_steps
+    rows_per_batch = args.train_batch_size * args.world_size
+    batches = train_rows // rows_per_batch if args.dataloader_drop_last else math.ceil(train_rows / rows_per_batch)
+    return math.ceil(args.num_train_epochs * max(math.ceil(batches / args.gradient_accumulation_steps), 1))
+
+
+class AdaLoraAllocator(TrainerCallback):
+    """Run AdaLoRA's rank allocation after each optimizer step, before the gradients are zeroed, as peft asks;
+    the Trainer does not, and without it AdaLoRA never moves its rank budget."""
+
+    def __init__(self, model: PeftModel):
+        self.model = model
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.model.base_model.update_and_allocate(state.global_step)
+
+
+def method_callbacks(model: torch.nn.Module) -> list[TrainerCallback]:
+    """Trainer callbacks the method needs (AdaLoRA's budget allocation); none for the others."""
+    return [AdaLoraAllocator(model)] if hasattr(getattr(model, "base_model", None), "update_and_allocate") else []
 
 
 def peak_memory_mb() -> tuple[float, str]:

@@ -60,7 +60,8 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     data.add_argument("--max-length", type=int, default=128, help="Tokens per text (default 128).")
     method = parser.add_argument_group("method")
     method.add_argument("--peft", default="lora", help="none (full fine-tuning), lora (default), dora, ia3, loha, "
-                                                       "lokr, or any peft method by name.")
+                                                       "lokr, or any peft method by name (prompt_tuning and other "
+                                                       "prompt-learning methods: 20 virtual tokens by default).")
     method.add_argument("--lora-r", type=int, help="Adapter rank (default 8 for lora, dora, loha, lokr).")
     method.add_argument("--lora-alpha", type=float, default=16.0, help="Scaling: updates are scaled by alpha / r.")
     method.add_argument("--lora-dropout", type=float, default=0.05)

@@ -165,7 +165,24 @@ def _local(spec: DataSpec, modality: str) -> DatasetDict:
         return datasets.load_dataset("imagefolder", data_files=data_files)
     resolved = {role: resolve_files(files, f"--{role}-files") for role, files in roles.items() if files}
     fmt = infer_format([f for files in resolved.values() for f in files])
-    return datasets.load_dataset(fmt, data_files={role: [str(f) for f in files] for role, files in resolved.items()})
+    return DatasetDict({role: _load_text_split(fmt, files, spec) for role, files in resolved.items()})
+
+
+def _load_text_split(fmt: str, files: list[Path], spec: DataSpec) -> Dataset:
+    """One split's files, loaded on their own so that train and test files need not share a schema.
+
+    When the text and label columns are both there, only they are kept (other columns may differ between the
+    splits) and the text column is read as strings (a column of numbers, or of blanks only, is inferred otherwise).
+    """
+    split = datasets.load_dataset(fmt, data_files={"train": [str(f) for f in files]}, split="train")
+    needed = list(dict.fromkeys([spec.text_column, spec.label_column]))
+    if not set(needed) <= set(split.column_names):
+        return split  # the column checks name the missing one with every column of the file
+    split = split.select_columns(needed)
+    text = split.features[spec.text_column]
+    if isinstance(text, datasets.Value) and text.dtype not in ("string", "large_string"):
+        split = split.cast_column(spec.text_column, datasets.Value("string"))
+    return split
 
 
 def _hub_or_disk(spec: DataSpec) -> DatasetDict:
@@ -196,6 +213,8 @@ def load_splits(spec: DataSpec, modality: str) -> tuple[DatasetDict, dict[str, A
         splits, source = _local(spec, modality), {"train": spec.train_files, "test": spec.test_files}
     else:
         splits, source = _hub_or_disk(spec), spec.dataset
+    if modality == "text":
+        splits = drop_empty_texts(splits, spec.text_column)
     if "test" not in splits:
         logger.warning("No test split given: %.0f%% of the training rows become the test split.",
                        100 * spec.test_fraction)
@@ -204,6 +223,36 @@ def load_splits(spec: DataSpec, modality: str) -> tuple[DatasetDict, dict[str, A
     description = {"source": source, "dataset_config": spec.dataset_config, "data_dir": spec.data_dir,
                    "test_split_carved": carved, "fingerprint": splits["train"]._fingerprint}
     return splits, description
+
+
+def drop_empty_texts(splits: DatasetDict, text_column: str) -> DatasetDict:
+    """Drop rows whose text is missing or blank, with a warning per split that loses any.
+
+    Raises:
+        ValueError: the column is missing (names the split's columns), or a split has no text left.
+    """
+    kept = {}
+    for role, split in splits.items():
+        if text_column not in split.column_names:
+            raise ValueError(
+                f"Text column {text_column!r} not found in the {role} split; its columns are {split.column_names}. "
+                "Pass the right one with --text-column."
+            )
+        kept[role] = split.filter(lambda batch: [_has_text(t) for t in batch[text_column]], batched=True)
+        dropped = len(split) - len(kept[role])
+        if len(kept[role]) == 0:
+            raise ValueError(
+                f"The {role} split has no rows with non-empty text in column {text_column!r} ({len(split)} rows, "
+                "all empty or blank). Check the file, or pass the column that holds the text with --text-column."
+            )
+        if dropped:
+            logger.warning("Dropped %d of %d %s row(s) with empty text (column %r).", dropped, len(split), role,
+                           text_column)
+    return DatasetDict(kept)
+
+
+def _has_text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
 
 
 # ----------------------------------------------------------------------------------------------- labels
@@ -228,6 +277,7 @@ def encode_labels(splits: DatasetDict, label_column: str) -> tuple[DatasetDict, 
     for role, split in splits.items():
         _check_label_column(split, label_column, role)
     splits = DatasetDict({role: _drop_missing_labels(split, label_column, role) for role, split in splits.items()})
+    splits = _match_label_types(splits, label_column)
     feature = splits["train"].features[label_column]
     if isinstance(feature, ClassLabel):
         names = list(feature.names)
@@ -260,6 +310,51 @@ def encode_labels(splits: DatasetDict, label_column: str) -> tuple[DatasetDict, 
     if label_column != "label":
         splits = splits.rename_column(label_column, "label")
     return splits, {i: str(name) for i, name in enumerate(names)}
+
+
+def _match_label_types(splits: DatasetDict, column: str) -> DatasetDict:
+    """Read the test labels as the training labels' type (JSON "1" and 1, or CSV 1.0 and 1, are the same label).
+
+    Whole-number float labels (a CSV column with a missing label is read as floats) become integers first.
+
+    Raises:
+        ValueError: the test labels cannot be read as the training labels' type (e.g. names against numbers).
+    """
+    splits = DatasetDict({role: _integral_floats_as_ints(split, column) for role, split in splits.items()})
+    train, test = splits["train"].features[column], splits["test"].features[column]
+    if train == test or (isinstance(train, ClassLabel) and isinstance(test, ClassLabel)):
+        return splits
+    try:
+        cast = splits["test"].cast_column(column, train)
+    except (ValueError, TypeError, NotImplementedError):
+        raise ValueError(
+            f"The labels in column {column!r} are {_label_kind(test)} in the test split "
+            f"({_examples(splits['test'], column)}) but {_label_kind(train)} in the training split "
+            f"({_examples(splits['train'], column)}); write the labels the same way in both (all names or all "
+            "numbers)."
+        ) from None
+    return DatasetDict(train=splits["train"], test=cast)
+
+
+def _integral_floats_as_ints(split: Dataset, column: str) -> Dataset:
+    feature = split.features[column]
+    floats = isinstance(feature, datasets.Value) and feature.dtype.startswith("float")
+    if floats and all(float(v).is_integer() for v in split[column]):
+        return split.cast_column(column, datasets.Value("int64"))
+    return split
+
+
+def _label_kind(feature: Any) -> str:
+    if isinstance(feature, ClassLabel):
+        return "class names"
+    dtype = getattr(feature, "dtype", str(feature))
+    return "strings" if "string" in dtype else "integers" if "int" in dtype else dtype
+
+
+def _examples(split: Dataset, column: str, count: int = 4) -> str:
+    values = sorted(set(split[column]), key=lambda v: (str(type(v)), v))
+    shown = ", ".join(map(repr, values[:count]))
+    return shown + (", ..." if len(values) > count else "")
 
 
 def _drop_missing_labels(split: Dataset, column: str, role: str) -> Dataset:

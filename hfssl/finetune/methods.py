@@ -4,7 +4,8 @@
 turns it into a `peft.PeftConfig` (or None for full fine-tuning). Methods outside the table are
 still available by their peft name (`PeftType`, e.g. "vera", "boft", "adalora"): their config gets
 the detected target modules, the head as `modules_to_save`, `r` where the method has one, and any
-`--peft-option key=value`.
+`--peft-option key=value`. Prompt-learning methods (prompt_tuning, p_tuning, prefix_tuning, ...) get
+DEFAULT_VIRTUAL_TOKENS virtual tokens, and AdaLoRA its `total_step` from the run's number of optimizer steps.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from peft import IA3Config, LoHaConfig, LoKrConfig, LoraConfig, PeftConfig, PeftType
+from peft import IA3Config, LoHaConfig, LoKrConfig, LoraConfig, PeftConfig, PeftType, PromptLearningConfig
 from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
 
 from .targets import Targets
 
 DEFAULT_RANK = 8
+DEFAULT_VIRTUAL_TOKENS = 20  # prompt-learning methods: virtual tokens prepended to every input
 
 
 @dataclass
@@ -31,6 +33,7 @@ class MethodOptions:
     dropout: float = 0.05  # dropout on the adapter's input
     target_modules: list[str] | None = None  # None: detected per model family (hfssl.finetune.targets)
     extra: dict[str, Any] = field(default_factory=dict)
+    training_steps: int | None = None  # optimizer steps of the run, set by hfssl (AdaLoRA's total_step)
 
     def __post_init__(self) -> None:
         if self.r is not None and (not isinstance(self.r, int) or self.r < 1):
@@ -142,6 +145,14 @@ def _generic(config_class: type) -> Builder:
             values["modules_to_save"] = head
         if "r" in fields and options.r is not None:  # else the method's own default (OFT sizes blocks instead)
             values["r"] = options.r
+        if issubclass(config_class, PromptLearningConfig):
+            values["num_virtual_tokens"] = DEFAULT_VIRTUAL_TOKENS  # peft has no default
+        if "total_step" in fields and "total_step" not in options.extra:  # AdaLoRA's rank-budget schedule
+            if not options.training_steps:
+                raise ValueError(
+                    f"{config_class.__name__} needs the number of training steps; pass --peft-option total_step=N."
+                )
+            values["total_step"] = options.training_steps
         return config_class(**{**values, **options.extra})
 
     return build
@@ -170,4 +181,6 @@ def build_peft_config(method: PeftMethod, options: MethodOptions, targets: Targe
 def describe_methods() -> str:
     """One line per method, for --help texts."""
     rows = [f"  {m.name:6} {m.description} (default learning rate {m.learning_rate:g})" for m in METHODS.values()]
-    return "\n".join(rows + [f"  any other peft method by name: {', '.join(other_peft_methods())}"])
+    defaults = (f"  (prompt_tuning, p_tuning, prefix_tuning: {DEFAULT_VIRTUAL_TOKENS} virtual tokens unless "
+                "--peft-option num_virtual_tokens=N; adalora: total_step is the run's number of optimizer steps)")
+    return "\n".join([*rows, f"  any other peft method by name: {', '.join(other_peft_methods())}", defaults])
