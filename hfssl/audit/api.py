@@ -5,7 +5,9 @@ runs/<name>/model/ ─▶ audits of its family (each also on a random-init copy)
                                                                               ─▶ run.json "audit" section, a table
 ```
 Everything is computed before anything is written, so a failed audit leaves the run as it was. An audit whose
-data set is missing is recorded under "not_evaluated" with the reason, and the card lists it.
+data set is missing is recorded under "not_evaluated" with the reason, and the card lists it; a data file that
+exists but holds no usable row is an error (ValueError naming it), and so is a run on which no audit could run
+(e.g. a classifier without a labelled set), so bias_audit.json never holds an empty result.
 """
 
 from __future__ import annotations
@@ -170,11 +172,12 @@ def run_audits(plan: tuple[str, ...], models: Models, budget: Budget,
     """(results by audit name, {audit name: why it was not evaluated})."""
     results, not_evaluated = {}, {}
     for position, name in enumerate(plan):
-        share = budget.share(len(plan) - position)
-        logger.info("Audit %s (%s s)", name, "no limit" if share is None else f"{share:.0f}")
         try:
             role, function = AUDITS[name]
-            results[name] = function(models.context(role), share, labelled)
+            ctx = models.context(role)  # loaded before the share is taken, so loading counts against the budget
+            share = budget.share(len(plan) - position)
+            logger.info("Audit %s (%s s)", name, "no limit" if share is None else f"{share:.0f}")
+            results[name] = function(ctx, share, labelled)
         except MissingAuditData as error:
             logger.warning("Audit %s not evaluated: %s", name, error)
             not_evaluated[name] = without_local_paths(str(error))
@@ -207,6 +210,9 @@ def audit_run(
 
     Returns:
         The report written to bias_audit.json: {"audits": {name: result}, "not_evaluated": {name: reason}, ...}.
+
+    Raises:
+        ValueError: a bias file that exists holds no usable row, or no audit of the run's family could run.
     """
     run = RunDirectory(run_dir)
     config_path = run.model_dir / "config.json"
@@ -223,6 +229,9 @@ def audit_run(
     labelled = LabelledSet(dataset, train_files, test_files, split, text_column, image_column, label_column,
                            group_column)
     results, not_evaluated = run_audits(PLANS[family], Models(run, config, settings), budget, labelled)
+    if not results:  # an empty bias_audit.json would read as "audited" on the card
+        reasons = " ".join(f"{name}: {reason}" for name, reason in not_evaluated.items())
+        raise ValueError(f"No audit could run on this {family} run, so nothing was written. {reasons}")
     report = _report(manifest, config, family, results, not_evaluated, settings, time_budget_s, group_column, started)
     write_json_atomic(run.path / AUDIT_FILE, report)
     run.update_manifest(audit=report)

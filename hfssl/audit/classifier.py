@@ -1,14 +1,15 @@
 """Audit of fine-tuned classifiers on a user's labelled set.
 
 - With a group column: fairlearn MetricFrame by group of accuracy and, for two classes, the selection rate of
-  class 1 and the false positive / false negative rates, with between-group differences (ideal 0) and ratios
-  (ideal 1).
+  class 1 (named by config.id2label) and the false positive / false negative rates, with between-group differences
+  (ideal 0) and ratios (ideal 1). Rows with a blank group value are left out with a warning and a caveat.
 - Text classifiers: the counterfactual flip rate, the share of inputs whose predicted class changes when
   gendered words and first names are swapped (hfssl's swap lists; ideal 0).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from typing import Any
@@ -36,6 +37,8 @@ from .fairness import (
 )
 from .text_common import max_length, pad_batch
 from .wordlists import GENDER_SWAPS, NAME_SWAPS
+
+logger = logging.getLogger(__name__)
 
 _WORD = re.compile(r"[A-Za-z]+")
 
@@ -116,12 +119,20 @@ def _scorer(ctx: AuditContext, inputs: list[str] | np.ndarray, modality: str):
     return for_model
 
 
+def positive_class(config: Any) -> str:
+    """How tables name class 1, the positive class of the binary rates: "class 1: rotten" when config.id2label
+    names it, else "class 1"."""
+    id2label = {str(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
+    name = id2label.get("1")
+    return "class 1" if not name or name.upper() in ("1", "LABEL_1") else f"class 1: {name}"
+
+
 def _group_rows(ctx: AuditContext, y_true: np.ndarray, pred: np.ndarray, base: np.ndarray | None,
                 groups: np.ndarray, group_column: str, binary: bool):
     metrics = [("accuracy", accuracy)]
     if binary:
-        metrics += [("selection rate (class 1)", selection_rate), ("false positive rate", false_positive_rate),
-                    ("false negative rate", false_negative_rate)]
+        metrics += [(f"selection rate ({positive_class(ctx.model.config)})", selection_rate),
+                    ("false positive rate", false_positive_rate), ("false negative rate", false_negative_rate)]
     table, suppressed = [], {}
     for name, metric in metrics:
         rows, hidden = frame_rows(name, metric, y_true, pred, groups, ctx, baseline_pred=base, factor=group_column)
@@ -162,14 +173,22 @@ def classifier_audit(ctx: AuditContext, budget_s: float | None, table: Any, *, m
     """Disaggregated metrics and counterfactual flips of a classifier on `table` (a datasets.Dataset)."""
     started = time.perf_counter()
     inputs, y_true, groups = _inputs(ctx, table, modality, text_column, image_column, label_column, group_column)
+    caveats = []
+    if groups is not None:
+        inputs, y_true, groups, caveats = _without_blank_groups(inputs, y_true, groups, group_column)
     items = list(range(len(y_true)))
     scores, base, used, note = score_model_and_baseline(ctx, items, _scorer(ctx, inputs, modality), budget_s)
     used = np.asarray(used, dtype=int)
-    rows, suppressed, caveats = [], {}, []
+    rows, suppressed = [], {}
     if groups is not None:
+        binary = ctx.model.config.num_labels == 2
+        if binary:
+            positive = positive_class(ctx.model.config)
+            caveats.append(f"Selection, false positive and false negative rates treat {positive} as the positive "
+                           "class.")
         rows, suppressed = _group_rows(ctx, y_true[used], scores[:, 0].astype(int),
                                        None if base is None else base[:, 0].astype(int), groups[used], group_column,
-                                       ctx.model.config.num_labels == 2)
+                                       binary)
     else:
         caveats.append("No --group-column: accuracy, selection rate and error rates by group were not evaluated.")
     if modality == "text":
@@ -190,6 +209,27 @@ def classifier_audit(ctx: AuditContext, budget_s: float | None, table: Any, *, m
                                      "'her' is always swapped to 'his'."])
 
 
+def _without_blank_groups(inputs: list[str] | np.ndarray, y_true: np.ndarray, groups: np.ndarray,
+                          group_column: str) -> tuple[list[str] | np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """The rows whose group value is not blank (None, NaN or only spaces), and a caveat when some were left out.
+
+    A blank would otherwise become a group named "None" or "". ValueError when every value is blank.
+    """
+    blank = np.array([g is None or (isinstance(g, float) and np.isnan(g)) or not str(g).strip() for g in groups],
+                     dtype=bool)
+    if not blank.any():
+        return inputs, y_true, np.asarray([str(g) for g in groups], dtype=object), []
+    if blank.all():
+        raise ValueError(f"--group-column {group_column!r} is blank in all {len(groups)} rows of the audit set; pass "
+                         "the column that names each example's group, or fill it in.")
+    keep = np.flatnonzero(~blank)
+    message = (f"{int(blank.sum())} of {len(groups)} row(s) have a blank {group_column!r} and were left out of the "
+               "classifier audit.")
+    logger.warning("%s Fill the column in to audit them.", message)
+    kept_inputs = inputs[keep] if isinstance(inputs, np.ndarray) else [inputs[i] for i in keep]
+    return kept_inputs, y_true[keep], np.asarray([str(groups[i]) for i in keep], dtype=object), [message]
+
+
 def _inputs(ctx: AuditContext, table: Any, modality: str, text_column: str | None, image_column: str | None,
             label_column: str, group_column: str | None):
     """(texts or uint8 pixels, (n,) model class ids, (n,) group labels or None) from the audit table."""
@@ -198,7 +238,7 @@ def _inputs(ctx: AuditContext, table: Any, modality: str, text_column: str | Non
             raise ValueError(f"{name} {column!r} is not a column of the audit set; its columns are "
                              f"{table.column_names}.")
     y_true = label_ids(list(table[label_column]), table.features[label_column], ctx.model.config)
-    groups = None if group_column is None else np.asarray([str(v) for v in table[group_column]], dtype=object)
+    groups = None if group_column is None else np.asarray(list(table[group_column]), dtype=object)  # raw: blanks kept
     if modality == "image":
         from .vision import decode_images
 

@@ -32,8 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--label-column", default="label", help="Column holding the labels (default: label).")
     protocol = parser.add_argument_group("protocol")
     protocol.add_argument("--time-budget", type=float, default=120.0,
-                          help="Seconds for all audits; a seeded subsample is used when a set won't fit (default 120; "
-                               "0 means no limit).")
+                          help="Seconds for all audits; a seeded subsample is used when a set won't fit, the clock "
+                               "checked every ~10%% of an audit's share. The bootstrap intervals computed after the "
+                               "last audit's scoring can add a few seconds (default 120; 0 means no limit).")
     protocol.add_argument("--seed", type=int, default=0, help="Seed of subsamples, bootstrap and baseline (default 0).")
     protocol.add_argument("--no-baseline", action="store_true", help="Skip the random-init baseline (halves the time).")
     protocol.add_argument("--min-group-n", type=int, default=10, help="Suppress groups with fewer items (default 10).")

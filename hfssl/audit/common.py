@@ -40,6 +40,7 @@ LOW_SINGLE_TOKEN_FRACTION = 0.5  # below this share of single-token identity ter
 HIGH_UNKNOWN_FRACTION = 0.05  # above this share of terms with an unknown token, coverage is flagged
 CALIBRATION_ITEMS = 16
 MIN_SUBSAMPLE = 30
+CHECK_EVERY = 0.1  # scoring checks the clock after each chunk of about this share of its budget
 
 
 # ---------------------------------------------------------------------------------------------- statistics
@@ -212,27 +213,41 @@ def score_within_budget(
     """Score items, on a seeded random subsample when all of them would not fit in `budget_s`.
 
     `score(items) -> (len(items), ...)` scores. `passes` is how many times the caller will score the chosen
-    items in all (2 with a baseline), so the budget is divided by it. Returns (scores of the used items, their
-    indices into `items` in the scored order, the subsample note or None when every item was used).
+    items in all (2 with a baseline), so the budget is divided by it. Items are scored in a seeded random order in
+    chunks of at least CALIBRATION_ITEMS, at most the items scored so far and about CHECK_EVERY of the budget, with
+    the clock checked after each, so items slower than the first ones end the scoring instead of overrunning it. At
+    least MIN_SUBSAMPLE items are always scored.
+    Returns (scores of the used items, their indices into `items` in the scored order, the subsample note or None
+    when every item was used).
     """
     n = len(items)
     if n == 0:
         return np.zeros((0,)), np.zeros((0,), dtype=int), None
-    order = np.random.default_rng(seed).permutation(n) if budget_s is not None else np.arange(n)
-    head = order[: min(CALIBRATION_ITEMS, n)]
-    start = time.perf_counter()
-    first = np.asarray(score([items[i] for i in head]))
-    per_item = (time.perf_counter() - start) / len(head)
-    fits = n if budget_s is None else int(budget_s / passes / max(per_item, 1e-9))
-    used = min(n, max(fits, min(MIN_SUBSAMPLE, n), len(head)))
-    rest = order[len(head):used]
-    scores = first if len(rest) == 0 else np.concatenate([first, np.asarray(score([items[i] for i in rest]))])
+    if budget_s is None:
+        order = np.arange(n)
+        return np.asarray(score([items[i] for i in order])), order, None
+    order = np.random.default_rng(seed).permutation(n)
+    limit, start = budget_s / passes, time.perf_counter()
+    parts, used, per_item = [], 0, 0.0
+    while used < n:
+        if used == 0:
+            size = min(CALIBRATION_ITEMS, n)
+        else:
+            elapsed = time.perf_counter() - start
+            per_item = max(elapsed / used, 1e-9)  # the running mean, so a slow first chunk is averaged out
+            wanted = max(int((limit - elapsed) / per_item), MIN_SUBSAMPLE - used)
+            if wanted <= 0:
+                break
+            step = max(CALIBRATION_ITEMS, min(used, int(CHECK_EVERY * limit / per_item)))
+            size = min(wanted, step, n - used)
+        parts.append(np.asarray(score([items[i] for i in order[used:used + size]])))
+        used += size
     note = None
     if used < n:
         note = {"used": int(used), "of": int(n), "seed": int(seed),
                 "reason": f"time budget of {budget_s:.1f} s for {passes} pass(es) at about {per_item:.4f} s per item"}
         logger.warning("Audit subsample: %d of %d items (seed %d) to fit the time budget.", used, n, seed)
-    return scores, order[:used], note
+    return np.concatenate(parts), order[:used], note
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -317,7 +332,8 @@ def preference(pairs: np.ndarray) -> np.ndarray:
 
 def finite_rows(*arrays: np.ndarray | None) -> np.ndarray:
     """(n,) mask of rows that are finite in every given (n, ...) array (None arrays are ignored)."""
-    masks = [np.isfinite(np.asarray(a, dtype=float)).reshape(len(a), -1).all(1) for a in arrays if a is not None]
+    flat = [np.asarray(a, dtype=float) for a in arrays if a is not None]
+    masks = [np.isfinite(a).reshape(a.shape[0], int(np.prod(a.shape[1:]))).all(1) for a in flat]  # safe for n = 0
     return np.logical_and.reduce(masks)
 
 

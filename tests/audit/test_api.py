@@ -51,13 +51,15 @@ def test_missing_bias_sets_are_listed_as_not_evaluated_on_the_card(tmp_path, mon
     assert "- stereoset_intrasentence: stereoset.jsonl not found" in not_evaluated
 
 
-def test_image_runs_state_that_social_bias_was_not_evaluated(tmp_path):
+def test_an_image_run_without_labelled_images_is_refused_with_nothing_written(tmp_path):
+    """No audit of the family can run, so an empty bias_audit.json (read as "audited" on the card) is not
+    written; the error says which flags give the audit its data."""
     run = make_pretrain_run(tmp_path, "mae", with_eval=False)
-    report = audit_run(run.path, time_budget_s=None, print_table=False)
-    assert report["family"] == "vision" and report["audits"] == {}
-    assert "--dataset or --test-files" in report["not_evaluated"]["image_factors"]
-    assert "Social bias was not evaluated" in report["not_evaluated"]["social_bias"]
-    assert "Social bias was not evaluated" in render_card(run.path).read_text()
+    before = run.manifest_path.read_bytes()
+    with pytest.raises(ValueError, match=r"No audit could run on this vision run.*--dataset or --test-files"):
+        audit_run(run.path, time_budget_s=None, print_table=False)
+    assert run.manifest_path.read_bytes() == before and not (run.path / AUDIT_FILE).exists()
+    assert "No bias audit was run" in render_card(run.path).read_text()
 
 
 def test_a_failed_audit_leaves_the_run_as_it_was(tmp_path):

@@ -13,6 +13,7 @@ import torch
 from hfssl.audit.common import (
     Budget,
     bootstrap_ci,
+    finite_rows,
     grouped_rows,
     mean_with_ci,
     preference,
@@ -89,6 +90,27 @@ def test_time_budget_uses_a_stated_seeded_subsample():
     assert none is None and sorted(full) == list(range(20))
     with pytest.raises(ValueError, match="time_budget_s"):
         Budget(0)
+
+
+def test_time_budget_is_checked_while_scoring_so_slower_items_do_not_overrun_it():
+    """The first items are fast and the rest 10x slower: an estimate taken once from the first items would plan
+    for about 480 more items (about 4.8 s); checking the clock between chunks stops near the 0.5 s budget."""
+    def slower_later(items):
+        time.sleep((0.001 if min(items) < 0 else 0.01) * len(items))
+        return np.asarray(items, dtype=float)
+
+    items = [-1] * 16 + list(range(484))
+    order = np.random.default_rng(0).permutation(len(items))
+    items = [items[i] for i in np.argsort(order)]  # the seeded order puts the 16 fast items first
+    start = time.perf_counter()
+    scores, used, note = score_within_budget(items, slower_later, budget_s=0.5, seed=0)
+    assert time.perf_counter() - start < 1.0
+    assert note["used"] == len(used) == len(scores) >= 30 and sorted(np.asarray(items)[used][:16]) == [-1] * 16
+
+
+def test_finite_rows_of_no_rows():
+    assert finite_rows(np.zeros((0,)), np.zeros((0, 2))).shape == (0,)
+    assert finite_rows(np.array([[1.0, np.nan], [1.0, 2.0]]), None).tolist() == [False, True]
 
 
 def test_random_init_copy_is_the_same_architecture_untrained_and_seeded():

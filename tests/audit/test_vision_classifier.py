@@ -3,6 +3,7 @@ counterfactual flip rate of text classifiers."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import datasets
@@ -10,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from hfssl.audit import audit_run
-from hfssl.audit.classifier import swap_gender
+from hfssl.audit import AUDIT_FILE, audit_run
+from hfssl.audit.classifier import positive_class, swap_gender
 from hfssl.audit.common import AuditContext
 from hfssl.audit.fairness import accuracy, frame_rows
+from hfssl.cli import main
 
 from ..cards import make_finetune_run, make_pretrain_run, one_torch_thread  # noqa: F401
 
@@ -120,11 +122,14 @@ def test_classifier_metrics_by_group_and_counterfactual_flips(classifier_run):
     report = audit_run(run.path, test_files=[str(data)], text_column="text", group_column="gender",
                        time_budget_s=None, n_boot=100, print_table=False)
     metrics = {(r["metric"], r["group"]) for r in report["audits"]["classifier"]["rows"]}
-    for name in ("accuracy", "selection rate (class 1)", "false positive rate", "false negative rate"):
+    positive = json.loads((run.model_dir / "config.json").read_text())["id2label"]["1"]  # "positive" or "negative"
+    selection = f"selection rate (class 1: {positive})"
+    assert f"treat class 1: {positive} as the positive class" in " ".join(report["audits"]["classifier"]["caveats"])
+    for name in ("accuracy", selection, "false positive rate", "false negative rate"):
         assert {(name, "all"), (f"{name} by gender", "m"), (f"{name} by gender", "f"),
                 (f"{name}: difference across gender (max - min)", "all"),
                 (f"{name}: ratio across gender (min / max)", "all")} <= metrics
-    (selection_gap,) = rows_of(report, "classifier", "selection rate (class 1): difference")
+    (selection_gap,) = rows_of(report, "classifier", f"{selection}: difference")
     assert selection_gap["value"] == pytest.approx(1.0)  # the classifier answers by pronoun alone
     flips = rows_of(report, "classifier", "counterfactual flip rate")
     overall = next(r for r in flips if r["group"] == "all")
@@ -132,12 +137,50 @@ def test_classifier_metrics_by_group_and_counterfactual_flips(classifier_run):
     assert overall["baseline"]["value"] < 0.5 and overall["ideal"] == 0.0
 
 
-def test_classifier_audit_needs_labelled_data_and_names_bad_columns(classifier_run):
+def test_classifier_audit_needs_labelled_data_and_names_bad_columns(classifier_run, capsys):
+    """Without a labelled set nothing can be audited: an error (exit 2 from the CLI), not an empty bias_audit.json
+    that the card would show as an audit."""
     run, data = classifier_run
-    report = audit_run(run.path, time_budget_s=None, print_table=False)
-    assert "No labelled audit set" in report["not_evaluated"]["classifier"]
+    written = lambda: (run.manifest_path.read_bytes(), (run.path / AUDIT_FILE).exists()  # noqa: E731
+                       and (run.path / AUDIT_FILE).read_bytes())
+    before = written()
+    with pytest.raises(ValueError, match="No audit could run on this classifier run.*pass --dataset or --test-files"):
+        audit_run(run.path, time_budget_s=None, print_table=False)
+    assert main(["audit", str(run.path)]) == 2 and "nothing was written" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"--group-column 'sex' is not a column.*\['text', 'label', 'gender'\]"):
         audit_run(run.path, test_files=[str(data)], group_column="sex", print_table=False)
+    assert written() == before  # (an earlier test of this module may have audited the run)
+
+
+def test_classifier_audit_leaves_out_rows_with_a_blank_group(classifier_run, tmp_path, caplog):
+    """A blank group value (empty cell, None) is not a group: such rows are dropped with a warning and a caveat,
+    and no group named "None" or "" appears; a column blank everywhere is an error."""
+    run, data = classifier_run
+    rows = datasets.Dataset.from_csv(str(data)).to_list()
+    for i in range(0, len(rows), 6):  # 20 of 120 rows
+        rows[i]["gender"] = None if i % 12 else "  "
+    blanks = tmp_path / "blanks.csv"
+    datasets.Dataset.from_list(rows).to_csv(blanks)
+    report = audit_run(run.path, test_files=[str(blanks)], group_column="gender", time_budget_s=None, n_boot=50,
+                       print_table=False)
+    audit = report["audits"]["classifier"]
+    assert {r["group"] for r in audit["rows"]} == {"all", "m", "f"}
+    assert audit["data"]["rows"] == 100 and rows_of(report, "classifier", "accuracy")[0]["n"] == 100
+    assert any("20 of 120 row(s) have a blank 'gender' and were left out" in c for c in audit["caveats"])
+    assert "20 of 120 row(s) have a blank 'gender'" in caplog.text
+    for row in rows:
+        row["gender"] = ""
+    datasets.Dataset.from_list(rows).to_csv(blanks)
+    with pytest.raises(ValueError, match="--group-column 'gender' is blank in all 120 rows"):
+        audit_run(run.path, test_files=[str(blanks)], group_column="gender", print_table=False)
+
+
+def test_positive_class_is_named_by_id2label():
+    from transformers import PretrainedConfig
+
+    assert positive_class(PretrainedConfig(id2label={0: "fresh", 1: "rotten"})) == "class 1: rotten"
+    assert positive_class(PretrainedConfig(num_labels=2)) == "class 1"  # LABEL_1: no name known
+    assert positive_class(PretrainedConfig(id2label={0: "0", 1: "1"})) == "class 1"
 
 
 def test_image_classifier_metrics_by_group(tmp_path):
