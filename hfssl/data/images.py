@@ -16,6 +16,7 @@ scale and aspect-ratio variation that training needs.
 
 from __future__ import annotations
 
+import glob
 import gzip
 import io
 import logging
@@ -123,7 +124,7 @@ def _load_source(
     if train_files is not None:
         files = [train_files] if isinstance(train_files, str) else list(train_files)
         raw = datasets.load_dataset(
-            "imagefolder", data_files={"train": files}, split="train", cache_dir=cache_dir
+            "imagefolder", data_files={"train": image_files(files)}, split="train", cache_dir=cache_dir
         )
         return raw, f"files:{','.join(map(str, files))}"
     if isinstance(dataset, datasets.Dataset):
@@ -133,6 +134,45 @@ def _load_source(
     raw = datasets.load_dataset(dataset, dataset_config, data_dir=data_dir, split=split, cache_dir=cache_dir)
     options = {"config": dataset_config, "data_dir": data_dir, "split": split}
     return raw, f"{dataset}(" + ", ".join(f"{k}={v}" for k, v in options.items() if v) + ")"
+
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+
+
+def image_files(patterns: Sequence[str], flag: str = "--train-files") -> list[str]:
+    """Files, folders (every image file under them, by extension, any case) and globs, for `imagefolder`'s
+    data_files: a folder becomes its sorted image files, a glob or file stays as given once it matches something.
+
+    Raises:
+        FileNotFoundError: a path does not exist, a folder holds no image file, or a glob matches nothing (named,
+            with the files it would match ignoring case, if any: globs are case-sensitive).
+    """
+    found: list[str] = []
+    for pattern in map(str, patterns):
+        path = Path(pattern).expanduser()
+        if set("*?[") & set(pattern):
+            if not any(Path(m).is_file() for m in glob.iglob(str(path), recursive=True)):
+                loose = [] if "[" in pattern else [
+                    m for m in glob.iglob(_any_case(str(path)), recursive=True) if Path(m).is_file()]
+                hint = f" It would match {len(loose)} file(s) ignoring case, e.g. {loose[0]!r}." if loose else ""
+                raise FileNotFoundError(f"{pattern!r} (from {flag}) matches no file.{hint}")
+            found.append(str(path))
+        elif path.is_dir():
+            inside = sorted(str(f) for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not inside:
+                raise FileNotFoundError(f"The folder {pattern!r} (from {flag}) holds no image file "
+                                        f"({', '.join(sorted(IMAGE_SUFFIXES))}).")
+            found.extend(inside)
+        elif path.is_file():
+            found.append(str(path))
+        else:
+            raise FileNotFoundError(f"No such file or folder: {pattern!r}. Check the path given to {flag}.")
+    return found
+
+
+def _any_case(pattern: str) -> str:
+    """A glob that matches `pattern` whatever the case of its letters."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in pattern)
 
 
 def _is_saved_to_disk(folder: Path) -> bool:

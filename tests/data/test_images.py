@@ -84,6 +84,25 @@ def test_recursive_glob_train_files(image_folder: Path, cache_dir: str) -> None:
     assert ds[:]["pixel_values"].shape == (4, 1, 8, 8)
 
 
+def test_a_folder_in_train_files_reads_every_image_under_it(image_folder: Path, cache_dir: str) -> None:
+    """As --help says ("files, globs or folders"): class folders below it still give labels."""
+    (image_folder / "notes.txt").write_text("not an image")
+    (image_folder / "cat" / "UPPER.PNG").write_bytes((image_folder / "cat" / "rgb.png").read_bytes())
+    ds, info = load_image_dataset(train_files=[str(image_folder)], image_size=8, num_channels=3, cache_dir=cache_dir)
+    assert info["images"] == 6 and info["skipped_undecodable"] == 1  # UPPER.PNG too; notes.txt is not an image
+    assert ds.features["label"].names == ["cat", "dog"]
+
+
+def test_train_files_that_match_nothing_are_named(image_folder: Path, cache_dir: str) -> None:
+    with pytest.raises(FileNotFoundError, match=r"matches no file\. It would match 5 file\(s\) ignoring case"):
+        load_image_dataset(train_files=[str(image_folder / "*" / "*.PNG")], image_size=8, num_channels=3, cache_dir=cache_dir)
+    (image_folder / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no image file"):
+        load_image_dataset(train_files=[str(image_folder / "empty")], image_size=8, num_channels=3, cache_dir=cache_dir)
+    with pytest.raises(FileNotFoundError, match="No such file or folder"):
+        load_image_dataset(train_files=[str(image_folder / "nope")], image_size=8, num_channels=3, cache_dir=cache_dir)
+
+
 def test_undecodable_file_is_reported_in_a_warning(
     image_folder: Path, cache_dir: str, caplog: pytest.LogCaptureFixture
 ) -> None:
