@@ -7,6 +7,8 @@ description dict goes into run.json's "data" section, so a run records what it w
 from __future__ import annotations
 
 import bz2
+import codecs
+import csv
 import glob
 import gzip
 import hashlib
@@ -19,7 +21,7 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
-from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict, load_dataset
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict, Json, Value, load_dataset
 
 from ..training.arguments import DataArguments
 
@@ -29,7 +31,11 @@ logger = logging.getLogger(__name__)
 BUILDERS = {".txt": "text", ".text": "text", ".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 # Compression suffix -> opener; `datasets` decompresses the same suffixes on its own when loading.
 _OPENERS: dict[str, Callable[[Path], IO[bytes]]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
-_REPLACEMENT_CHAR = "\ufffd"
+# Undecodable bytes are read as this noncharacter instead of U+FFFD, so a literal U+FFFD in clean text (common in
+# scraped corpora) is kept and only rows that failed decoding are dropped and counted.
+_UNDECODABLE_MARK = "\uffff"
+_MARK_ERRORS = "hfssl-mark-undecodable"
+codecs.register_error(_MARK_ERRORS, lambda error: (_UNDECODABLE_MARK, error.end))
 _GLOB_CHARS = frozenset("*?[")
 
 AnyDatasetDict = DatasetDict | IterableDatasetDict
@@ -173,18 +179,58 @@ def _check_encoding(scans: list[FileScan], strict: bool) -> int:
 
 
 def _decode_kwargs(fmt: str, replace: bool) -> dict[str, str]:
-    """`load_dataset` keywords that turn undecodable bytes into U+FFFD instead of failing."""
+    """`load_dataset` keywords that read undecodable bytes as `_UNDECODABLE_MARK` instead of failing."""
     if not replace or fmt == "parquet":
         return {}
     if fmt == "json":
         # The json builder applies `encoding_errors` only when `encoding` is not literally "utf-8";
         # "utf8" is the same codec under another name, which routes each chunk through that decode step.
-        return {"encoding": "utf8", "encoding_errors": "replace"}
-    return {"encoding_errors": "replace"}
+        return {"encoding": "utf8", "encoding_errors": _MARK_ERRORS}
+    return {"encoding_errors": _MARK_ERRORS}
 
 
-def _load_local(args: DataArguments) -> tuple[AnyDatasetDict, dict[str, Any], bool]:
-    """Load `args.train_files` (+ `validation_files`) with one builder; returns (splits, description, has_bad)."""
+def file_columns(path: Path, fmt: str) -> list[str] | None:
+    """The columns of a csv (its header) or parquet file (its schema); None for formats without a fixed header."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    if fmt == "csv":
+        with _open_bytes(path) as raw:
+            header = next(csv.reader([raw.readline().decode("utf-8-sig", errors="replace")]), [])
+        return header
+    return None
+
+
+def _load_split(fmt: str, files: list[Path], role: str, args: DataArguments, replace: bool) -> AnyDataset:
+    """One split's files, loaded on their own so that train and validation files need not share columns.
+
+    Raises:
+        ValueError: a csv/parquet file lacks the text column (names the file and its columns).
+    """
+    flag = "--train-files" if role == "train" else "--validation-files"
+    headers = {f: file_columns(f, fmt) for f in files}
+    for path, columns in headers.items():
+        if columns is not None and args.text_column not in columns:
+            raise ValueError(
+                f"{role.capitalize()} file {str(path)!r} (from {flag}) has no column {args.text_column!r}; its "
+                f"columns are {columns}. Pass the column that holds the text with --text-column, or give files "
+                "that all have it."
+            )
+    kwargs = _decode_kwargs(fmt, replace)
+    if len({tuple(c) for c in headers.values() if c is not None}) > 1:
+        # Files of one split with different other columns would fail to cast to one schema: read the text only.
+        kwargs["usecols" if fmt == "csv" else "columns"] = [args.text_column]
+    return load_dataset(fmt, data_files={"train": [str(f) for f in files]}, split="train",
+                        streaming=args.streaming, **kwargs)
+
+
+def _load_local(args: DataArguments) -> tuple[AnyDatasetDict, dict[str, Any], bool, dict[str, str]]:
+    """Load `args.train_files` (+ `validation_files`) with one builder.
+
+    Returns:
+        (splits, description, has_bad, origins): origins names each split's files for error messages.
+    """
     roles = {"train": resolve_files(args.train_files)}
     if args.validation_files:
         roles["validation"] = resolve_files(args.validation_files, "--validation-files")
@@ -192,17 +238,17 @@ def _load_local(args: DataArguments) -> tuple[AnyDatasetDict, dict[str, Any], bo
     fmt = infer_format(all_files)
     scans = {f: scan_file(f, fmt) for f in all_files}
     bad_lines = _check_encoding(list(scans.values()), args.strict)
-    data_files = {}
+    splits, origins = {}, {}
     for role, files in roles.items():
         # `datasets` fails on files without rows (json: StopIteration, csv: "no data"), so leave them out.
-        kept = [str(f) for f in files if scans[f].data_lines]
+        kept = [f for f in files if scans[f].data_lines]
         if not kept:
             raise ValueError(
                 f"corpus is empty: the {role} files hold no text ({', '.join(map(str, files))}). "
                 "Give files with at least one non-blank line."
             )
-        data_files[role] = kept
-    splits = load_dataset(fmt, data_files=data_files, streaming=args.streaming, **_decode_kwargs(fmt, bool(bad_lines)))
+        splits[role] = _load_split(fmt, kept, role, args, bool(bad_lines))
+        origins[role] = f"the {role} files ({', '.join(map(str, kept))})"
     description = {
         "source": [str(f) for f in all_files],
         "format": fmt,
@@ -211,10 +257,10 @@ def _load_local(args: DataArguments) -> tuple[AnyDatasetDict, dict[str, Any], bo
             "".join(fingerprint_files(files, role) for role, files in roles.items()).encode()
         ).hexdigest(),
     }
-    return splits, description, bool(bad_lines)
+    return (IterableDatasetDict if args.streaming else DatasetDict)(splits), description, bool(bad_lines), origins
 
 
-def _load_hub(args: DataArguments) -> tuple[AnyDatasetDict, dict[str, Any], bool]:
+def _load_hub(args: DataArguments) -> tuple[AnyDatasetDict, dict[str, Any], bool, dict[str, str]]:
     """Load `args.dataset` (a Hub id, a local dataset folder or a builder name) and pick its splits."""
     loaded = load_dataset(args.dataset, args.dataset_config, data_dir=args.data_dir, streaming=args.streaming)
     names = {"train": args.train_split}
@@ -241,7 +287,8 @@ def _load_hub(args: DataArguments) -> tuple[AnyDatasetDict, dict[str, Any], bool
         "skipped_undecodable": 0,
         "fingerprint": fingerprint,
     }
-    return splits, description, False
+    origins = {role: f"the {role} data (split {name!r} of {args.dataset!r})" for role, name in names.items()}
+    return splits, description, False, origins
 
 
 # ----------------------------------------------------------------------------------------------- columns and rows
@@ -255,30 +302,59 @@ def _column_names(ds: AnyDataset) -> list[str]:
     return list(first) if first is not None else []
 
 
-def _select_text(ds: AnyDataset, column: str, split: str) -> AnyDataset:
-    """Keep only `column`, renamed to `text`, after checking that it exists and holds strings."""
+def _feature_kind(feature: Any) -> str:
+    """A feature in words: `int64`, `lists`, `objects with fields ['a']`, `Image`."""
+    if isinstance(feature, dict):
+        return f"objects with fields {list(feature)}"
+    if hasattr(feature, "feature"):  # List, LargeList, Sequence
+        return f"lists of {_feature_kind(feature.feature)}"
+    return getattr(feature, "dtype", None) or type(feature).__name__
+
+
+def _first_non_text(ds: AnyDataset, column: str, limit: int = 100_000) -> tuple[int, Any] | None:
+    """(row, value) of the first value in `column` that is neither a string nor missing, within `limit` rows."""
+    rows = islice((value for batch in ds.select_columns([column]).iter(batch_size=1000) for value in batch[column]),
+                  limit)
+    return next(((row, value) for row, value in enumerate(rows) if value is not None and not isinstance(value, str)),
+                None)
+
+
+def _select_text(ds: AnyDataset, column: str, where: str) -> AnyDataset:
+    """Keep only `column`, renamed to `text`, after checking that it exists and holds strings.
+
+    Raises:
+        ValueError: the column is missing, holds another type (numbers, lists, objects), or mixes strings with
+            other JSON values (names the first such row and value).
+    """
     columns = _column_names(ds)
     if column not in columns:
         raise ValueError(
-            f"Text column {column!r} not found in the {split} data; its columns are {columns}. "
+            f"Text column {column!r} not found in {where}; its columns are {columns}. "
             "Pass the right one with --text-column."
         )
     feature = (ds.features or {}).get(column)
-    dtype = getattr(feature, "dtype", "string")
-    if dtype not in ("string", "large_string", "null"):
+    if isinstance(feature, Json):
+        found = _first_non_text(ds, column)
+        sample = f": row {found[0] + 1} holds {found[1]!r} ({type(found[1]).__name__})" if found else ""
+        raise ValueError(  # noqa: TRY004 -- bad input data, not a programming error: the CLI maps it to exit 2
+            f"Column {column!r} mixes text with other values ({where}){sample}. Write every value as a JSON "
+            "string (quote numbers, join lists), or pick a text column with --text-column."
+        )
+    if feature is not None and not (isinstance(feature, Value) and feature.dtype in ("string", "large_string", "null")):
         raise ValueError(
-            f"Column {column!r} holds {dtype}, not text. Pick a text column with --text-column (columns: {columns})."
+            f"Column {column!r} holds {_feature_kind(feature)}, not text ({where}). Pick a text column with "
+            f"--text-column (columns: {columns})."
         )
     ds = ds.select_columns([column])
     return ds.rename_column(column, "text") if column != "text" else ds
 
 
 def _has_text(batch: dict[str, list]) -> list[bool]:
-    return [bool(text and text.strip()) for text in batch["text"]]
+    return [isinstance(text, str) and bool(text.strip()) for text in batch["text"]]
 
 
 def _is_decodable(batch: dict[str, list]) -> list[bool]:
-    return [not (text and _REPLACEMENT_CHAR in text) for text in batch["text"]]
+    return [not (text and _UNDECODABLE_MARK in text) for text in batch["text"]]
 
 
 def _drop_rows(ds: AnyDataset, keep: Callable[[dict[str, list]], list[bool]]) -> tuple[AnyDataset, int | None]:
@@ -288,10 +364,9 @@ def _drop_rows(ds: AnyDataset, keep: Callable[[dict[str, list]], list[bool]]) ->
 
 
 def _clean(split: AnyDataset, has_bad: bool) -> tuple[AnyDataset, int | None, int | None]:
-    """Drop rows that held undecodable bytes (now U+FFFD) and rows without text.
+    """Drop rows that held undecodable bytes (read as `_UNDECODABLE_MARK`) and rows without text.
 
-    Once any file had bad bytes, every row holding U+FFFD goes, also from clean files: the builders do
-    not say which file a row came from, and a literal U+FFFD in clean text is rare.
+    A literal U+FFFD in valid UTF-8 is text like any other and is kept.
     """
     undecodable = 0
     if has_bad:
@@ -367,11 +442,11 @@ def load_text_dataset(args: DataArguments, seed: int = 42) -> tuple[AnyDatasetDi
         text_column, train_rows, validation_rows, skipped_undecodable, skipped_empty, streaming, fingerprint.
     """
     _check_sources(args)
-    splits, description, has_bad = _load_local(args) if args.train_files else _load_hub(args)
+    splits, description, has_bad, origins = _load_local(args) if args.train_files else _load_hub(args)
     source = description["source"]
     cleaned, dropped_undecodable, skipped_empty = {}, 0, 0
     for role, split in splits.items():
-        split = _select_text(split, args.text_column, role)
+        split = _select_text(split, args.text_column, origins[role])
         cleaned[role], undecodable, empty = _clean(split, has_bad)
         dropped_undecodable += undecodable or 0
         skipped_empty += empty or 0

@@ -107,19 +107,51 @@ def _pick_splits(loaded: Any, options: DataOptions, where: str) -> tuple[dataset
 
 
 def _load_files(options: DataOptions) -> datasets.DatasetDict:
+    """Train (+ test) files as splits; text files of each split are loaded on their own (see `_load_text_files`)."""
     from ..data.text import infer_format, resolve_files
 
     roles = {"train": options.train_files, "test": options.test_files}
     roles = {role: list(files) for role, files in roles.items() if files}
     try:
-        resolved = {role: [str(f) for f in resolve_files(files, f"--{role}-files")] for role, files in roles.items()}
-        builder = infer_format([Path(f) for files in resolved.values() for f in files])
+        resolved = {role: resolve_files(files, f"--{role}-files") for role, files in roles.items()}
+        builder = infer_format([f for files in resolved.values() for f in files])
     except (FileNotFoundError, ValueError):
         # Not text files: image files, globs or class folders, read by `imagefolder` (folder names are labels).
-        resolved = {role: [f"{p.rstrip('/')}/**" if Path(p).is_dir() else p for p in files]
-                    for role, files in roles.items()}
-        builder = "imagefolder"
-    return datasets.load_dataset(builder, data_files=resolved)
+        images = {role: [f"{p.rstrip('/')}/**" if Path(p).is_dir() else p for p in files]
+                  for role, files in roles.items()}
+        return datasets.load_dataset("imagefolder", data_files=images)
+    return datasets.DatasetDict({role: _load_text_files(builder, files, role, options)
+                                 for role, files in resolved.items()})
+
+
+def _load_text_files(builder: str, files: list[Path], role: str, options: DataOptions) -> datasets.Dataset:
+    """One split's csv/json/parquet/txt files, so train and test files need not share their other columns.
+
+    Raises:
+        ValueError: a csv/parquet file lacks the label column or the --text-column (names the file and its columns).
+    """
+    from ..data.text import file_columns
+
+    headers = {path: file_columns(path, builder) for path in files}
+    needed = [c for c in (options.label_column, options.text_column) if c is not None]
+    for path, columns in headers.items():
+        missing = [c for c in needed if columns is not None and c not in columns]
+        if missing:
+            flag = "--label-column" if missing[0] == options.label_column else "--text-column"
+            raise ValueError(f"The {role} file {str(path)!r} (from --{role}-files) has no column {missing[0]!r}; its "
+                             f"columns are {columns}. Give files that have it, or name the right column with {flag}.")
+    kwargs: dict[str, Any] = {}
+    known = [c for c in headers.values() if c is not None]
+    if len({tuple(c) for c in known}) > 1:
+        # Files whose other columns differ would fail to cast to one schema: read the columns they all share.
+        shared = [c for c in known[0] if all(c in other for other in known)]
+        kwargs["usecols" if builder == "csv" else "columns"] = shared
+    split = datasets.load_dataset(builder, data_files={"train": [str(f) for f in files]}, split="train", **kwargs)
+    if options.label_column not in split.column_names:  # json/txt: no header to check up front
+        raise ValueError(f"The {role} files ({', '.join(map(str, files))}) have no column {options.label_column!r}; "
+                         f"their columns are {split.column_names}. Give files with labels, or name the column that "
+                         "holds them with --label-column.")
+    return split
 
 
 def load_source(options: DataOptions) -> tuple[datasets.Dataset, datasets.Dataset | None, str]:
@@ -199,10 +231,46 @@ def input_column(features: datasets.Features, modality: str, options: DataOption
 # ---------------------------------------------------------------------------------------------- labels and rows
 
 
+def _is_missing_label(value: Any, feature: Any) -> bool:
+    """None, NaN (a blank CSV cell), or a ClassLabel's -1 (datasets' "no label")."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return True
+    return isinstance(feature, datasets.ClassLabel) and value < 0
+
+
+def drop_missing_labels(ds: datasets.Dataset, label_column: str, role: str) -> datasets.Dataset:
+    """Drop rows without a label, with a warning giving the count (as `hfssl finetune` does).
+
+    Raises:
+        ValueError: no row of the split has a label.
+    """
+    feature = ds.features[label_column]
+    keep = [i for i, value in enumerate(ds[label_column]) if not _is_missing_label(value, feature)]
+    if len(keep) == len(ds):
+        return ds
+    if not keep:
+        raise ValueError(f"No {role} row has a label in column {label_column!r} (all {len(ds)} are empty). "
+                         "Check the file, or name the column that holds the labels with --label-column.")
+    logger.warning("Dropped %d of %d %s row(s) without a label (column %r).", len(ds) - len(keep), len(ds), role,
+                   label_column)
+    return ds.select(keep)
+
+
+def _label_name(value: Any) -> str:
+    """A label as a class name; whole-number floats (a CSV label column with blanks is read as floats) as integers."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _class_names(feature: Any, values: list[Any]) -> list[str]:
     if isinstance(feature, datasets.ClassLabel):
         return list(feature.names)
-    return [str(v) for v in sorted(set(values))]
+    names = {_label_name(v): v for v in values}
+    try:
+        return [_label_name(v) for v in sorted(set(names.values()))]
+    except TypeError:  # mixed types (JSON numbers and strings): order by name
+        return sorted(names)
 
 
 def encode_labels(values: list[Any], feature: Any, names: list[str], role: str) -> np.ndarray:
@@ -210,18 +278,18 @@ def encode_labels(values: list[Any], feature: Any, names: list[str], role: str) 
     if isinstance(feature, datasets.ClassLabel):
         return np.asarray(values, dtype=np.int64)
     index = {name: i for i, name in enumerate(names)}
-    unknown = sorted({str(v) for v in values} - set(index))
+    unknown = sorted({_label_name(v) for v in values} - set(index))
     if unknown:
         raise ValueError(f"The {role} split has labels the training split lacks: {unknown[:10]}; "
                          "give a training split that covers every class.")
-    return np.asarray([index[str(v)] for v in values], dtype=np.int64)
+    return np.asarray([index[_label_name(v)] for v in values], dtype=np.int64)
 
 
 def carve_test_split(train: datasets.Dataset, label_column: str, fraction: float, seed: int):
     """Stratified (train, test) split of one Dataset: `fraction` of every class goes to test."""
     from sklearn.model_selection import train_test_split
 
-    labels = np.asarray([str(v) for v in train[label_column]])
+    labels = np.asarray([_label_name(v) for v in train[label_column]])
     _, counts = np.unique(labels, return_counts=True)
     stratify = labels if counts.min() >= 2 else None
     keep, test = train_test_split(np.arange(len(train)), test_size=fraction, random_state=seed, stratify=stratify)
@@ -255,8 +323,15 @@ def load_labeled_data(options: DataOptions, modality: str, model_config: Any = N
     train, test, source = load_source(options)
     check_label_column(train.features, options.label_column)
     column = input_column(train.features, modality, options)
+    train = drop_missing_labels(train, options.label_column, "training")
     if test is not None:
         check_label_column(test.features, options.label_column)
+        if column not in test.features:
+            where = f"The test files ({', '.join(options.test_files)})" if options.test_files else "The test split"
+            raise ValueError(f"{where} have no column {column!r}, which holds the inputs in the training data; their "
+                             f"columns are {list(test.features)}. Give test data with that column, or name the text "
+                             "column both share with --text-column.")
+        test = drop_missing_labels(test, options.label_column, "test")
         test_note = "given"
     else:
         train, test = carve_test_split(train, options.label_column, options.test_fraction, options.seed)

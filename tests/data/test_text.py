@@ -288,3 +288,61 @@ def test_texts_for_tokenizer_is_bounded_for_both_kinds(tmp_path):
     assert list(texts_for_tokenizer(splits, max_texts=3)) == splits["train"]["text"][:3]
     assert list(texts_for_tokenizer(streamed, max_texts=4)) == DOCS[5:9]
     assert len(list(texts_for_tokenizer(Dataset.from_dict({"text": DOCS})))) == len(DOCS)
+
+
+# --------------------------------------------------------------------------------------------- column types and schemas
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+@pytest.mark.parametrize(("rows", "column", "expected"), [
+    ([{"meta": {"text": t}} for t in DOCS], "meta", r"'meta' holds objects with fields \['text'\], not text"),
+    ([{"text": [t, t]} for t in DOCS], "text", "'text' holds lists of string, not text"),
+    ([{"text": t} for t in DOCS[:30]] + [{"text": 7}] + [{"text": t} for t in DOCS[30:]], "text",
+     r"'text' mixes text with other values \(the train files \(.*a\.jsonl\)\): row 31 holds 7 \(int\)"),
+])
+def test_json_values_that_are_not_text_are_rejected(tmp_path, rows, column, expected, streaming):
+    path = write_lines(tmp_path / "a.jsonl", [json.dumps(row) for row in rows])
+    with pytest.raises(ValueError, match=expected) as error:
+        load(tmp_path, [path], text_column=column, streaming=streaming)
+    assert "--text-column" in str(error.value)
+
+
+def test_validation_file_without_the_text_column_names_the_file(tmp_path):
+    train = tmp_path / "train.csv"
+    pd.DataFrame({"body": DOCS, "id": range(40)}).to_csv(train, index=False)
+    valid = write_corpus(tmp_path / "valid.csv", DOCS[:5])  # columns text, id
+    args = DataArguments(train_files=[str(train)], validation_files=[str(valid)], text_column="body")
+    with pytest.raises(ValueError, match=r"Validation file '.*valid\.csv' \(from --validation-files\) has no column "
+                                         r"'body'; its columns are \['text', 'id'\]"):
+        load_text_dataset(args)
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_files_with_differing_other_columns_load(tmp_path, suffix, streaming):
+    """Train and validation files, and files of one split, need only share the text column."""
+    def write(name: str, frame: pd.DataFrame) -> str:
+        path = tmp_path / f"{name}.{suffix}"
+        frame.to_csv(path, index=False) if suffix == "csv" else frame.to_parquet(path)
+        return str(path)
+
+    train = [write("a", pd.DataFrame({"body": DOCS[:20], "id": range(20)})),
+             write("b", pd.DataFrame({"source": ["web"] * 10, "body": DOCS[20:30]}))]
+    valid = [write("v", pd.DataFrame({"body": DOCS[30:], "score": [0.5] * 10}))]
+    args = DataArguments(train_files=train, validation_files=valid, text_column="body", streaming=streaming)
+    splits, _ = load_text_dataset(args)
+    assert [r["text"] for r in splits["train"]] == DOCS[:30]
+    assert [r["text"] for r in splits["validation"]] == DOCS[30:]
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_literal_replacement_characters_are_text_not_undecodable(tmp_path, caplog, streaming):
+    """Valid UTF-8 holding U+FFFD is kept; only rows that failed to decode are dropped, and counted the same way."""
+    with_fffd = [f"{doc} \ufffd quoted badly upstream" for doc in DOCS[:7]]
+    clean = write_lines(tmp_path / "a.txt", with_fffd + DOCS[7:])
+    bad = write_lines(tmp_path / "b.txt", [b"caf\xe9 latin-1 bytes", b"\xff\xfe broken", DOCS[0].encode()])
+    with caplog.at_level(logging.WARNING, logger="hfssl.data.text"):
+        splits, description = load(tmp_path, [clean, bad], streaming=streaming, validation_examples=5)
+    assert "2 line(s) are not valid UTF-8" in caplog.text
+    assert description["skipped_undecodable"] == 2
+    assert sorted(all_texts(splits)) == sorted(with_fffd + DOCS[7:] + DOCS[:1])
