@@ -27,7 +27,7 @@ def _pretrain_parser():
         description="Pretrain a self-supervised model with the Hugging Face Trainer.\n\nObjectives:\n"
         + describe_objectives()
         + "\n\nEvery TrainingArguments flag works (--max-steps, --learning-rate, --bf16, ...). "
-        "--config FILE.yaml|json reads the same flags from a file; flags given after it win.",
+        "--config FILE.yaml|json (once) reads the same flags from a file; flags on the command line win.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", help="YAML or JSON file with any of these flags (keys as in --help).")
@@ -52,15 +52,37 @@ def config_file_to_argv(path: str) -> list[str]:
     return argv
 
 
-def parse_pretrain_args(argv: Sequence[str]):
-    """(model, data, run, training) argument dataclasses from flags and an optional --config file."""
-    parser = _pretrain_parser()
+def split_config_flag(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+    """(the file of `--config FILE` or `--config=FILE`, the other flags); at most one --config is allowed."""
+    path, rest, i = None, [], 0
     argv = list(argv)
-    if "--config" in argv:
-        i = argv.index("--config")
-        if i + 1 >= len(argv):
-            raise ValueError("--config needs a file path.")
-        argv = config_file_to_argv(argv[i + 1]) + argv[:i] + argv[i + 2:]
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--config" or arg.startswith("--config="):
+            if path is not None:
+                raise ValueError("--config was given more than once; pass a single config file (flags on the "
+                                 "command line override its values).")
+            if arg == "--config":
+                if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                    raise ValueError("--config needs a file path: --config FILE.yaml.")
+                path, i = argv[i + 1], i + 2
+            else:
+                path, i = arg.partition("=")[2], i + 1
+                if not path:
+                    raise ValueError("--config needs a file path: --config=FILE.yaml.")
+            continue
+        rest.append(arg)
+        i += 1
+    return path, rest
+
+
+def parse_pretrain_args(argv: Sequence[str]):
+    """(model, data, run, training) argument dataclasses from flags and an optional --config file
+    (`--config FILE` or `--config=FILE`, once; the flags on the command line override the file's)."""
+    parser = _pretrain_parser()
+    path, argv = split_config_flag(argv)
+    if path is not None:
+        argv = config_file_to_argv(path) + argv
     *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if remaining:
         raise ValueError(f"Unknown arguments: {' '.join(remaining)}. See `hfssl pretrain --help`.")

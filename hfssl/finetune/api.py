@@ -156,7 +156,7 @@ def run_finetune(parent_source: str, task: str, output: Path, method: PeftMethod
     check_dataset_modality(spec, task)
     parent = resolve_parent(parent_source)
     check_modality(task, parent.modality, parent.source)
-    check_can_start(output, overwrite, resume=False)
+    check_can_start(output, overwrite, resume=False, can_resume=False)
     args = build_training_arguments(output, method, settings, spec.seed)
     set_seed(spec.seed)
     splits, data_description = load_splits(spec, modality)
@@ -166,7 +166,7 @@ def run_finetune(parent_source: str, task: str, output: Path, method: PeftMethod
     encoded, processor, collator = prepare_inputs(splits, parent, model, modality, spec, settings)
     steps = count_training_steps(args, len(encoded["train"]))
     model, peft_description = apply_method(model, method, options, modality, training_steps=steps)
-    with open_run(output, overwrite) as run:
+    with open_run(output, overwrite, can_resume=False) as run:
         trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], data_collator=collator,
                           callbacks=method_callbacks(model))
         stats = train_and_measure(trainer)

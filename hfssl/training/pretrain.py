@@ -6,6 +6,7 @@ Everything that can fail on bad input (data, tokenizer, config) runs before the 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -60,6 +61,8 @@ def pretrain(
         TimeBudgetCallback.validate(run_args.max_time_s)
     set_seed(training_args.seed)
     resume_checkpoint = RunDirectory(run_path).last_checkpoint() if run_args.resume else None
+    if resume_checkpoint:
+        check_not_finished(resume_checkpoint, training_args)
     prepared = prepare(model_args, data_args, objective, training_args.seed, resume_checkpoint)
     probe_data = load_run_probe_data(run_args, prepared, data_args)
     with open_run(run_path, run_args.overwrite, run_args.resume) as run:
@@ -75,6 +78,28 @@ def pretrain(
             **describe_run(objective, trainer, prepared, stats, model_args, data_args, run_args, training_args)
         )
     return PretrainResult(run=run, manifest=manifest)
+
+
+def check_not_finished(checkpoint: str, training_args: PretrainingArguments) -> None:
+    """Refuse to resume a checkpoint that already reached --max-steps (or --num-train-epochs without it):
+    the Trainer would train one more step and overwrite the finished run's results."""
+    state_file = Path(checkpoint) / "trainer_state.json"
+    if not state_file.is_file():
+        return
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    step = int(state.get("global_step", 0))
+    if training_args.max_steps > 0:
+        if step >= training_args.max_steps:
+            raise ValueError(
+                f"--resume: {checkpoint} already finished at step {step} (--max-steps {training_args.max_steps}); "
+                f"raise --max-steps above {step} to continue training it."
+            )
+    elif (epoch := float(state.get("epoch") or 0.0)) >= training_args.num_train_epochs:
+        raise ValueError(
+            f"--resume: {checkpoint} already finished {epoch:g} epochs (--num-train-epochs "
+            f"{training_args.num_train_epochs:g}) at step {step}; raise --num-train-epochs or pass --max-steps "
+            f"above {step} to continue training it."
+        )
 
 
 def engine_state_dict(trainer) -> dict | None:
@@ -115,7 +140,7 @@ def build_trainer(prepared: Prepared, training_args: PretrainingArguments, run: 
     if prepared.views is not None:
         training_args.remove_unused_columns = False  # the images reach compute_loss as `pixel_values`
         training_args.include_num_input_tokens_seen = "no"  # it would count pixels
-    return SSLTrainer(
+    trainer = SSLTrainer(
         model=sync_batch_norm(prepared.model, training_args),
         args=training_args,
         train_dataset=prepared.train_dataset,
@@ -126,6 +151,22 @@ def build_trainer(prepared: Prepared, training_args: PretrainingArguments, run: 
         views=prepared.views,
         eval_seed=training_args.seed,
     )
+    log_tensorboard_under(trainer, run.checkpoints_dir)
+    return trainer
+
+
+def log_tensorboard_under(trainer, folder: Path) -> None:
+    """Point the Trainer's TensorBoard writer at `folder`/<date>_<host> now, unless $TENSORBOARD_LOGGING_DIR
+    chose a folder.
+
+    transformers picks that folder only in on_train_begin, but the evaluation before training already logs,
+    and a writer created then would write to ./runs in the current directory."""
+    from transformers.integrations import TensorBoardCallback
+    from transformers.integrations.integration_utils import default_logdir
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
+            callback.logging_dir = str(Path(folder) / default_logdir())
 
 
 def sync_batch_norm(model: nn.Module, training_args) -> nn.Module:

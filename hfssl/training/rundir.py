@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,7 +96,7 @@ class RunDirectory:
             state_dict = _full_state_dict(model)
         if not is_main_process():
             return self.model_dir
-        staging = Path(tempfile.mkdtemp(prefix=".model-", dir=self.path))
+        staging = make_temp_dir(".model-", self.path)
         try:
             with _as_class(model, sharded_class):
                 model.save_pretrained(staging, state_dict=state_dict)
@@ -147,11 +148,35 @@ def _as_class(model, cls: type | None) -> Iterator[None]:
         model.__class__ = sharded
 
 
+def current_umask() -> int:
+    """The process's umask (read from /proc where it can be, without changing it; else set and restored)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def make_temp_dir(prefix: str, parent: Path) -> Path:
+    """tempfile.mkdtemp, with the permissions mkdir gives (mkdtemp's are owner-only)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(folder, 0o777 & ~current_umask())
+    return folder
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file beside `path`, then rename it over `path`."""
+    """Write JSON to a temporary file beside `path`, then rename it over `path`. The file gets the permissions
+    open() would give it: those of the file it replaces, else 0o666 less the umask (mkstemp's are owner-only)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~current_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, sort_keys=False, default=str)
             f.write("\n")
@@ -178,9 +203,10 @@ def replace_dir(source: Path, target: Path) -> None:
         shutil.rmtree(backup, ignore_errors=True)
 
 
-def check_can_start(path: str | os.PathLike, overwrite: bool, resume: bool) -> None:
+def check_can_start(path: str | os.PathLike, overwrite: bool, resume: bool, can_resume: bool = True) -> None:
     """Refuse, before any work is done, a run that would clobber or could not resume.
 
+    `can_resume`: whether the command has --resume, which the message for an existing run then suggests.
     Whether the directory already exists is the main process's question: the others may look after the
     main process has created it."""
     run = RunDirectory(path)
@@ -194,15 +220,17 @@ def check_can_start(path: str | os.PathLike, overwrite: bool, resume: bool) -> N
             )
         return
     if is_main_process() and run.path.exists() and any(run.path.iterdir()) and not overwrite:
+        options = "--overwrite to replace it, --resume to continue it," if can_resume else "--overwrite to replace it"
         raise FileExistsError(
-            f"The run directory {run.path} already exists. Pass --overwrite to replace it, "
-            "--resume to continue it, or choose another --output."
+            f"The run directory {run.path} already exists. Pass {options} or choose another --output."
         )
 
 
 @contextlib.contextmanager
-def open_run(path: str | os.PathLike, overwrite: bool = False, resume: bool = False) -> Iterator[RunDirectory]:
-    """Create (or reopen, with `resume`) a run directory for a training stage.
+def open_run(path: str | os.PathLike, overwrite: bool = False, resume: bool = False,
+             can_resume: bool = True) -> Iterator[RunDirectory]:
+    """Create (or reopen, with `resume`) a run directory for a training stage (`can_resume`: as for
+    `check_can_start`).
 
     On failure a new run is removed, an overwritten run is restored from its backup, and a resumed run
     keeps its checkpoints. Call `check_can_start` first to fail before loading any data.
@@ -211,7 +239,7 @@ def open_run(path: str | os.PathLike, overwrite: bool = False, resume: bool = Fa
     the directory while the others wait for it, the others leave only once the main process has written
     everything, and only the main process cleans up after a failure.
     """
-    check_can_start(path, overwrite, resume)
+    check_can_start(path, overwrite, resume, can_resume=can_resume)
     run = RunDirectory(path)
     if resume or not is_main_process():
         _barrier()  # non-main processes start once the main process has (re)created the directory

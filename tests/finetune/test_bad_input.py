@@ -59,8 +59,9 @@ def test_an_existing_output_needs_overwrite(text_parent, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(FileExistsError, match="--overwrite") as refused:
         finetune(text_parent, task="text-classification", output=out, dataset="stdlib-docstrings")
+    assert "--resume" not in str(refused.value)  # hfssl finetune has no --resume to suggest
     assert (out / "keep.txt").read_text() == "precious"
 
 
