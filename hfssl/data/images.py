@@ -343,8 +343,8 @@ def _keep_label(raw: datasets.Dataset, label_column: str | None, image_column: s
 def _report_skipped(errors: list[str], strict: bool, total: int) -> None:
     if errors and strict:
         raise ValueError(
-            f"Cannot decode image {errors[0]}; remove or fix the file, or pass strict=False to skip "
-            f"undecodable images ({len(errors)} of {total} failed)."
+            f"Cannot decode image {errors[0]}; remove or fix the file, or leave out --strict (strict=False from "
+            f"Python) to skip undecodable images ({len(errors)} of {total} failed)."
         )
     if errors:
         shown = "; ".join(errors[:_SKIPPED_PATHS_SHOWN])
