@@ -174,7 +174,18 @@ def _load_text_split(fmt: str, files: list[Path], spec: DataSpec) -> Dataset:
     When the text and label columns are both there, only they are kept (other columns may differ between the
     splits) and the text column is read as strings (a column of numbers, or of blanks only, is inferred otherwise).
     """
-    split = datasets.load_dataset(fmt, data_files={"train": [str(f) for f in files]}, split="train")
+    empty = [f for f in files if f.stat().st_size == 0]
+    if empty:
+        raise ValueError(f"{empty[0]} is empty; give a file with a header and rows of text and labels.")
+    no_rows = f"{', '.join(map(str, files))}: no rows (a header at most); add rows of text and labels."
+    try:
+        split = datasets.load_dataset(fmt, data_files={"train": [str(f) for f in files]}, split="train")
+    except ValueError as error:  # datasets: 'Instruction "train" corresponds to no data!'
+        if "corresponds to no data" in str(error):
+            raise ValueError(no_rows) from error
+        raise
+    if len(split) == 0:
+        raise ValueError(no_rows)
     needed = list(dict.fromkeys([spec.text_column, spec.label_column]))
     if not set(needed) <= set(split.column_names):
         return split  # the column checks name the missing one with every column of the file

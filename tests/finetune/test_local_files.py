@@ -180,3 +180,11 @@ def test_adalora_trains_with_its_budget_schedule(train_csv, text_parent, tmp_pat
     saved = json.loads((tmp_path / "ada" / "adapter" / "adapter_config.json").read_text())
     kept = [r for pattern in saved["rank_pattern"].values() for r in pattern]  # set only by the rank allocation
     assert kept and not all(kept), "AdaLoRA's budget allocation never ran"
+
+
+def test_empty_and_header_only_files_are_named(train_csv, text_parent, tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    refuse("empty.csv is empty", tmp_path / "a", text_parent, train_files=[train_csv],
+           test_files=[str(tmp_path / "empty.csv")])
+    header = write_csv(tmp_path / "header.csv", ["text", "label"], [])
+    refuse("header.csv: no rows", tmp_path / "b", text_parent, train_files=[header])
