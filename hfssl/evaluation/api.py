@@ -274,7 +274,10 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             rows.append((arm, f"{p['fraction']:g} ({p['examples']} labels)", f"{p['mean']:.4f}", f"± {p['std']:.4f}"))
     for arm, r in result.get("arms", {}).items():
         if "by_k" in r:
-            rows += [(arm, f"k={k}", f"{s['accuracy']:.4f}", f"{s['macro_f1']:.4f}") for k, s in r["by_k"].items()]
+            used = dict(zip(map(str, r.get("protocol", {}).get("k_requested", [])), r.get("protocol", {}).get("k_used", [])))
+            rows += [(arm, f"k={k}" + (f" ({used[k]} used: all the training examples)" if used.get(k, int(k)) < int(k)
+                                       else ""), f"{s['accuracy']:.4f}", f"{s['macro_f1']:.4f}")
+                     for k, s in r["by_k"].items()]
         elif "accuracy" in r:
             setting = f"C={r['protocol']['C']:g}" if "C" in r.get("protocol", {}) else r.get("protocol", {}).get("name", "")
             rows.append((arm, setting, f"{r['accuracy']:.4f}", f"{r.get('macro_f1', float('nan')):.4f}"))

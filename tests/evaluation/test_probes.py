@@ -166,3 +166,14 @@ def test_linear_probe_rejects_a_single_class():
     x = np.random.default_rng(0).normal(size=(10, 3)).astype(np.float32)
     with pytest.raises(ValueError, match="at least 2 classes"):
         linear_probe(x, np.zeros(10, np.int64), x, np.zeros(10, np.int64))
+
+
+def test_the_knn_table_says_when_k_exceeds_the_training_examples():
+    """k=200 on 40 training examples votes with all 40: the printed row says so."""
+    from hfssl.evaluation.api import table_rows
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 8)).astype(np.float32), np.arange(40) % 2
+    result = knn_probe(x, y, x[:10], y[:10], ks=(20, 200))
+    rows = table_rows({"arms": {"ssl": result}})
+    assert [row[1] for row in rows] == ["k=20", "k=200 (40 used: all the training examples)"]
