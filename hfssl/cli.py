@@ -156,7 +156,13 @@ def _monitor_lines(monitors: dict) -> list[str]:
     collapse = monitors.get("collapse")
     if collapse and collapse.get("last"):
         last = collapse["last"]
-        verdict = f"{len(collapse['warnings'])} collapse warning(s)" if collapse["warnings"] else "no collapse"
+        floor = collapse.get("min_effective_rank")
+        if collapse["warnings"]:
+            verdict = f"{len(collapse['warnings'])} collapse warning(s)"
+        elif floor is not None and last["collapse_effective_rank"] < floor:  # a run.json from before end checks
+            verdict = f"collapsed: rank below {floor:g}"
+        else:
+            verdict = "no collapse"
         if collapse.get("stopped_at_step") is not None:
             verdict += f"; training stopped at step {collapse['stopped_at_step']}"
         lines.append(f"  feature rank     {last['collapse_effective_rank']:.1f}  (std {last['collapse_feature_std']:.3f}; "

@@ -290,6 +290,22 @@ class CollapseMonitorCallback(LoggingMonitor):
                 logger.error("Stopping training at step %d: collapsed for %d measurement(s) in a row "
                              "(stop_on_collapse=True).", state.global_step, self.collapsed_in_a_row)
 
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        """The end point, when the last step was not a measured one: diagnosed like the others (a warning, no
+        stop), so the verdict on the last measurement agrees with the thresholds."""
+        measured = len(self.history)
+        super().on_train_end(args, state, control, model=model, **kwargs)
+        if len(self.history) == measured:
+            return
+        values = {k: v for k, v in self.history[-1].items() if k != "step"}
+        problem = self._diagnose(values, self.feature_dim)
+        if problem is None:
+            return
+        message = f"Representation collapse at the end of training (step {state.global_step}): {problem}."
+        self.warnings.append(message)
+        if state.is_world_process_zero:
+            logger.warning(message)
+
     def summary(self) -> dict[str, Any]:
         return {"every": self.every, "min_std_ratio": self.min_std_ratio,
                 "min_effective_rank": self.min_effective_rank, "stop_on_collapse": self.stop_on_collapse,

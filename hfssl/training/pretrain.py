@@ -54,7 +54,7 @@ def pretrain(
     objective = get_objective(model_args.objective)
     run_path = resolve_run_path(run_args, training_args)
     check_can_start(run_path, run_args.overwrite, run_args.resume)
-    if data_args.streaming and training_args.max_steps <= 0:
+    if data_args.streaming and objective.modality == "text" and training_args.max_steps <= 0:
         raise ValueError("A streamed corpus has no length: pass --max-steps N with --streaming.")
     check_batch_size(objective, training_args)
     if run_args.max_time_s != 0:  # checked before the run directory is touched
@@ -63,7 +63,9 @@ def pretrain(
     resume_checkpoint = RunDirectory(run_path).last_checkpoint() if run_args.resume else None
     if resume_checkpoint:
         check_not_finished(resume_checkpoint, training_args)
-    prepared = prepare(model_args, data_args, objective, training_args.seed, resume_checkpoint)
+    prepared = prepare(model_args, data_args, objective, training_args.seed, resume_checkpoint,
+                       min_validation_rows=validation_rows_needed(objective, training_args))
+    check_split_sizes(objective, prepared, training_args, run_args)
     probe_data = load_run_probe_data(run_args, prepared, data_args)
     with open_run(run_path, run_args.overwrite, run_args.resume) as run:
         trainer = build_trainer(prepared, training_args, run)
@@ -132,6 +134,66 @@ def check_batch_size(objective: Objective, training_args: PretrainingArguments) 
         )
     # A last batch of one example would break batch norm and leave no negatives.
     training_args.dataloader_drop_last = True
+
+
+def validation_rows_needed(objective: Objective, training_args: PretrainingArguments) -> int:
+    """Validation rows the evaluation needs: a joint-embedding loss compares the examples of a batch (2 at least,
+    one per process with several); other objectives evaluate on one."""
+    return max(2, training_args.world_size) if objective.method is not None else 1
+
+
+def check_split_sizes(objective: Objective, prepared: Prepared, training_args: PretrainingArguments,
+                      run_args: RunArguments) -> None:
+    """Refuse splits too small to train on, before the run directory is written: fewer training rows than one
+    full batch when incomplete batches are dropped (the run would train 0 steps), fewer than 2 for the collapse
+    monitor, or a validation split smaller than the evaluation needs."""
+    train, validation = _length(prepared.train_dataset), _length(prepared.eval_dataset)
+    if train is None or validation is None:  # streamed
+        return
+    unit = "images" if objective.modality == "image" else "documents" if objective.collator == "padding" else "blocks"
+    world, batch = training_args.world_size, training_args.per_device_train_batch_size
+    drop_last = training_args.dataloader_drop_last
+    processes = f"{world} process{'es' if world > 1 else ''}"
+    need_validation = validation_rows_needed(objective, training_args)
+    need_train = batch * world if drop_last else 1
+    smallest_train = (2 if objective.method is not None else 1) * world if drop_last else 1
+    monitor_needs_more = bool(run_args.collapse_every) and smallest_train < 2
+    if run_args.collapse_every:
+        need_train, smallest_train = max(need_train, 2), max(smallest_train, 2)
+    if train >= need_train and validation >= need_validation:
+        return
+    if train >= smallest_train and validation >= need_validation:  # a smaller batch fits
+        raise ValueError(
+            f"--per-device-train-batch-size {batch} x {processes} = {batch * world} {unit} per step, but the "
+            f"training split has {train} ({validation} more held out for validation); objective {objective.name!r} "
+            f"drops incomplete batches, so it would train 0 steps. Lower --per-device-train-batch-size to at most "
+            f"{train // world}, or add {unit}."
+        )
+    reasons = [f"{need_validation} for validation" + (" (its loss compares the examples of a batch)"
+                                                      if need_validation > 1 else "")]
+    if drop_last and not monitor_needs_more:
+        reasons.append(f"{smallest_train} for one full training batch (--per-device-train-batch-size "
+                       f"{smallest_train // world} x {processes}; now {batch})")
+    else:
+        reasons.append(f"{smallest_train} to train on")
+    if monitor_needs_more:
+        reasons[-1] += " (the collapse monitor compares training examples; --collapse-every 0 turns it off)"
+    fix = f"Add {unit}"
+    if validation < need_validation:
+        fix += (" (or give a larger validation set: --validation-files or --validation-split)"
+                if objective.modality == "image" else " (or raise --validation-fraction, or give --validation-files)")
+    raise ValueError(
+        f"Too few {unit}: the training split has {train} and the validation split {validation}; objective "
+        f"{objective.name!r} needs at least {need_validation + smallest_train}: " + ", and ".join(reasons)
+        + f". {fix}."
+    )
+
+
+def _length(dataset: Any) -> int | None:
+    try:
+        return len(dataset)
+    except TypeError:  # streamed
+        return None
 
 
 def build_trainer(prepared: Prepared, training_args: PretrainingArguments, run: RunDirectory) -> SSLTrainer:
@@ -225,7 +287,6 @@ def train(trainer: SSLTrainer, resume_checkpoint: str | None) -> dict[str, Any]:
     wall = time.perf_counter() - start
     after = trainer.evaluate()
     tokens = int(trainer.state.num_input_tokens_seen or 0)
-    examples = trainer.state.global_step * trainer.args.train_batch_size * trainer.args.gradient_accumulation_steps
     text = "input_ids" in (trainer.train_dataset.column_names or [])
     stats = {
         "steps": trainer.state.global_step,
@@ -241,13 +302,24 @@ def train(trainer: SSLTrainer, resume_checkpoint: str | None) -> dict[str, Any]:
                      perplexity_before=_perplexity(before["eval_loss"]) if before else None,
                      perplexity=_perplexity(after["eval_loss"]))
     else:
-        stats.update(images_seen=examples * trainer.args.world_size,
-                     images_per_second=round(examples * trainer.args.world_size / wall, 1)
-                     if not resume_checkpoint else None)
+        images = images_trained(trainer.state.global_step, len(trainer.train_dataset), trainer.args)
+        stats.update(images_seen=images, images_per_second=round(images / wall, 1) if not resume_checkpoint else None)
     signals = [e for e in trainer.state.log_history if "embedding_std" in e]
     if signals:
         stats.update(embedding_std_first=signals[0]["embedding_std"], embedding_std=signals[-1]["embedding_std"])
     return stats
+
+
+def images_trained(steps: int, rows: int, args) -> int:
+    """Images the first `steps` optimizer steps trained on (all processes), by the Trainer's epoch structure:
+    batches of `train_batch_size` per process, `gradient_accumulation_steps` of them per step (fewer for the
+    last step of an epoch), the last incomplete batch dropped with `dataloader_drop_last` or kept smaller."""
+    per_batch = args.train_batch_size * args.world_size
+    batches = rows // per_batch if args.dataloader_drop_last else math.ceil(rows / per_batch)
+    per_epoch = min(rows, batches * per_batch)
+    steps_per_epoch = max(math.ceil(batches / args.gradient_accumulation_steps), 1)
+    epochs, partial = divmod(steps, steps_per_epoch)
+    return epochs * per_epoch + min(partial * args.gradient_accumulation_steps * per_batch, per_epoch)
 
 
 def _perplexity(loss: float) -> float:

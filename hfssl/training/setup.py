@@ -421,28 +421,69 @@ def _builtin_images(data_args: DataArguments, split: str):
     return fashion_mnist_dataset(folder, split=split)
 
 
-def load_images(data_args: DataArguments, image_size: int, num_channels: int, seed: int):
-    """Train/validation image splits (uint8 pixel_values) and their description."""
-    from ..data.images import load_image_dataset
+def load_images(data_args: DataArguments, image_size: int, num_channels: int, seed: int,
+                min_validation_rows: int = 1):
+    """Train/validation image splits (uint8 pixel_values) and their description.
+
+    The validation split is `--validation-files` or `--validation-split` when given, else carved off the training
+    images: `--validation-fraction` of them, at least `min_validation_rows` while at least one image is left to
+    train on (objectives whose loss compares examples need 2 to evaluate)."""
+    from ..data.images import image_files, load_image_dataset
 
     builtin = data_args.dataset in BUILTIN_IMAGE_SETS
-    source = _builtin_images(data_args, "train") if builtin else data_args.dataset
-    dataset, description = load_image_dataset(
-        train_files=data_args.train_files, dataset=source,
-        data_dir=None if builtin else data_args.data_dir, dataset_config=data_args.dataset_config,
-        split=data_args.train_split, image_column=data_args.image_column, image_size=image_size,
-        num_channels=num_channels, strict=data_args.strict, max_examples=data_args.max_train_examples, seed=seed,
-        num_proc=data_args.preprocessing_num_workers,
-    )
-    if builtin:
-        description["source"] = data_args.dataset
-    dataset = dataset.remove_columns([c for c in dataset.column_names if c != "pixel_values"])
+
+    def load(split: str, files: list[str] | None, max_examples: int | None):
+        source = _builtin_images(data_args, split) if builtin and files is None else data_args.dataset
+        dataset, description = load_image_dataset(
+            train_files=files, dataset=None if files is not None else source,
+            data_dir=None if builtin else data_args.data_dir, dataset_config=data_args.dataset_config,
+            split=split, image_column=data_args.image_column, image_size=image_size,
+            num_channels=num_channels, strict=data_args.strict, max_examples=max_examples, seed=seed,
+            num_proc=data_args.preprocessing_num_workers,
+        )
+        if builtin and files is None:
+            description["source"] = f"{data_args.dataset}({split})" if split != "train" else data_args.dataset
+        return dataset.remove_columns([c for c in dataset.column_names if c != "pixel_values"]), description
+
+    dataset, description = load(data_args.train_split, data_args.train_files, data_args.max_train_examples)
+    if data_args.validation_files or data_args.validation_split:
+        files = image_files(data_args.validation_files, "--validation-files") if data_args.validation_files else None
+        validation, validation_description = load(data_args.validation_split or data_args.train_split, files, None)
+        source = f"files:{','.join(data_args.validation_files)}" if files else validation_description["source"]
+        description.update(validation_source=source, train_rows=len(dataset),
+                           validation_rows=len(validation), format="images", streaming=False)
+        return DatasetDict(train=dataset, validation=validation), description
+    if not 0 < data_args.validation_fraction < 1:
+        raise ValueError(f"--validation-fraction {data_args.validation_fraction} must be in (0, 1); or give "
+                         "--validation-files / --validation-split.")
     if len(dataset) < 2:
         raise ValueError(f"Only {len(dataset)} usable image(s); pretraining needs at least 2 (one for validation).")
     n_val = max(1, round(len(dataset) * data_args.validation_fraction))
+    if n_val < min_validation_rows <= len(dataset) - 1:
+        logger.info("Holding out %d images for validation (not %d): evaluating this objective needs %d.",
+                    min_validation_rows, n_val, min_validation_rows)
+        n_val = min_validation_rows
     splits = dataset.train_test_split(test_size=n_val, seed=seed)
-    description.update(train_rows=len(splits["train"]), validation_rows=len(splits["test"]), format="images")
+    description.update(train_rows=len(splits["train"]), validation_rows=len(splits["test"]), format="images",
+                       streaming=False)
     return DatasetDict(train=splits["train"], validation=splits["test"]), description
+
+
+def check_image_sources(data_args: DataArguments) -> None:
+    """Refuse the data flags image objectives do not take: --streaming (images are decoded in memory) and a
+    validation source that does not go with the training source."""
+    if data_args.streaming:
+        raise ValueError("--streaming is for text corpora: image objectives decode every image in memory. Drop "
+                         "--streaming (--max-train-examples N trains on a subset).")
+    if data_args.validation_files and data_args.validation_split:
+        raise ValueError("Give one validation source: --validation-files or --validation-split, not both.")
+    if data_args.dataset and data_args.validation_files:
+        raise ValueError("--validation-files goes with --train-files; with --dataset use --validation-split.")
+    if data_args.train_files and data_args.validation_split:
+        raise ValueError("--validation-split goes with --dataset; with --train-files use --validation-files.")
+    if data_args.dataset == "digits" and data_args.validation_split:
+        raise ValueError("--dataset digits has a single split: drop --validation-split (a validation split is "
+                         "carved off with --validation-fraction).")
 
 
 def default_patch_size(image_size: int) -> int:
@@ -472,17 +513,21 @@ def build_vision_model(model_args: ModelArguments, objective: Objective, image_s
     return objective.model_class(config)
 
 
-def prepare_images(model_args: ModelArguments, data_args: DataArguments, objective: Objective, seed: int) -> Prepared:
+def prepare_images(model_args: ModelArguments, data_args: DataArguments, objective: Objective, seed: int,
+                   min_validation_rows: int = 1) -> Prepared:
     """Images -> model -> normalization statistics -> image processor and multi-view augmentations."""
     from ..data.images import build_image_processor, check_image_size, compute_mean_std
     from ..data.views import build_views, view_config
 
-    image_size = data_args.image_size or 32
+    if data_args.image_size is not None and data_args.image_size < 1:
+        raise ValueError(f"--image-size {data_args.image_size}: give a positive number of pixels (default 32).")
+    check_image_sources(data_args)
+    image_size = 32 if data_args.image_size is None else data_args.image_size
     num_channels = data_args.num_channels or (1 if data_args.dataset in BUILTIN_IMAGE_SETS else 3)
     model = build_vision_model(model_args, objective, image_size, num_channels)
     image_size, num_channels = model.config.image_size, model.config.num_channels
     check_image_size(image_size, model.config.patch_size)
-    data, description = load_images(data_args, image_size, num_channels, seed)
+    data, description = load_images(data_args, image_size, num_channels, seed, min_validation_rows)
     mean, std = compute_mean_std(data["train"])
     processor = build_image_processor(image_size, num_channels, mean, std)
     view_options = parse_options(data_args.view_overrides, "--view-overrides")
@@ -525,14 +570,15 @@ def check_modality(objective: Objective, data_args: DataArguments) -> None:
 
 
 def prepare(model_args: ModelArguments, data_args: DataArguments, objective: Objective, seed: int,
-            resume_checkpoint: str | None) -> Prepared:
+            resume_checkpoint: str | None, *, min_validation_rows: int = 1) -> Prepared:
     """Check the modality (and, with `resume_checkpoint`, that the objective and the model are the checkpoint's),
-    then build everything for the objective."""
+    then build everything for the objective. A carved image validation split gets at least `min_validation_rows`
+    rows when the data allows."""
     check_modality(objective, data_args)
     if resume_checkpoint:
         check_resume_objective(objective, resume_checkpoint)
     if objective.modality == "image":
-        prepared = prepare_images(model_args, data_args, objective, seed)
+        prepared = prepare_images(model_args, data_args, objective, seed, min_validation_rows)
     else:
         prepared = prepare_text(model_args, data_args, objective, seed, resume_checkpoint)
     if resume_checkpoint:
