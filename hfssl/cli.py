@@ -280,6 +280,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = error.args[0] if error.args else str(error)
         print(f"hfssl {argv[0]}: error: {message}", file=sys.stderr)
         return 2
+    except ConnectionError as error:  # e.g. datasets could not reach a Hub data set
+        if os.environ.get("HFSSL_DEBUG"):
+            raise
+        print(f"hfssl {argv[0]}: error: {error}. Check the network (and HF_HUB_OFFLINE), or use local data: "
+              "files or folders (--train-files), or a save_to_disk folder.", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -305,3 +305,12 @@ def test_config_overrides_are_typed_like_the_field_including_fields_that_default
     HfsslTextConfig(**parse_overrides("loss_chunk_size=0", HfsslTextConfig))  # accepted by the config itself
     with pytest.raises(ValueError, match="Expected an integer"):
         parse_overrides("hidden_size=wide", HfsslTextConfig)
+
+
+def test_a_hub_dataset_that_cannot_be_reached_is_a_clear_error(tmp_path, capsys):
+    """The tests run offline (HF_HUB_OFFLINE=1), as a machine without the Hub would: exit 2, a hint, no run."""
+    code = main(["pretrain", "--objective", "mlm", "--dataset", "someone/not-here", "--output", str(tmp_path / "r"),
+                 "--max-steps", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Couldn't reach 'someone/not-here'" in err and "use local data" in err
+    assert not (tmp_path / "r").exists()
