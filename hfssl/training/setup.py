@@ -325,6 +325,8 @@ def prepare_tokenizer(model_args: ModelArguments, objective: Objective, raw, dat
     source = model_args.tokenizer or (model_args.init_from and resolve_init_path(model_args.init_from))
     if source:
         tokenizer = load_tokenizer(str(source))
+        if model_args.tokenizer and model_args.init_from:
+            check_same_vocabulary(tokenizer, model_args.init_from, model_args.tokenizer)
         return tokenizer, {"source": str(source), "vocab_size": len(tokenizer)}
     kind = model_args.tokenizer_type or default_tokenizer_kind(objective.name)
     logger.info("Training a %s tokenizer with %d tokens on the corpus", kind, model_args.vocab_size)
@@ -333,6 +335,21 @@ def prepare_tokenizer(model_args: ModelArguments, objective: Objective, raw, dat
         model_max_length=data_args.block_size,
     ))
     return tokenizer, {"source": "trained on the training split", "kind": kind, "vocab_size": len(tokenizer)}
+
+
+def check_same_vocabulary(tokenizer, init_from: str, given: str) -> None:
+    """Refuse a --tokenizer whose ids mean other tokens than those the --init-from model's embeddings learned."""
+    source = resolve_init_path(init_from)
+    try:
+        own = load_tokenizer(source)
+    except (OSError, ValueError):
+        return  # the checkpoint has no tokenizer of its own to compare with
+    if own.get_vocab() != tokenizer.get_vocab():
+        raise ValueError(
+            f"--tokenizer {given} is not the tokenizer of --init-from {init_from} ({len(tokenizer):,} against "
+            f"{len(own):,} tokens, or the same tokens under other ids): the model's embeddings would be read with "
+            "the wrong ids. Leave out --tokenizer to continue with the model's own."
+        )
 
 
 def build_text_model(model_args: ModelArguments, objective: Objective, tokenizer, block_size: int):

@@ -91,6 +91,18 @@ def test_an_mlm_plus_simcse_run_continued_as_simcse_drops_the_mlm_head(mlm_run, 
 # ---------------------------------------------------------------- --resume that cannot continue the run
 
 
+def test_init_from_with_another_runs_tokenizer_is_refused(mlm_run, tmp_path, capsys):
+    """Another vocabulary would read the model's embeddings with the wrong ids; its own tokenizer is fine."""
+    other = tmp_path / "vocab"
+    assert pretrain("--objective", "mlm", "--output", other, "--max-steps", "1", "--vocab-size", "300") == 0
+    out = tmp_path / "continued"
+    code = pretrain("--objective", "mlm", "--init-from", mlm_run, "--tokenizer", other / "model", "--output", out,
+                    "--max-steps", "1")
+    assert code == 2 and "is not the tokenizer of --init-from" in capsys.readouterr().err and not out.exists()
+    assert pretrain("--objective", "mlm", "--init-from", mlm_run, "--tokenizer", mlm_run / "model", "--output", out,
+                    "--max-steps", "1") == 0
+
+
 def refuse_resume(capsys, run: Path, *args, message: str) -> None:
     before = sorted(p.relative_to(run) for p in run.rglob("*"))
     manifest = (run / "run.json").read_bytes()
