@@ -113,10 +113,12 @@ def tokenize_and_pack(
     so the blocks differ slightly from a single-process or streamed run.
     """
     max_length = tokenizer.model_max_length
-    if block_size < MIN_BLOCK_SIZE or block_size > max_length:
+    if block_size < MIN_BLOCK_SIZE:
+        raise ValueError(f"block_size must be at least {MIN_BLOCK_SIZE}, got {block_size}. Change --block-size.")
+    if block_size > max_length:
         raise ValueError(
-            f"block_size must be between {MIN_BLOCK_SIZE} and the tokenizer's model_max_length ({max_length}), "
-            f"got {block_size}. Change --block-size."
+            f"block_size must be at most the tokenizer's model_max_length ({max_length}), got {block_size}. "
+            "Change --block-size."
         )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")

@@ -379,6 +379,7 @@ def prepare_text(model_args: ModelArguments, data_args: DataArguments, objective
     tokenizer, tokenizer_description = prepare_tokenizer(model_args, objective, raw, data_args, resume_checkpoint)
     model = build_text_model(model_args, objective, tokenizer, data_args.block_size)
     check_tokenizer_fits(tokenizer, model.config.vocab_size, objective.collator)
+    fit_block_size(tokenizer, model.config, data_args.block_size, tokenizer_description)
     if objective.collator == "padding":
         data = tokenize_documents(raw, tokenizer, data_args.block_size, num_proc=data_args.preprocessing_num_workers)
         collator = document_collator(tokenizer, data_args.block_size, data_args.streaming)
@@ -390,6 +391,20 @@ def prepare_text(model_args: ModelArguments, data_args: DataArguments, objective
     description = {**description, "block_size": data_args.block_size,
                    "blocks": {split: dataset_length(data[split]) for split in ("train", "validation")}}
     return Prepared(model, tokenizer, data["train"], data["validation"], collator, description, tokenizer_description)
+
+
+def fit_block_size(tokenizer, config, block_size: int, tokenizer_description: dict[str, Any]) -> None:
+    """Check the block fits the model's positions, and let a tokenizer made for shorter blocks (a tokenizer
+    records the block size it was trained with as its model_max_length) serve longer ones the model can take."""
+    learned = getattr(config, "position_embedding_type", "rope") == "learned"
+    limit = getattr(config, "max_position_embeddings", None)
+    if learned and limit is not None and block_size > limit:
+        raise ValueError(f"--block-size {block_size} is longer than the model's {limit} learned positions; lower "
+                         f"--block-size, or raise max_position_embeddings (--config-overrides) for a new model.")
+    if block_size > tokenizer.model_max_length and tokenizer_description.get("source") != "trained on the training split":
+        logger.info("The tokenizer's model_max_length (%d) is below --block-size %d: raised to %d.",
+                    tokenizer.model_max_length, block_size, block_size)
+        tokenizer.model_max_length = block_size
 
 
 def document_collator(tokenizer, max_length: int, streaming: bool) -> DataCollatorWithPadding:

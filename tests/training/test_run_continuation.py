@@ -103,6 +103,24 @@ def test_init_from_with_another_runs_tokenizer_is_refused(mlm_run, tmp_path, cap
                     "--max-steps", "1") == 0
 
 
+def test_init_from_continues_with_longer_blocks_than_its_tokenizer_was_made_for(mlm_run, tmp_path):
+    """The run's tokenizer records block 64 as its model_max_length; the RoPE model takes 128."""
+    from transformers import AutoTokenizer
+
+    out = tmp_path / "longer"
+    assert pretrain("--objective", "mlm", "--init-from", mlm_run, "--output", out, "--max-steps", "1",
+                    "--block-size", "128") == 0
+    assert AutoTokenizer.from_pretrained(out / "model").model_max_length == 128
+
+
+def test_a_block_longer_than_learned_positions_is_refused_before_training(tmp_path, capsys):
+    out = tmp_path / "learned"
+    code = pretrain("--objective", "mlm", "--output", out, "--max-steps", "1", "--config-overrides",
+                    "position_embedding_type=learned,max_position_embeddings=32")
+    assert code == 2 and "longer than the model's 32 learned positions" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def refuse_resume(capsys, run: Path, *args, message: str) -> None:
     before = sorted(p.relative_to(run) for p in run.rglob("*"))
     manifest = (run / "run.json").read_bytes()
