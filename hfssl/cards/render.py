@@ -113,7 +113,8 @@ def _vision_snippet(config: dict[str, Any], repo: str) -> list[str]:
 
 def _classifier_snippet(config: dict[str, Any], manifest: dict[str, Any], repo: str, adapter: bool) -> str:
     vision = sections.is_vision(manifest, config)
-    labels = len(manifest.get("id2label") or (manifest.get("finetune") or {}).get("id2label") or {}) or None
+    names = manifest.get("id2label") or (manifest.get("finetune") or {}).get("id2label") or {}
+    id2label = {int(k): str(v) for k, v in names.items()} if all(str(k).isdigit() for k in names) else {}
     auto, processor = (("AutoModelForImageClassification", "AutoImageProcessor") if vision
                        else ("AutoModelForSequenceClassification", "AutoTokenizer"))
     mode = "L" if int(config.get("num_channels", 3)) == 1 else "RGB"
@@ -121,10 +122,13 @@ def _classifier_snippet(config: dict[str, Any], manifest: dict[str, Any], repo: 
                else 'inputs = processor(["An example to classify."], return_tensors="pt")')
     head = ["import torch"] + (["from PIL import Image"] if vision else [])
     if adapter:
-        extra = f", num_labels={labels}" if labels else ""
+        # The base checkpoint knows nothing of this task's classes: the adapter's head is sized (and its classes
+        # named) here; `config.revision` is the base's commit the adapter was published against.
+        extra = f", id2label={id2label!r}" if id2label else ""
         load = ["from peft import PeftConfig, PeftModel", f"from transformers import {auto}, {processor}", "",
                 f'config = PeftConfig.from_pretrained("{repo}")',
-                f"base = {auto}.from_pretrained(config.base_model_name_or_path, trust_remote_code=True{extra})",
+                f"base = {auto}.from_pretrained(config.base_model_name_or_path, revision=config.revision,",
+                f"    trust_remote_code=True{extra})",
                 f'model = PeftModel.from_pretrained(base, "{repo}").eval()']
     else:
         load = [f"from transformers import {auto}, {processor}", "",

@@ -63,7 +63,7 @@ def test_adapter_loads_with_auto_peft_model_and_its_base_from_the_hub(hub, mlm_r
     metadata, _ = split_front_matter(files["README.md"].decode())
     assert metadata["base_model"] == base_id and metadata["library_name"] == "peft"
     assert "config.json" not in files  # the adapter repo holds the adapter, not a copy of the base
-    assert f"num_labels={NUM_LABELS}" in files["README.md"].decode()
+    assert "id2label={0: 'c0', 1: 'c1', 2: 'c2'}" in files["README.md"].decode()  # the classes, named
     torch.save({"ids": ids, "logits": logits}, tmp_path / "expected.pt")
     out = run_from_hub(
         f"""
