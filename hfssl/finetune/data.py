@@ -396,7 +396,19 @@ def stratified_indices(labels: list[int] | np.ndarray, size: int, seed: int) -> 
 
 
 def carve_test_split(full: Dataset, test_fraction: float, seed: int, label_column: str = "label") -> DatasetDict:
-    """Stratified train/test split of one labeled dataset."""
+    """Stratified train/test split of one labeled dataset.
+
+    Raises:
+        ValueError: a class has a single row, which cannot be in both splits.
+    """
+    values, counts = np.unique(np.asarray(full[label_column]), return_counts=True)
+    lonely = [v for v, c in zip(values.tolist(), counts.tolist(), strict=True) if c < 2]
+    if lonely:
+        raise ValueError(
+            f"No test split was given and {len(lonely)} class(es) have a single labeled row ({lonely[:5]}): each "
+            "class needs 2 to be in both the training and the carved test split. Give a test split (--test-files "
+            "or --test-split) or more labeled rows."
+        )
     test = set(stratified_indices(full[label_column], round(test_fraction * len(full)), seed))
     train = [i for i in range(len(full)) if i not in test]
     return DatasetDict(train=full.select(train), test=full.select(sorted(test)))

@@ -188,3 +188,9 @@ def test_empty_and_header_only_files_are_named(train_csv, text_parent, tmp_path)
            test_files=[str(tmp_path / "empty.csv")])
     header = write_csv(tmp_path / "header.csv", ["text", "label"], [])
     refuse("header.csv: no rows", tmp_path / "b", text_parent, train_files=[header])
+
+
+def test_a_class_with_one_row_cannot_be_carved_into_a_test_split(reviews, text_parent, tmp_path):
+    rows = [[reviews[0][0], "fresh"], [reviews[1][0], "rotten"], [reviews[2][0], "rotten"]]
+    refuse(r"1 class\(es\) have a single labeled row \(\['fresh'\]\)", tmp_path / "run", text_parent,
+           train_files=[write_csv(tmp_path / "tiny.csv", ["text", "label"], rows)])
