@@ -322,7 +322,9 @@ def prepare_tokenizer(model_args: ModelArguments, objective: Objective, raw, dat
     """The run's tokenizer: the checkpoint's when resuming, a given one, the init model's, or one trained here."""
     if resume_checkpoint:
         return load_tokenizer(resume_checkpoint), {"source": "checkpoint", "path": resume_checkpoint}
-    source = model_args.tokenizer or (model_args.init_from and resolve_init_path(model_args.init_from))
+    # A run directory stands for its model/ folder, as with --init-from.
+    given = model_args.tokenizer or model_args.init_from
+    source = resolve_init_path(given) if given else None
     if source:
         tokenizer = load_tokenizer(str(source))
         if model_args.tokenizer and model_args.init_from:

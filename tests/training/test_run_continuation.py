@@ -241,3 +241,13 @@ def test_run_files_follow_the_umask(tmp_path):
         assert isinstance(RunDirectory(run.path).read_manifest(), dict)
     finally:
         os.umask(old)
+
+
+def test_tokenizer_may_name_a_run_directory(mlm_run, tmp_path):
+    """As --init-from does: the run's model/ folder holds the tokenizer."""
+    from transformers import AutoTokenizer
+
+    out = tmp_path / "same-vocab"
+    assert pretrain("--objective", "mlm", "--tokenizer", mlm_run, "--output", out, "--max-steps", "1") == 0
+    assert AutoTokenizer.from_pretrained(out / "model").get_vocab() == AutoTokenizer.from_pretrained(
+        mlm_run / "model").get_vocab()
