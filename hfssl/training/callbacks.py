@@ -196,6 +196,8 @@ def centered_effective_rank(features: np.ndarray, noise_floor: float = 1e-8) -> 
     spread is at floating-point noise level (total centered energy below `noise_floor` of the raw
     energy), every input has the same feature: rank 1."""
     x = np.asarray(features, dtype=np.float64)
+    if not np.isfinite(x).all():  # a diverged model: no rank to speak of (an SVD would fail and hide why)
+        return float("nan")
     centered = x - x.mean(axis=0, keepdims=True)
     energy = float(np.square(x).sum())
     if energy == 0 or float(np.square(centered).sum()) <= noise_floor * energy:
@@ -373,11 +375,14 @@ class NonFiniteLossGuard(TrainerCallback):
         control.should_training_stop = True
         folder = args.output_dir
         self.last_good_checkpoint = get_last_checkpoint(folder) if folder and Path(folder).is_dir() else None
-        where = (f"the last good checkpoint is {self.last_good_checkpoint}" if self.last_good_checkpoint
-                 else "no checkpoint had been saved yet")
+        fix = "Lower the learning rate, clip gradients (--max-grad-norm), or use bf16/fp32 instead of fp16"
+        if self.last_good_checkpoint:
+            advice = (f"nothing was saved after it; the last good checkpoint is {self.last_good_checkpoint}. {fix}, "
+                      "then resume from it (--resume).")
+        else:
+            advice = f"no checkpoint had been saved yet. {fix}, then start the run again."
         self.message = (f"The training loss became NaN or inf at optimizer step {state.global_step}; training "
-                        f"stopped and no checkpoint was saved after it: {where}. Lower the learning rate, clip "
-                        "gradients (--max-grad-norm), or use bf16/fp32 instead of fp16, then resume from it.")
+                        f"stopped, and {advice}")
         if state.is_world_process_zero:
             logger.error(self.message)
 

@@ -258,3 +258,13 @@ def test_load_probe_data_checks_and_limits_the_labelled_source():
     assert examples.shape == (100, 1, 8, 8) and examples.dtype == np.uint8 and labels.shape == (100,)
     with pytest.raises(ValueError, match="'kind' not found"):
         load_probe_data("digits", _mae(), label_column="kind")
+
+
+def test_the_rank_of_diverged_features_is_nan_not_an_svd_error():
+    """After a NaN step the final rank measurement must not raise (its LinAlgError hid the NaN guard's message)."""
+    from hfssl.training.callbacks import centered_effective_rank
+
+    features = np.ones((6, 4))
+    features[2, 1] = np.nan
+    assert np.isnan(centered_effective_rank(features))
+    assert centered_effective_rank(np.eye(4)) > 1.0

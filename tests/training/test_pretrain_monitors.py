@@ -166,3 +166,13 @@ def test_negative_time_budget_is_refused_before_the_run_starts(tmp_path, capsys)
     assert image_pretrain("--objective", "mae", "--output", out, "--max-steps", "5", "--max-time-s", "-1") == 2
     assert "--max-time-s -1.0: give a number of seconds > 0" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_nan_before_any_checkpoint_is_the_error_shown_with_the_collapse_monitor_on(tmp_path, capsys):
+    """The end-of-training rank of NaN features used to fail first ("SVD did not converge") and hide this."""
+    out = tmp_path / "mae-nan"
+    code = image_pretrain("--objective", "mae", "--output", out, "--max-steps", "20", "--learning-rate", "1e30",
+                          "--max-grad-norm", "0")
+    err = capsys.readouterr().err
+    assert code == 2 and "NaN or inf" in err and "start the run again" in err and "SVD" not in err
+    assert not out.exists()
