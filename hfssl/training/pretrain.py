@@ -70,7 +70,7 @@ def pretrain(
     with open_run(run_path, run_args.overwrite, run_args.resume) as run:
         trainer = build_trainer(prepared, training_args, run)
         monitors = attach_monitors(trainer, prepared, run_args, probe_data, training_args.seed)
-        stats = train(trainer, resume_checkpoint)
+        stats = train(trainer, resume_checkpoint, objective.modality == "text")
         guard = monitors[-1]
         if guard.tripped:  # the weights in memory are broken: keep the checkpoints, save nothing else
             raise FloatingPointError(guard.message)
@@ -279,15 +279,15 @@ def attach_monitors(trainer: SSLTrainer, prepared: Prepared, run_args: RunArgume
     return monitors
 
 
-def train(trainer: SSLTrainer, resume_checkpoint: str | None) -> dict[str, Any]:
-    """Evaluate, train (or resume), evaluate again; returns the numbers run.json keeps."""
+def train(trainer: SSLTrainer, resume_checkpoint: str | None, text: bool) -> dict[str, Any]:
+    """Evaluate, train (or resume), evaluate again; returns the numbers run.json keeps (tokens for `text`,
+    images otherwise)."""
     before = None if resume_checkpoint else trainer.evaluate()
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_checkpoint)
     wall = time.perf_counter() - start
     after = trainer.evaluate()
     tokens = int(trainer.state.num_input_tokens_seen or 0)
-    text = "input_ids" in (trainer.train_dataset.column_names or [])
     stats = {
         "steps": trainer.state.global_step,
         "wall_time_s": round(wall, 2),
@@ -302,7 +302,10 @@ def train(trainer: SSLTrainer, resume_checkpoint: str | None) -> dict[str, Any]:
                      perplexity_before=_perplexity(before["eval_loss"]) if before else None,
                      perplexity=_perplexity(after["eval_loss"]))
     else:
-        images = images_trained(trainer.state.global_step, len(trainer.train_dataset), trainer.args)
+        rows = _length(trainer.train_dataset)
+        images = (images_trained(trainer.state.global_step, rows, trainer.args) if rows is not None else  # streamed
+                  trainer.state.global_step * trainer.args.train_batch_size * trainer.args.world_size
+                  * trainer.args.gradient_accumulation_steps)
         stats.update(images_seen=images, images_per_second=round(images / wall, 1) if not resume_checkpoint else None)
     signals = [e for e in trainer.state.log_history if "embedding_std" in e]
     if signals:
