@@ -29,7 +29,6 @@ from .bundle import (
     folder_files,
     is_adapter_run,
     sanitize_manifest,
-    tokenizer_or_processor,
 )
 from .client import (
     DEFAULT_RETRY_FOR_S,

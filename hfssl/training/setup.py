@@ -24,11 +24,15 @@ from ..data.corpora import stdlib_docstrings_dataset
 from ..data.packing import tokenize_and_pack, tokenize_documents
 from ..data.text import Rereadable, file_format, load_text_dataset, texts_for_tokenizer
 from ..data.tokenizer import (
+    TOKENIZER_KINDS,
     check_tokenizer_fits,
     default_tokenizer_kind,
+    is_masked_objective,
     load_tokenizer,
     train_tokenizer,
 )
+from ..models.configuration_hfssl_text import TEXT_SIZES
+from ..models.configuration_hfssl_vision import VISION_SIZES
 from .arguments import DataArguments, ModelArguments
 from .distributed import group_rank, group_world_size
 from .objectives import OBJECTIVES, Objective
@@ -603,6 +607,31 @@ def check_modality(objective: Objective, data_args: DataArguments) -> None:
         )
 
 
+def check_model_flags(model_args: ModelArguments, objective: Objective) -> None:
+    """Refuse bad model flags before the data is read and a tokenizer trained (minutes on a large corpus): the
+    size preset, --config-overrides and --method-options as the model build reads them, and a --tokenizer-type
+    that lacks the special token the objective needs. A text config is built and validated here too (with the
+    default vocabulary); an image config depends on the data's image size, so its checks stay with the build."""
+    extra = objective.config_extra(parse_options(model_args.method_options, "--method-options"))
+    if model_args.init_from:
+        return
+    overrides = parse_overrides(model_args.config_overrides, objective.config_class)
+    sizes = TEXT_SIZES if objective.modality == "text" else VISION_SIZES
+    if model_args.model_size not in sizes:
+        raise ValueError(f"Unknown --model-size {model_args.model_size!r}; valid sizes: {', '.join(sizes)}.")
+    if objective.modality == "text":
+        objective.config_class.from_size(model_args.model_size, **{**dict(objective.config_defaults), **extra,
+                                                                   **overrides})
+        kind = model_args.tokenizer_type
+        if kind in TOKENIZER_KINDS and not model_args.tokenizer:
+            needs = ("eos_token", "an eos token to end documents") if objective.causal else (
+                ("mask_token", "a mask token") if is_masked_objective(objective.name) else (None, ""))
+            if needs[0] and needs[0] not in TOKENIZER_KINDS[kind]()[2]:
+                fits = [k for k, make in TOKENIZER_KINDS.items() if needs[0] in make()[2]]
+                raise ValueError(f"Objective {objective.name!r} needs {needs[1]}, which a {kind} tokenizer trained by "
+                                 f"hfssl lacks: use --tokenizer-type {' or '.join(fits)}.")
+
+
 def prepare(model_args: ModelArguments, data_args: DataArguments, objective: Objective, seed: int,
             resume_checkpoint: str | None, *, min_validation_rows: int = 1) -> Prepared:
     """Check the modality (and, with `resume_checkpoint`, that the objective and the model are the checkpoint's),
@@ -611,6 +640,8 @@ def prepare(model_args: ModelArguments, data_args: DataArguments, objective: Obj
     check_modality(objective, data_args)
     if resume_checkpoint:
         check_resume_objective(objective, resume_checkpoint)
+    if not resume_checkpoint:
+        check_model_flags(model_args, objective)
     if objective.modality == "image":
         prepared = prepare_images(model_args, data_args, objective, seed, min_validation_rows)
     else:

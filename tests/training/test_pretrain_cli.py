@@ -314,3 +314,17 @@ def test_a_hub_dataset_that_cannot_be_reached_is_a_clear_error(tmp_path, capsys)
     err = capsys.readouterr().err
     assert code == 2 and "Couldn't reach 'someone/not-here'" in err and "use local data" in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model-size", "huge"], "Unknown --model-size 'huge'"),
+    (["--tokenizer-type", "bpe"], "needs a mask token, which a bpe tokenizer"),
+    (["--config-overrides", "hidden_size=100,num_attention_heads=3"], "must be a multiple of num_attention_heads"),
+    (["--method-options", "temperature=0.1"], "has no method options"),
+])
+def test_bad_model_flags_fail_before_the_data_is_read(tmp_path, capsys, flags, message):
+    """A corpus path that does not exist: the flag's error comes first, so no data or tokenizer work was done."""
+    out = tmp_path / "r"
+    code = main(["pretrain", "--objective", "mlm", "--train-files", str(tmp_path / "missing.txt"), "--output",
+                 str(out), *flags])
+    assert code == 2 and message in capsys.readouterr().err and not out.exists()
