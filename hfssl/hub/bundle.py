@@ -123,15 +123,6 @@ def looks_like_local_path(value: str) -> bool:
     return ("/" in value or os.sep in value) and Path(value).exists()
 
 
-def tokenizer_or_processor(files: dict[str, Any]) -> str | None:
-    """"tokenizer", "image_processor" or None, from the files a save_pretrained folder holds."""
-    if "tokenizer_config.json" in files or "tokenizer.json" in files:
-        return "tokenizer"
-    if "preprocessor_config.json" in files:
-        return "image_processor"
-    return None
-
-
 def find_secret(files: dict[str, bytes], secrets: tuple[str, ...]) -> str | None:
     """The repo path of the first file containing one of `secrets`, or None."""
     needles = [s.encode() for s in secrets if s]
