@@ -640,7 +640,7 @@ def prepare(model_args: ModelArguments, data_args: DataArguments, objective: Obj
     check_modality(objective, data_args)
     if resume_checkpoint:
         check_resume_objective(objective, resume_checkpoint)
-    if not resume_checkpoint:
+    else:
         check_model_flags(model_args, objective)
     if objective.modality == "image":
         prepared = prepare_images(model_args, data_args, objective, seed, min_validation_rows)
