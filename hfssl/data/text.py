@@ -202,6 +202,14 @@ def file_columns(path: Path, fmt: str) -> list[str] | None:
     return None
 
 
+def read_only_if_headers_differ(fmt: str, headers: list[list[str] | None], keep: list[str]) -> dict[str, list[str]]:
+    """`load_dataset` keywords that read only the columns `keep` when one split's files have different headers
+    (their other columns would fail to cast to one schema); none when the known headers agree."""
+    if len({tuple(h) for h in headers if h is not None}) > 1:
+        return {"usecols" if fmt == "csv" else "columns": keep}
+    return {}
+
+
 def _load_split(fmt: str, files: list[Path], role: str, args: DataArguments, replace: bool) -> AnyDataset:
     """One split's files, loaded on their own so that train and validation files need not share columns.
 
@@ -217,10 +225,8 @@ def _load_split(fmt: str, files: list[Path], role: str, args: DataArguments, rep
                 f"columns are {columns}. Pass the column that holds the text with --text-column, or give files "
                 "that all have it."
             )
-    kwargs = _decode_kwargs(fmt, replace)
-    if len({tuple(c) for c in headers.values() if c is not None}) > 1:
-        # Files of one split with different other columns would fail to cast to one schema: read the text only.
-        kwargs["usecols" if fmt == "csv" else "columns"] = [args.text_column]
+    kwargs = {**_decode_kwargs(fmt, replace),
+              **read_only_if_headers_differ(fmt, list(headers.values()), [args.text_column])}
     return load_dataset(fmt, data_files={"train": [str(f) for f in files]}, split="train",
                         streaming=args.streaming, **kwargs)
 

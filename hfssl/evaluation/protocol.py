@@ -130,7 +130,7 @@ def _load_text_files(builder: str, files: list[Path], role: str, options: DataOp
     Raises:
         ValueError: a csv/parquet file lacks the label column or the --text-column (names the file and its columns).
     """
-    from ..data.text import file_columns
+    from ..data.text import file_columns, read_only_if_headers_differ
 
     headers = {path: file_columns(path, builder) for path in files}
     needed = [c for c in (options.label_column, options.text_column) if c is not None]
@@ -140,12 +140,9 @@ def _load_text_files(builder: str, files: list[Path], role: str, options: DataOp
             flag = "--label-column" if missing[0] == options.label_column else "--text-column"
             raise ValueError(f"The {role} file {str(path)!r} (from --{role}-files) has no column {missing[0]!r}; its "
                              f"columns are {columns}. Give files that have it, or name the right column with {flag}.")
-    kwargs: dict[str, Any] = {}
     known = [c for c in headers.values() if c is not None]
-    if len({tuple(c) for c in known}) > 1:
-        # Files whose other columns differ would fail to cast to one schema: read the columns they all share.
-        shared = [c for c in known[0] if all(c in other for other in known)]
-        kwargs["usecols" if builder == "csv" else "columns"] = shared
+    shared = [c for c in known[0] if all(c in other for other in known)] if known else []  # what they all have
+    kwargs = read_only_if_headers_differ(builder, known, shared)
     split = datasets.load_dataset(builder, data_files={"train": [str(f) for f in files]}, split="train", **kwargs)
     if options.label_column not in split.column_names:  # json/txt: no header to check up front
         raise ValueError(f"The {role} files ({', '.join(map(str, files))}) have no column {options.label_column!r}; "

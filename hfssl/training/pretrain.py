@@ -27,7 +27,7 @@ from .callbacks import (
 from .environment import hardware, versions
 from .objectives import Objective, get_objective
 from .rundir import RunDirectory, check_can_start, open_run
-from .setup import Prepared, prepare
+from .setup import Prepared, dataset_length, prepare
 from .ssl_trainer import MomentumCallback, SSLTrainer
 from .training_args import PretrainingArguments
 
@@ -147,7 +147,7 @@ def check_split_sizes(objective: Objective, prepared: Prepared, training_args: P
     """Refuse splits too small to train on, before the run directory is written: fewer training rows than one
     full batch when incomplete batches are dropped (the run would train 0 steps), fewer than 2 for the collapse
     monitor, or a validation split smaller than the evaluation needs."""
-    train, validation = _length(prepared.train_dataset), _length(prepared.eval_dataset)
+    train, validation = dataset_length(prepared.train_dataset), dataset_length(prepared.eval_dataset)
     if train is None or validation is None:  # streamed
         return
     unit = "images" if objective.modality == "image" else "documents" if objective.collator == "padding" else "blocks"
@@ -187,13 +187,6 @@ def check_split_sizes(objective: Objective, prepared: Prepared, training_args: P
         f"{objective.name!r} needs at least {need_validation + smallest_train}: " + ", and ".join(reasons)
         + f". {fix}."
     )
-
-
-def _length(dataset: Any) -> int | None:
-    try:
-        return len(dataset)
-    except TypeError:  # streamed
-        return None
 
 
 def build_trainer(prepared: Prepared, training_args: PretrainingArguments, run: RunDirectory) -> SSLTrainer:
@@ -302,7 +295,7 @@ def train(trainer: SSLTrainer, resume_checkpoint: str | None, text: bool) -> dic
                      perplexity_before=_perplexity(before["eval_loss"]) if before else None,
                      perplexity=_perplexity(after["eval_loss"]))
     else:
-        rows = _length(trainer.train_dataset)
+        rows = dataset_length(trainer.train_dataset)
         images = (images_trained(trainer.state.global_step, rows, trainer.args) if rows is not None else  # streamed
                   trainer.state.global_step * trainer.args.train_batch_size * trainer.args.world_size
                   * trainer.args.gradient_accumulation_steps)

@@ -1,0 +1,155 @@
+"""Continuing from an earlier run: `--init-from` under any objective of its modality, and the checks that keep
+`--resume` on the checkpoint's own objective and model. Runs before the run directory is touched.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, PreTrainedModel
+
+from ..data.tokenizer import load_tokenizer
+from .objectives import OBJECTIVES, Objective
+from .rundir import RunDirectory
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_init_path(init_from: str) -> str:
+    """A run directory means its model/ folder; anything else (folder, Hub id) is passed on as is."""
+    run = RunDirectory(init_from)
+    return str(run.model_dir) if run.model_dir.is_dir() else init_from
+
+
+def load_init_model(objective: Objective, init_from: str, config_extra: dict[str, Any] | None = None):
+    """The checkpoint to continue pretraining from, under the objective's head.
+
+    An hfssl checkpoint (any head) loads into the objective's class, with `config_extra` (the objective's
+    method and hybrid weight) set on its config, so an MLM run can continue as simcse or mlm+simcse: the
+    backbone (and an MLM head) start from the checkpoint, new heads start fresh. Another checkpoint (a stock
+    BERT, GPT-2, ViT-MAE) goes through the objective's Auto class.
+    """
+    source = resolve_init_path(init_from)
+    logger.info("Continuing pretraining from %s", source)
+    config = AutoConfig.from_pretrained(source)
+    if config.model_type == objective.config_class.model_type:
+        config = objective.config_class.from_pretrained(source)
+        apply_objective_fields(config, objective, config_extra or {})
+        # The backbone's shape is the checkpoint's own; only heads can differ (a BYOL projector continued as
+        # SimCLR's): those start fresh.
+        model, info = objective.model_class.from_pretrained(source, config=config, output_loading_info=True,
+                                                            ignore_mismatched_sizes=True)
+        start_decoder_from_embeddings(model, set(info["missing_keys"]))
+        return model
+    if objective.method is not None:
+        raise ValueError(
+            f"--init-from {init_from} is a {config.model_type!r} model; objective {objective.name!r} continues "
+            f"only hfssl {objective.config_class.model_type!r} checkpoints."
+        )
+    return objective.auto_class.from_pretrained(source)
+
+
+def start_decoder_from_embeddings(model: PreTrainedModel, missing: set[str]) -> None:
+    """A masked-LM checkpoint stores its output layer as the token embeddings (tied), which the hybrid's
+    own MLM decoder (objective mlm+simcse) does not read: start that decoder from the embeddings, as the
+    masked LM predicted with them, rather than from random weights."""
+    decoder = getattr(getattr(model, "lm_head", None), "decoder", None)
+    if decoder is None or "lm_head.decoder.weight" not in missing or not model.config.tie_word_embeddings:
+        return
+    embeddings = model.get_input_embeddings().weight
+    if decoder.weight is not embeddings and decoder.weight.shape == embeddings.shape:
+        with torch.no_grad():
+            decoder.weight.copy_(embeddings)
+
+
+def apply_objective_fields(config, objective: Objective, config_extra: dict[str, Any]) -> None:
+    """Set the objective's config fields on a loaded checkpoint's config.
+
+    The method's settings recorded in the checkpoint are kept when it continues with the same method (the
+    options given now win); a hybrid weight the objective does not use is set to 0, so a continued
+    mlm+simcse run trained as simcse drops its MLM head."""
+    if objective.method is not None:
+        for hybrid in {o.hybrid for o in OBJECTIVES.values() if o.hybrid and o.hybrid != objective.hybrid}:
+            if hasattr(config, f"{hybrid}_weight"):
+                setattr(config, f"{hybrid}_weight", 0.0)
+    for key, value in config_extra.items():
+        previous = getattr(config, key, None)
+        if key == "ssl" and isinstance(previous, dict) and previous.get("method") == value.get("method"):
+            value = {**previous, **value}
+        setattr(config, key, value)
+
+
+# Bookkeeping that save_pretrained writes, not part of what the model is.
+NOT_MODEL_FIELDS = frozenset({"architectures", "auto_map", "transformers_version", "dtype", "torch_dtype",
+                              "_name_or_path"})
+
+
+def checkpoint_objective(config) -> str | None:
+    """The objective an hfssl checkpoint was trained with, read from its head class, its method
+    (config.ssl) and its hybrid weight; None when no objective matches."""
+    architectures = getattr(config, "architectures", None) or []
+    ssl = getattr(config, "ssl", None)
+    method = ssl.get("method") if isinstance(ssl, dict) else None
+    hybrids = {o.hybrid for o in OBJECTIVES.values() if o.hybrid}
+    weighted = {h for h in hybrids if float(getattr(config, f"{h}_weight", 0.0) or 0.0) > 0}
+    for objective in OBJECTIVES.values():
+        if objective.model_class.__name__ not in architectures:
+            continue
+        if objective.method is None or (
+                objective.method == method and weighted == ({objective.hybrid} if objective.hybrid else set())):
+            return objective.name
+    return None
+
+
+def check_resume_objective(objective: Objective, checkpoint: str) -> None:
+    """Refuse to resume a checkpoint under another objective than the one it was trained with."""
+    if not (Path(checkpoint) / "config.json").is_file():
+        return
+    config = AutoConfig.from_pretrained(checkpoint)
+    trained = checkpoint_objective(config)
+    if trained is None and config.model_type == objective.config_class.model_type:
+        return  # a head hfssl does not know as an objective: the model check after building decides
+    if trained != objective.name:
+        what = f"objective {trained!r}" if trained else f"a {config.model_type!r} model"
+        run = Path(checkpoint).parent.parent
+        fix = f"resume with --objective {trained}, or " if trained else ""
+        raise ValueError(
+            f"--resume: the checkpoint {checkpoint} was trained with {what}, not {objective.name!r}. To continue it, "
+            f"{fix}start a new run from it: --init-from {run} --objective {objective.name} --output <new run>."
+        )
+
+
+def check_matches_checkpoint(model: PreTrainedModel, checkpoint: str) -> None:
+    """Refuse to resume when the model these flags build differs from the checkpoint's, naming the fields."""
+    if not (Path(checkpoint) / "config.json").is_file():
+        return
+    saved = type(model.config).from_pretrained(checkpoint).to_dict()
+    built = model.config.to_dict()
+    keys = (saved.keys() | built.keys()) - NOT_MODEL_FIELDS
+    differing = sorted(k for k in keys if saved.get(k) != built.get(k))
+    if differing:
+        fields = "; ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {built.get(k)!r} from these flags"
+                           for k in differing)
+        raise ValueError(
+            f"--resume: the model these flags build differs from the checkpoint {checkpoint} ({fields}). Resume with "
+            "the run's own model flags (--model-size, --config-overrides, --method-options, --block-size as first "
+            "given), or start a new run from it with --init-from."
+        )
+
+
+def check_same_vocabulary(tokenizer, init_from: str, given: str) -> None:
+    """Refuse a --tokenizer whose ids mean other tokens than those the --init-from model's embeddings learned."""
+    source = resolve_init_path(init_from)
+    try:
+        own = load_tokenizer(source)
+    except (OSError, ValueError):
+        return  # the checkpoint has no tokenizer of its own to compare with
+    if own.get_vocab() != tokenizer.get_vocab():
+        raise ValueError(
+            f"--tokenizer {given} is not the tokenizer of --init-from {init_from} ({len(tokenizer):,} against "
+            f"{len(own):,} tokens, or the same tokens under other ids): the model's embeddings would be read with "
+            "the wrong ids. Leave out --tokenizer to continue with the model's own."
+        )
