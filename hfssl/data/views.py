@@ -68,12 +68,40 @@ class ViewConfig:
             value = getattr(self, name)
             if isinstance(value, list):
                 setattr(self, name, tuple(value))
-        if self.n_global_views < 1:
-            raise ValueError(f"n_global_views={self.n_global_views} must be >= 1.")
-        if self.n_local_crops < 0:
-            raise ValueError(f"n_local_crops={self.n_local_crops} must be >= 0.")
+        for name in ("n_global_views", "n_local_crops"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < (1 if name == "n_global_views" else 0):
+                bound = ">= 1" if name == "n_global_views" else ">= 0"
+                raise ValueError(f"{name}={value!r} must be a whole number {bound}.")
+        self._check_ranges()
         self.per_view("blur_p")
         self.per_view("solarize_p")
+
+    def _check_ranges(self) -> None:
+        """Refuse values kornia would accept silently or fail on deep inside a training step."""
+        for name in _PROBABILITIES:
+            value = getattr(self, name)
+            if not all(_is_number(v) and 0 <= v <= 1 for v in (value if isinstance(value, tuple) else (value,))):
+                raise ValueError(f"{name}={value!r} is a probability: give a number in [0, 1] (0 turns it off).")
+        for name in ("global_crop_scale", "local_crop_scale"):
+            value = getattr(self, name)
+            if not (_numbers(value, 2) and 0 < value[0] <= value[1] <= 1):
+                raise ValueError(f"{name}={value!r} is the (min, max) fraction of the image area a crop keeps: "
+                                 f"give two numbers with 0 < min <= max <= 1, e.g. (0.2, 1.0).")
+        if not (_numbers(self.jitter, 4) and all(v >= 0 for v in self.jitter)):
+            raise ValueError(f"jitter={self.jitter!r}: give four numbers >= 0 (brightness, contrast, saturation, "
+                             f"hue), e.g. (0.4, 0.4, 0.4, 0.1).")
+        if not (_is_number(self.jitter_strength) and self.jitter_strength >= 0):
+            raise ValueError(f"jitter_strength={self.jitter_strength!r}: give a number >= 0 (it scales `jitter`).")
+        if not (_numbers(self.blur_sigma, 2) and 0 < self.blur_sigma[0] <= self.blur_sigma[1]):
+            raise ValueError(f"blur_sigma={self.blur_sigma!r}: give (min, max) pixels at 224 px with "
+                             f"0 < min <= max, e.g. (0.1, 2.0).")
+        for name in ("global_crop_size", "local_crop_size"):
+            value = getattr(self, name)
+            if not (_is_number(value) and value > 0):
+                raise ValueError(f"{name}={value!r}: give a fraction of image_size (e.g. 0.5) or pixels (e.g. 16).")
+        if self.interpolation not in _INTERPOLATIONS:
+            raise ValueError(f"interpolation={self.interpolation!r} is not known; use one of {list(_INTERPOLATIONS)}.")
 
     def per_view(self, name: str) -> tuple[float, ...]:
         """`blur_p` or `solarize_p` as one probability per global view."""
@@ -86,6 +114,22 @@ class ViewConfig:
                 f"give one value for all views or exactly {self.n_global_views}."
             )
         return tuple(float(v) for v in value)
+
+
+_PROBABILITIES = ("hflip_p", "jitter_p", "grayscale_p", "blur_p", "local_blur_p", "solarize_p", "local_solarize_p")
+_INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _numbers(value: Any, count: int) -> bool:
+    return isinstance(value, tuple) and len(value) == count and all(_is_number(v) for v in value)
 
 
 def _presets(image_size: int) -> dict[str, dict[str, Any]]:

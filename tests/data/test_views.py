@@ -162,6 +162,26 @@ def test_config_from_yaml_lists_and_bad_options() -> None:
         build_views("dino", SIZE, 1, *GRAY, local_crop_size=0.05)
 
 
+@pytest.mark.parametrize(("option", "message"), [
+    ({"hflip_p": 2}, r"hflip_p=2 is a probability"),
+    ({"jitter_p": "often"}, r"jitter_p='often' is a probability"),
+    ({"blur_p": [1.0, 1.5]}, r"blur_p=\(1.0, 1.5\) is a probability"),
+    ({"global_crop_scale": [0.8, 0.2]}, r"0 < min <= max <= 1"),
+    ({"local_crop_scale": [0.0, 0.4]}, r"0 < min <= max <= 1"),
+    ({"jitter": [0.4, 0.4]}, r"four numbers >= 0"),
+    ({"jitter_strength": -1}, r"jitter_strength=-1"),
+    ({"blur_sigma": [2.0, 0.1]}, r"0 < min <= max"),
+    ({"local_crop_size": 0}, r"local_crop_size=0"),
+    ({"n_local_crops": 1.5}, r"whole number >= 0"),
+    ({"n_global_views": 0}, r"whole number >= 1"),
+    ({"interpolation": "area"}, r"'bilinear', 'bicubic', 'nearest'"),
+])
+def test_out_of_range_view_options_are_refused_by_name(option: dict, message: str) -> None:
+    """Kornia takes a flip probability of 2 without a word; the config refuses it and says what is allowed."""
+    with pytest.raises(ValueError, match=message):
+        view_config("byol", SIZE, **option)
+
+
 def test_wrong_channel_count_names_the_fix(digits: torch.Tensor) -> None:
     with pytest.raises(ValueError, match="num_channels=1"):
         build_views("simclr", SIZE, 3, *RGB)(digits)

@@ -83,6 +83,7 @@ def test_validation_files_are_used_and_images_seen_counts_the_epochs(tmp_path):
     (False, ["--image-size", "0"], "--image-size 0"),
     (False, ["--streaming", "true"], "--streaming is for text corpora"),
     (True, ["--validation-split", "test"], "--validation-split goes with --dataset"),
+    (True, ["--view-overrides", "hflip_p=2"], "hflip_p=2 is a probability"),
 ])
 def test_image_flags_that_cannot_apply_are_refused(tmp_path, capsys, files, flags, expected):
     data = image_folder(tmp_path / "data", 6)
