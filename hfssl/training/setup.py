@@ -188,6 +188,7 @@ def load_corpus(data_args: DataArguments, seed: int):
     """Train/validation text splits and their description for run.json; knows the built-in corpora."""
     if data_args.dataset not in BUILTIN_CORPORA:
         return load_text_dataset(data_args, seed=seed)
+    check_builtin_corpus_flags(data_args)
     dataset = stdlib_docstrings_dataset()
     if data_args.max_train_examples:
         dataset = dataset.select(range(min(data_args.max_train_examples, len(dataset))))
@@ -204,6 +205,22 @@ def load_corpus(data_args: DataArguments, seed: int):
         "fingerprint": dataset._fingerprint,
     }
     return splits, description
+
+
+def check_builtin_corpus_flags(data_args: DataArguments) -> None:
+    """Refuse the data flags a built-in corpus has no use for, instead of ignoring them."""
+    defaults = DataArguments()
+    ignored = [flag for flag, name in (
+        ("--train-files", "train_files"), ("--validation-files", "validation_files"),
+        ("--validation-split", "validation_split"), ("--train-split", "train_split"), ("--data-dir", "data_dir"),
+        ("--dataset-config", "dataset_config"), ("--text-column", "text_column"), ("--streaming", "streaming"),
+    ) if getattr(data_args, name) != getattr(defaults, name)]
+    if ignored:
+        raise ValueError(
+            f"--dataset {data_args.dataset} is a built-in corpus with one text column and no splits, so "
+            f"{', '.join(ignored)} cannot apply: drop {'it' if len(ignored) == 1 else 'them'}, or pass your own data "
+            f"with --train-files (a validation split is carved off with --validation-fraction)."
+        )
 
 
 def prepare_tokenizer(model_args: ModelArguments, objective: Objective, raw, data_args: DataArguments,

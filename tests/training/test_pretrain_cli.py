@@ -260,6 +260,14 @@ def test_unknown_cpu_matmul_library_is_refused_before_any_work(tmp_path, capsys,
            message="HFSSL_CPU_GEMM='mkl' is not a CPU matmul backend; use one of auto, onednn, aten.")
 
 
+@pytest.mark.parametrize(("flags", "named"), [
+    (["--text-column", "body"], "so --text-column cannot apply"),
+    (["--streaming", "true", "--validation-split", "test"], "so --validation-split, --streaming cannot apply"),
+])
+def test_data_flags_a_builtin_corpus_cannot_use_are_refused(tmp_path, capsys, flags, named):
+    refuse(capsys, tmp_path / "run", "--dataset", "stdlib-docstrings", *flags, message=named)
+
+
 def test_console_script_exits_non_zero_on_bad_input(tmp_path):
     result = subprocess.run(
         ["hfssl", "pretrain", "--objective", "nope", "--train-files", str(tmp_path), "--output", str(tmp_path / "r")],
