@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,9 @@ import torch
 from transformers import AutoConfig, PreTrainedModel
 
 from ..data.tokenizer import load_tokenizer
+from .distributed import is_main_process
 from .objectives import OBJECTIVES, Objective
-from .rundir import RunDirectory
+from .rundir import RunDirectory, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -153,3 +155,44 @@ def check_same_vocabulary(tokenizer, init_from: str, given: str) -> None:
             f"{len(own):,} tokens, or the same tokens under other ids): the model's embeddings would be read with "
             "the wrong ids. Leave out --tokenizer to continue with the model's own."
         )
+
+
+# What a run's data description says about the rows it trains on; a resumed run must see the same rows, since the
+# Trainer skips the batches the checkpoint already took, counted in the order of the first data.
+DATA_IDENTITY = ("text_column", "image_column", "train_rows", "validation_rows", "block_size", "streaming")
+DATA_RECORD = "data.json"  # in the run's checkpoints folder
+
+
+def record_run_data(run: RunDirectory, description: dict[str, Any]) -> None:
+    """Keep what identifies the run's data beside its checkpoints, for `check_resume_data` (main process)."""
+    if not is_main_process():
+        return
+    record = {key: description.get(key) for key in (*DATA_IDENTITY, "fingerprint", "source")}
+    run.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run.checkpoints_dir / DATA_RECORD, record)
+
+
+def check_resume_data(run: RunDirectory, description: dict[str, Any]) -> None:
+    """Refuse to resume on other data than the run started on, naming what differs.
+
+    Local text files are compared by their contents' fingerprint too; other sources' fingerprints change with
+    file times and paths, so for those only the columns, row counts and block size are compared."""
+    path = run.checkpoints_dir / DATA_RECORD
+    if not path.is_file():
+        return  # a run from before hfssl kept this record
+    then = json.loads(path.read_text(encoding="utf-8"))
+    differing = [key for key in DATA_IDENTITY if then.get(key) != description.get(key)]
+    if isinstance(description.get("source"), list) and then.get("fingerprint") != description.get("fingerprint"):
+        differing.append("fingerprint (the files' contents)")
+    if not differing:
+        return
+    changes = "; ".join(
+        f"{key}: {then.get(key)!r} then, {description.get(key)!r} now" if key in DATA_IDENTITY else key
+        for key in differing
+    )
+    raise ValueError(
+        f"--resume: the data these flags load differs from the data {run.path} started on ({changes}); the run "
+        f"would continue counting batches of the first data. Resume with the run's own data flags (--train-files, "
+        f"--dataset, --max-train-examples, --text-column, --block-size as first given), or train on the new data "
+        f"in a new run from its weights: --init-from {run.path} --output <new run>."
+    )

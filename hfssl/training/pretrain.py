@@ -24,6 +24,7 @@ from .callbacks import (
     build_monitors,
     load_probe_data,
 )
+from .continuation import check_resume_data, record_run_data
 from .environment import hardware, versions
 from .objectives import Objective, get_objective
 from .rundir import RunDirectory, check_can_start, open_run
@@ -66,8 +67,12 @@ def pretrain(
     prepared = prepare(model_args, data_args, objective, training_args.seed, resume_checkpoint,
                        min_validation_rows=validation_rows_needed(objective, training_args))
     check_split_sizes(objective, prepared, training_args, run_args)
+    if resume_checkpoint:
+        check_resume_data(RunDirectory(run_path), prepared.data)
     probe_data = load_run_probe_data(run_args, prepared, data_args)
     with open_run(run_path, run_args.overwrite, run_args.resume) as run:
+        if not resume_checkpoint:
+            record_run_data(run, prepared.data)
         trainer = build_trainer(prepared, training_args, run)
         monitors = attach_monitors(trainer, prepared, run_args, probe_data, training_args.seed)
         stats = train(trainer, resume_checkpoint, objective.modality == "text")

@@ -22,17 +22,18 @@ from hfssl.training.rundir import (
 )
 from hfssl.training.setup import load_init_model
 
-TINY = [
+TINY_MODEL = [
     "--model-size", "tiny", "--config-overrides", "hidden_size=64,num_attention_heads=2,intermediate_size=128",
     "--vocab-size", "500", "--block-size", "64", "--per-device-train-batch-size", "8", "--report-to", "none",
-    "--eval-steps", "1000", "--logging-steps", "1", "--disable-tqdm", "true", "--dataset", "stdlib-docstrings",
-    "--max-train-examples", "400",
+    "--eval-steps", "1000", "--logging-steps", "1", "--disable-tqdm", "true",
 ]
+TINY = [*TINY_MODEL, "--dataset", "stdlib-docstrings", "--max-train-examples", "400"]
 
 
-def pretrain(*args) -> int:
-    """`hfssl pretrain` with the tiny settings first, so the test's own flags win."""
-    return main(["pretrain", *TINY, *map(str, args)])
+def pretrain(*args, data: bool = True) -> int:
+    """`hfssl pretrain` with the tiny settings first (and the built-in corpus with `data`), so the test's own
+    flags win."""
+    return main(["pretrain", *(TINY if data else TINY_MODEL), *map(str, args)])
 
 
 @pytest.fixture(scope="module")
@@ -121,10 +122,10 @@ def test_a_block_longer_than_learned_positions_is_refused_before_training(tmp_pa
     assert not out.exists()
 
 
-def refuse_resume(capsys, run: Path, *args, message: str) -> None:
+def refuse_resume(capsys, run: Path, *args, message: str, data: bool = True) -> None:
     before = sorted(p.relative_to(run) for p in run.rglob("*"))
     manifest = (run / "run.json").read_bytes()
-    code = pretrain("--output", run, "--resume", *args)
+    code = pretrain("--output", run, "--resume", *args, data=data)
     err = capsys.readouterr().err
     assert code == 2, err
     assert message in err, err
@@ -148,6 +149,28 @@ def test_resume_of_a_finished_run_is_refused(mlm_run, tmp_path, capsys):
     run = copy_run(mlm_run, tmp_path / "run")
     refuse_resume(capsys, run, "--objective", "mlm", "--max-steps", "4",
                   message="already finished at step 4 (--max-steps 4); raise --max-steps")
+
+
+def test_resume_on_fewer_rows_than_the_run_started_on_is_refused(mlm_run, tmp_path, capsys):
+    run = copy_run(mlm_run, tmp_path / "run")
+    assert json.loads((run / "checkpoints" / "data.json").read_text())["train_rows"] == 380
+    refuse_resume(capsys, run, "--objective", "mlm", "--max-steps", "6", "--max-train-examples", "200",
+                  message="(train_rows: 380 then, 190 now; validation_rows: 20 then, 10 now)")
+
+
+def test_resume_on_edited_text_files_is_refused(tmp_path, capsys):
+    """Same file names and row count, other contents: only the contents' fingerprint tells them apart."""
+    from hfssl.data.corpora import stdlib_docstrings
+
+    texts = [" ".join(t.split()) for t in stdlib_docstrings()[:300]]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    run = tmp_path / "run"
+    assert pretrain("--objective", "mlm", "--train-files", corpus, "--output", run, "--max-steps", "2",
+                    "--save-steps", "2", data=False) == 0
+    corpus.write_text("\n".join(reversed(texts)) + "\n", encoding="utf-8")
+    refuse_resume(capsys, run, "--objective", "mlm", "--train-files", corpus, "--max-steps", "4",
+                  message="fingerprint (the files' contents)", data=False)
 
 
 def test_resume_with_the_same_flags_continues(mlm_run, tmp_path):
