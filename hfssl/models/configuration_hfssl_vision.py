@@ -142,8 +142,10 @@ class HfsslVisionConfig(PretrainedConfig):
                     "change it or use position_embedding_type='learned'."
                 )
         for name in ("hidden_dropout_prob", "attention_dropout_prob", "mask_ratio"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}.")
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
+                hint = " (MAE needs it above 0; 0.75 in He et al. 2021)" if name == "mask_ratio" else ""
+                raise ValueError(f"{name} must be a number in [0, 1){hint}, got {value!r}.")
 
     def _validate_patches(self) -> None:
         if self.patch_size > self.image_size:

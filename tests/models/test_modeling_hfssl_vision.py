@@ -367,7 +367,9 @@ def test_auto_classes_load_every_head_from_an_mae_checkpoint(tmp_path):
         ({"hidden_act": "tanh"}, "gelu, swiglu"),
         ({"position_embedding_type": "rope"}, "sincos, learned"),
         ({"pooling": "max"}, "cls, mean"),
-        ({"mask_ratio": 1.0}, "[0, 1)"),
+        ({"mask_ratio": 1.0}, "[0, 1) (MAE needs it above 0"),
+        ({"mask_ratio": "most"}, "mask_ratio must be a number in [0, 1)"),
+        ({"hidden_dropout_prob": None}, "hidden_dropout_prob must be a number in [0, 1), got None"),
         ({"num_channels": 0}, "positive integer"),
     ],
 )
