@@ -99,6 +99,12 @@ def _pack_split(
     return packed
 
 
+def check_block_size(block_size: int) -> None:
+    """Refuse a block too short to train on, before any tokenizer is made for it."""
+    if block_size < MIN_BLOCK_SIZE:
+        raise ValueError(f"block_size must be at least {MIN_BLOCK_SIZE}, got {block_size}. Change --block-size.")
+
+
 def tokenize_and_pack(
     ds: AnyData,
     tokenizer: PreTrainedTokenizerBase,
@@ -113,8 +119,7 @@ def tokenize_and_pack(
     so the blocks differ slightly from a single-process or streamed run.
     """
     max_length = tokenizer.model_max_length
-    if block_size < MIN_BLOCK_SIZE:
-        raise ValueError(f"block_size must be at least {MIN_BLOCK_SIZE}, got {block_size}. Change --block-size.")
+    check_block_size(block_size)
     if block_size > max_length:
         raise ValueError(
             f"block_size must be at most the tokenizer's model_max_length ({max_length}), got {block_size}. "

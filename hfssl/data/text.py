@@ -381,7 +381,7 @@ def _clean(split: AnyDataset, has_bad: bool) -> tuple[AnyDataset, int | None, in
     return split, undecodable, empty
 
 
-def _carve_validation(train: AnyDataset, args: DataArguments, seed: int) -> tuple[AnyDataset, AnyDataset]:
+def carve_validation(train: AnyDataset, args: DataArguments, seed: int) -> tuple[AnyDataset, AnyDataset]:
     """Split a validation set off the training data: a seeded random fraction, or a stream's first rows."""
     if isinstance(train, IterableDataset):
         if args.validation_examples < 1:
@@ -389,7 +389,8 @@ def _carve_validation(train: AnyDataset, args: DataArguments, seed: int) -> tupl
         return train.skip(args.validation_examples), train.take(args.validation_examples)
     if not 0 < args.validation_fraction < 1:
         raise ValueError(
-            f"validation_fraction must be in (0, 1), got {args.validation_fraction}; or give --validation-files."
+            f"validation_fraction must be in (0, 1), got {args.validation_fraction}. Change --validation-fraction "
+            "(with your own files, --validation-files gives the validation split instead)."
         )
     if len(train) < 2:
         raise ValueError(
@@ -402,7 +403,7 @@ def _carve_validation(train: AnyDataset, args: DataArguments, seed: int) -> tupl
     return parts["train"], parts["test"]
 
 
-def _limit(train: AnyDataset, max_rows: int | None) -> AnyDataset:
+def limit_rows(train: AnyDataset, max_rows: int | None) -> AnyDataset:
     """Keep the first `max_rows` training rows (quick experiments)."""
     if max_rows is None:
         return train
@@ -461,13 +462,13 @@ def load_text_dataset(args: DataArguments, seed: int = 42) -> tuple[AnyDatasetDi
         description["skipped_undecodable"] = dropped_undecodable
     _check_not_empty(cleaned["train"], "train", source)
     if "validation" not in cleaned:
-        cleaned["train"], cleaned["validation"] = _carve_validation(cleaned["train"], args, seed)
+        cleaned["train"], cleaned["validation"] = carve_validation(cleaned["train"], args, seed)
         if args.streaming and _is_empty(cleaned["train"]):
             raise ValueError(
                 f"All rows of the stream went to validation (validation_examples={args.validation_examples}); "
                 f"lower --validation-examples or add text (source: {source})."
             )
-    cleaned["train"] = _limit(cleaned["train"], args.max_train_examples)
+    cleaned["train"] = limit_rows(cleaned["train"], args.max_train_examples)
     _check_not_empty(cleaned["validation"], "validation", source)
     result = (IterableDatasetDict if args.streaming else DatasetDict)(cleaned)
     description.update(_counts(result, args, None if args.streaming else skipped_empty))

@@ -22,8 +22,8 @@ from transformers.data.data_collator import DataCollatorWithPadding
 from ..data.collators import build_collator
 from ..data.corpora import stdlib_docstrings_dataset
 from ..data.images import IMAGE_SUFFIXES
-from ..data.packing import tokenize_and_pack, tokenize_documents
-from ..data.text import Rereadable, file_format, load_text_dataset, texts_for_tokenizer
+from ..data.packing import check_block_size, tokenize_and_pack, tokenize_documents
+from ..data.text import Rereadable, carve_validation, file_format, limit_rows, load_text_dataset, texts_for_tokenizer
 from ..data.tokenizer import (
     TOKENIZER_KINDS,
     check_tokenizer_fits,
@@ -189,11 +189,9 @@ def load_corpus(data_args: DataArguments, seed: int):
     if data_args.dataset not in BUILTIN_CORPORA:
         return load_text_dataset(data_args, seed=seed)
     check_builtin_corpus_flags(data_args)
-    dataset = stdlib_docstrings_dataset()
-    if data_args.max_train_examples:
-        dataset = dataset.select(range(min(data_args.max_train_examples, len(dataset))))
-    splits = dataset.train_test_split(test_size=data_args.validation_fraction, seed=seed)
-    splits["validation"] = splits.pop("test")
+    dataset = limit_rows(stdlib_docstrings_dataset(), data_args.max_train_examples)
+    train, validation = carve_validation(dataset, data_args, seed)
+    splits = DatasetDict(train=train, validation=validation)
     description = {
         "source": data_args.dataset,
         "description": BUILTIN_CORPORA[data_args.dataset],
@@ -268,6 +266,7 @@ def build_text_model(model_args: ModelArguments, objective: Objective, tokenizer
 def prepare_text(model_args: ModelArguments, data_args: DataArguments, objective: Objective, seed: int,
                  resume_checkpoint: str | None) -> Prepared:
     """Corpus -> tokenizer -> model -> tokenized (packed or per-document) splits -> collator."""
+    check_block_size(data_args.block_size)
     raw, description = load_corpus(data_args, seed)
     tokenizer, tokenizer_description = prepare_tokenizer(model_args, objective, raw, data_args, resume_checkpoint)
     model = build_text_model(model_args, objective, tokenizer, data_args.block_size)

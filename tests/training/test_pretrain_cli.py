@@ -268,6 +268,15 @@ def test_data_flags_a_builtin_corpus_cannot_use_are_refused(tmp_path, capsys, fl
     refuse(capsys, tmp_path / "run", "--dataset", "stdlib-docstrings", *flags, message=named)
 
 
+@pytest.mark.parametrize(("flags", "named"), [
+    (["--block-size", "0"], "block_size must be at least 8, got 0. Change --block-size."),
+    (["--validation-fraction", "1.5"], "validation_fraction must be in (0, 1), got 1.5. Change --validation-fraction"),
+    (["--max-train-examples", "-1"], "max_train_examples must be >= 1 or unset, got -1."),
+])
+def test_the_builtin_corpus_checks_its_sizes_as_files_do(tmp_path, capsys, flags, named):
+    refuse(capsys, tmp_path / "run", "--dataset", "stdlib-docstrings", *flags, message=named)
+
+
 def test_console_script_exits_non_zero_on_bad_input(tmp_path):
     result = subprocess.run(
         ["hfssl", "pretrain", "--objective", "nope", "--train-files", str(tmp_path), "--output", str(tmp_path / "r")],
