@@ -134,6 +134,8 @@ def scan_file(path: Path, fmt: str) -> FileScan:
         scan.data_lines = pq.ParquetFile(path).metadata.num_rows
         return scan
     with _open_bytes(path) as f:
+        _check_not_utf16(path, f.read(4096))
+        f.seek(0)
         for number, line in enumerate(f, start=1):
             try:
                 line.decode("utf-8")
@@ -160,9 +162,32 @@ def fingerprint_files(files: list[Path], role: str = "") -> str:
     return digest.hexdigest()
 
 
+_WIDE_BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16",
+              b"\xfe\xff": "UTF-16"}
+
+
+def _check_not_utf16(path: Path, head: bytes) -> None:
+    """Refuse a UTF-16/32 file: split on newline bytes it reads as text with a NUL between letters, which
+    is valid UTF-8 and would be trained on as such."""
+    for bom, name in _WIDE_BOMS.items():
+        if head.startswith(bom) and b"\x00" in head[len(bom):]:
+            raise ValueError(
+                f"{str(path)!r} is {name} text (it starts with a {name} byte-order mark); hfssl reads UTF-8. "
+                f"Convert it first, e.g. `iconv -f {name} -t UTF-8 {path.name} > {path.stem}.utf8{path.suffix}`."
+            )
+
+
 def _check_encoding(scans: list[FileScan], strict: bool) -> int:
-    """Raise (strict) or warn about non-UTF-8 lines; returns how many lines were undecodable."""
+    """Raise (strict, or when no line of a file decodes) or warn about non-UTF-8 lines; returns how many lines
+    were undecodable."""
     bad = [s for s in scans if s.bad_lines]
+    for scan in bad:
+        if scan.bad_lines >= scan.data_lines and not strict:
+            raise ValueError(
+                f"{str(scan.path)!r} is not UTF-8 text: none of its {scan.data_lines} line(s) decode as UTF-8 (an "
+                f"8-bit encoding such as Latin-1 or cp1252?). Re-encode it, e.g. `iconv -f LATIN1 -t UTF-8`, or "
+                f"leave the file out."
+            )
     if bad and strict:
         first = bad[0]
         raise ValueError(

@@ -192,6 +192,22 @@ def test_undecodable_lines_are_skipped_and_counted(tmp_path, caplog, suffix, str
     assert "not valid UTF-8" in caplog.text and "bad." in caplog.text
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+def test_utf16_and_utf32_files_are_refused_not_read_as_text_with_nuls(tmp_path, encoding):
+    """Split on newline bytes, UTF-16 text is valid UTF-8 with a NUL after every letter: it must not train."""
+    bom = {"utf-16-be": "\ufeff"}.get(encoding, "")  # the plain codecs write their own byte-order mark
+    path = tmp_path / "wide.txt"
+    path.write_bytes((bom + "\n".join(DOCS) + "\n").encode(encoding))
+    with pytest.raises(ValueError, match=rf"is {encoding[:6].upper()} text .* Convert it first, e.g. `iconv"):
+        load(tmp_path, [path])
+
+
+def test_a_file_with_no_utf8_line_is_refused_not_skipped_row_by_row(tmp_path):
+    path = write_lines(tmp_path / "latin1.txt", [f"{doc} caf\xe9".encode("latin-1") for doc in DOCS])
+    with pytest.raises(ValueError, match=r"none of its 40 line\(s\) decode as UTF-8 .*`iconv -f LATIN1"):
+        load(tmp_path, [path])
+
+
 @pytest.mark.parametrize("suffix", ["txt", "jsonl.gz"])
 def test_strict_mode_names_file_and_line(tmp_path, suffix):
     path = bad_corpus(tmp_path, suffix)
