@@ -21,7 +21,17 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
-from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict, Json, Value, load_dataset
+from datasets import (
+    Dataset,
+    DatasetDict,
+    IterableDataset,
+    IterableDatasetDict,
+    Json,
+    Value,
+    load_dataset,
+    load_from_disk,
+)
+from datasets.exceptions import DatasetGenerationError
 
 from ..training.arguments import DataArguments
 
@@ -291,9 +301,32 @@ def _load_local(args: DataArguments) -> tuple[AnyDatasetDict, dict[str, Any], bo
     return (IterableDatasetDict if args.streaming else DatasetDict)(splits), description, bool(bad_lines), origins
 
 
+def _load_named(args: DataArguments) -> AnyDatasetDict:
+    """A `save_to_disk` folder (one Dataset stands for the training split), or what `load_dataset` makes of
+    the name; a file the builder cannot read is named as a user error, not a generation traceback."""
+    folder = Path(args.dataset)
+    if folder.is_dir() and ((folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file()):
+        loaded = load_from_disk(str(folder))
+        if isinstance(loaded, Dataset):
+            loaded = DatasetDict({args.train_split: loaded})
+        if args.streaming:
+            loaded = IterableDatasetDict({name: split.to_iterable_dataset() for name, split in loaded.items()})
+        return loaded
+    try:
+        return load_dataset(args.dataset, args.dataset_config, data_dir=args.data_dir, streaming=args.streaming)
+    except DatasetGenerationError as error:
+        cause = error.__cause__ or error
+        where = f" (data_dir {args.data_dir})" if args.data_dir else ""
+        raise ValueError(
+            f"--dataset {args.dataset}{where} could not be read: {type(cause).__name__}: {cause}. Check that every "
+            f"file it picks up is in that format and UTF-8, or pass the files with --train-files (hfssl then "
+            f"checks each one and names the bad file and line)."
+        ) from error
+
+
 def _load_hub(args: DataArguments) -> tuple[AnyDatasetDict, dict[str, Any], bool, dict[str, str]]:
     """Load `args.dataset` (a Hub id, a local dataset folder or a builder name) and pick its splits."""
-    loaded = load_dataset(args.dataset, args.dataset_config, data_dir=args.data_dir, streaming=args.streaming)
+    loaded = _load_named(args)
     names = {"train": args.train_split}
     if args.validation_split:
         names["validation"] = args.validation_split

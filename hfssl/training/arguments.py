@@ -52,7 +52,9 @@ class DataArguments:
         default=None, metadata={"help": "Validation files; default: carve a split off the training data."}
     )
     dataset: str | None = field(
-        default=None, metadata={"help": "A Hub dataset id or a `datasets` builder name (json, csv, text, imagefolder)."}
+        default=None,
+        metadata={"help": "A Hub dataset id, a `datasets` builder name (json, csv, text, imagefolder) or a "
+                          "save_to_disk folder."},
     )
     dataset_config: str | None = field(default=None, metadata={"help": "The dataset's configuration name."})
     data_dir: str | None = field(default=None, metadata={"help": "`data_dir` passed to `load_dataset`."})

@@ -290,6 +290,25 @@ def test_dataset_folder_or_builder_with_named_splits(tmp_path):
     assert "validation" in str(error.value)
 
 
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_save_to_disk_dataset_is_the_training_split(tmp_path, streaming):
+    """One saved Dataset (no splits) trains, with a validation split carved off, as a DatasetDict folder does."""
+    folder = tmp_path / "saved"
+    Dataset.from_dict({"text": DOCS, "id": list(range(len(DOCS)))}).save_to_disk(str(folder))
+    splits, _ = load_text_dataset(DataArguments(dataset=str(folder), validation_fraction=0.1, validation_examples=4,
+                                                streaming=streaming))
+    assert sorted(all_texts(splits)) == sorted(DOCS)
+    assert len(list(splits["validation"])) == 4
+
+
+def test_a_builder_that_cannot_read_its_files_is_a_user_error(tmp_path):
+    folder = tmp_path / "csvs"
+    folder.mkdir()
+    (folder / "a.csv").write_bytes(b"text\n" + "caf\xe9\n".encode("latin-1") * 3)
+    with pytest.raises(ValueError, match=r"--dataset csv \(data_dir .*csvs\) could not be read: UnicodeDecodeError"):
+        load_text_dataset(DataArguments(dataset="csv", data_dir=str(folder)))
+
+
 def test_news_corpus_loads_with_all_rows(news_file):
     splits, description = load_text_dataset(DataArguments(train_files=[str(news_file)]))
     assert description["train_rows"] + description["validation_rows"] == 100
