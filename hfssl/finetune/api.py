@@ -3,10 +3,13 @@
 ```
 runs/<child>/
   adapter/   PeftModel.save_pretrained + tokenizer or image processor (small; peft methods only).
-             Its base_model_name_or_path is the parent's model folder (absolute path; publishing rewrites it).
+             Its base_model_name_or_path is base/ (absolute path; publishing rewrites it to the parent's Hub id).
+  base/      what the adapter loads on: the parent's model files (hard links) under a config with this run's
+             labels, so that AutoPeftModelForSequenceClassification gives the real class names.
   model/     the complete fine-tuned classifier, what every later stage loads: the merged model for peft
              methods, the full model for --peft none. Loads with AutoModelForSequenceClassification /
-             AutoModelForImageClassification (after `import hfssl`, or with trust_remote_code=True).
+             AutoModelForImageClassification (after `import hfssl`, or with trust_remote_code=True). Prompt-learning
+             methods cannot merge: their run has adapter/ and base/ and no model/.
   merged/    with merge=True: the same merged model under the name peft users expect (hard links to model/).
   run.json   stage "finetune", task, modality, id2label, and a `finetune` section linking the parent run.
   eval/finetune.json   accuracy, macro-F1, trainable parameters, wall time, peak memory.
@@ -20,11 +23,9 @@ import logging
 import math
 import os
 import resource
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,7 @@ from transformers.models.auto.modeling_auto import (
 
 from ..data.images import build_image_processor, compute_mean_std
 from ..data.tokenizer import load_tokenizer
-from ..training.environment import hardware, versions
-from ..training.rundir import RunDirectory, check_can_start, open_run, write_json_atomic
+from ..training.rundir import RunDirectory, check_can_start, open_run
 from .data import (
     DataSpec,
     ImageClassificationCollator,
@@ -65,7 +65,8 @@ from .data import (
     task_modality,
     tokenize_texts,
 )
-from .methods import MethodOptions, PeftMethod, build_peft_config, get_method
+from .methods import MethodOptions, PeftMethod, build_peft_config, check_options, get_method
+from .outputs import model_config, save_outputs, write_manifest
 from .targets import head_modules, resolve_targets
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,18 @@ class TrainSettings:
     max_length: int = 128  # tokens per text
     overrides: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        max_steps = self.overrides.get("max_steps")
+        steps_set = isinstance(max_steps, int) and max_steps > 0  # max_steps overrides epochs in the Trainer
+        checks = (("--epochs", self.epochs, self.epochs > 0 or steps_set),
+                  ("--learning-rate", self.learning_rate, self.learning_rate is None or self.learning_rate > 0),
+                  ("--batch-size", self.batch_size, self.batch_size >= 1),
+                  ("--max-length", self.max_length, self.max_length >= 2))  # room for a token and a special one
+        for flag, value, ok in checks:
+            if not ok:
+                raise ValueError(f"{flag} must be positive{' (at least 2 tokens)' if flag == '--max-length' else ''}, "
+                                 f"got {value!r}.")
+
 
 def finetune(
     parent: str | os.PathLike,
@@ -113,8 +126,8 @@ def finetune(
     label_column: str = "label",
     peft: str = "lora",
     lora_r: int | None = None,
-    lora_alpha: float = 16.0,
-    lora_dropout: float = 0.05,
+    lora_alpha: float | None = None,
+    lora_dropout: float | None = None,
     target_modules: list[str] | None = None,
     peft_options: dict[str, Any] | None = None,
     label_fraction: float | None = None,
@@ -132,9 +145,12 @@ def finetune(
     """Fine-tune `parent` (a run directory, a model folder or a Hub id) for classification into the run `output`.
 
     `peft` names a method of `hfssl.finetune.methods` ("lora" default, "dora", "ia3", "none" = full
-    fine-tuning, or any peft method by name). Data: `train_files` + `test_files` (csv/json/jsonl/parquet with
-    `text_column` and `label_column`, or image files), or `dataset` (a Hub id, a builder such as "imagefolder"
-    with `data_dir`, a save_to_disk folder, "fashion-mnist", "digits" or "stdlib-docstrings").
+    fine-tuning, or any peft method by name). `lora_r`, `lora_alpha`, `lora_dropout`, `target_modules`,
+    `peft_options` and `merge` left at None/False take the method's defaults; set for a method that has no use for
+    them (`lora_r` with IA3, `merge` with full fine-tuning), they are refused rather than ignored.
+    Data: `train_files` + `test_files` (csv/json/jsonl/parquet with `text_column` and `label_column`, or image
+    files or class folders), or `dataset` (a Hub id, a builder such as "imagefolder" with `data_dir`, a
+    save_to_disk folder, "fashion-mnist", "digits" or "stdlib-docstrings").
     `training_args` overrides any `TrainingArguments` field.
 
     Returns:
@@ -153,9 +169,11 @@ def run_finetune(parent_source: str, task: str, output: Path, method: PeftMethod
                  spec: DataSpec, settings: TrainSettings, merge: bool, overwrite: bool) -> dict[str, Any]:
     """The steps of `finetune`; everything that can fail on bad input runs before the run directory is touched."""
     modality = task_modality(task)
+    check_options(method, options, merge, modality)
     check_dataset_modality(spec, task)
     parent = resolve_parent(parent_source)
     check_modality(task, parent.modality, parent.source)
+    check_output_is_not_parent(output, parent)
     check_can_start(output, overwrite, resume=False, can_resume=False)
     args = build_training_arguments(output, method, settings, spec.seed)
     set_seed(spec.seed)
@@ -170,12 +188,13 @@ def run_finetune(parent_source: str, task: str, output: Path, method: PeftMethod
         trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], data_collator=collator,
                           callbacks=method_callbacks(model))
         stats = train_and_measure(trainer)
-        metrics = evaluate_classifier(trainer, encoded["test"])
-        folders = save_outputs(run, trainer.model, processor, merge)
+        metrics, coverage = evaluate_classifier(trainer, encoded["test"], id2label)
+        folders = save_outputs(run, trainer.model, processor, merge, parent.model_path)
+        _remove_if_empty(run.checkpoints_dir)  # save_strategy "no": the Trainer made it and put nothing in it
         summary = {
             "parent": describe_parent(parent), "task": task, **peft_description, "id2label": id2label,
             "label_fraction": spec.label_fraction, "train_examples": len(encoded["train"]),
-            "test_examples": len(encoded["test"]), "metrics": metrics, **stats, **folders,
+            "test_examples": len(encoded["test"]), "metrics": metrics, **coverage, **stats, **folders,
             "learning_rate": args.learning_rate, "epochs": args.num_train_epochs, "batch_size": settings.batch_size,
         }
         write_manifest(run, summary, model_config(folders, trainer.model), modality, data_description, args)
@@ -205,6 +224,14 @@ def resolve_parent(source: str) -> Parent:
     else:
         model_path, manifest = source, {}
     return Parent(source, model_path, manifest, manifest.get("modality") or _config_modality(model_path))
+
+
+def check_output_is_not_parent(output: Path, parent: Parent) -> None:
+    """Refuse an --output that holds the parent's model: replacing it would delete what is being fine-tuned."""
+    model = Path(parent.model_path)
+    if model.is_dir() and (output.resolve() == model.resolve() or output.resolve() in model.resolve().parents):
+        raise ValueError(f"--output {output} holds the parent's model ({model}): the run would replace what it "
+                         "fine-tunes. Choose another --output, such as a sibling run directory.")
 
 
 def _config_modality(model_path: str) -> str | None:
@@ -292,11 +319,10 @@ def apply_method(model: PreTrainedModel, method: PeftMethod, options: MethodOpti
     """
     if training_steps is not None:
         options = dataclasses.replace(options, training_steps=training_steps)
+    check_options(method, options, modality=modality)
     head = head_modules(model)
     description: dict[str, Any] = {"method": method.name, "modules_to_save": head}
-    if method.name == "none":
-        if options.target_modules:
-            logger.warning("--target-modules is ignored with --peft none: every parameter trains.")
+    if method.config_class is None:
         return model, {**description, **count_parameters(model)}
     targets = resolve_targets(model, options.target_modules)
     config = build_peft_config(method, options, targets, head, PEFT_TASK_TYPES[modality])
@@ -363,10 +389,23 @@ def build_training_arguments(output: Path, method: PeftMethod, settings: TrainSe
         "remove_unused_columns": False, "dataloader_pin_memory": torch.cuda.is_available(),
     }
     values.update(settings.overrides)
+    check_override_types(settings.overrides)
     try:
         return TrainingArguments(**values)
     except TypeError as error:
         raise ValueError(f"Bad training argument: {error}. Use TrainingArguments field names.") from error
+
+
+def check_override_types(overrides: dict[str, Any]) -> None:
+    """Refuse a word for a number or a flag (`max_steps=abc`): TrainingArguments takes it, and it fails mid-run."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainingArguments)}
+    for key, value in overrides.items():
+        default = defaults.get(key)
+        word_for_number = isinstance(value, str) and isinstance(default, (bool, int, float))
+        if word_for_number:
+            kind = "true or false" if isinstance(default, bool) else type(default).__name__
+            raise ValueError(f"--training-arg {key}={value} is not a valid value: {key} takes {kind} "
+                             f"(default {default!r}).")
 
 
 def count_training_steps(args: TrainingArguments, train_rows: int) -> int:
@@ -423,77 +462,33 @@ def train_and_measure(trainer: Trainer) -> dict[str, Any]:
             "peak_memory_mb": round(memory, 1), "peak_memory_measure": how}
 
 
-def evaluate_classifier(trainer: Trainer, test) -> dict[str, Any]:
-    """Accuracy and macro-F1 of argmax predictions on the test split, and the test loss."""
+def evaluate_classifier(trainer: Trainer, test, id2label: dict[int, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Accuracy and macro-F1 of argmax predictions on the test split, and the test loss; then the classes macro-F1
+    averaged over (`macro_f1_classes`) and the training classes the test split lacks (`test_missing_classes`).
+
+    Macro-F1 is the unweighted mean of the per-class F1 = 2TP / (2TP + FP + FN) over the classes present in the test
+    split, whatever was predicted (as `hfssl evaluate`'s probes compute it): a prediction of a class the test split
+    lacks is an error against the true class. A training class without test examples is therefore not measured; it
+    is named in a warning.
+    """
     output = trainer.predict(test)
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
     predicted, labels = np.asarray(logits).argmax(-1), np.asarray(test["label"])
-    return {
+    present = np.unique(labels)
+    missing = [id2label[i] for i in sorted(set(id2label) - set(present.tolist()))]
+    if missing:
+        logger.warning(
+            "The test split has no example of %d of the %d training classes (%s): accuracy and macro-F1 do not "
+            "measure them (macro-F1 averages over the %d classes the test split has). Add test examples of every "
+            "class for a complete measure.", len(missing), len(id2label), ", ".join(missing), len(present))
+    metrics = {
         "accuracy": float(accuracy_score(labels, predicted)),
-        "macro_f1": float(f1_score(labels, predicted, average="macro")),
+        "macro_f1": float(f1_score(labels, predicted, labels=present, average="macro", zero_division=0)),
         "test_loss": output.metrics.get("test_loss"),
     }
+    return metrics, {"macro_f1_classes": [id2label[int(i)] for i in present], "test_missing_classes": missing}
 
 
-# ----------------------------------------------------------------------------------------------- outputs
-
-
-def save_outputs(run: RunDirectory, model: torch.nn.Module, processor, merge: bool) -> dict[str, str | None]:
-    """adapter/ (peft), model/ (merged or full) and, with `merge`, merged/; returns their paths."""
-    folders: dict[str, str | None] = {"adapter_dir": None, "model_dir": None, "merged_dir": None}
-    if not isinstance(model, PeftModel):
-        folders["model_dir"] = str(run.save_model(model, processor))
-        return folders
-    adapter = run.path / "adapter"
-    model.save_pretrained(adapter)
-    processor.save_pretrained(adapter)
-    folders["adapter_dir"] = str(adapter)
-    folders["adapter_bytes"] = sum(f.stat().st_size for f in adapter.iterdir() if f.is_file())
-    try:
-        merged = model.merge_and_unload()
-    except (AttributeError, NotImplementedError, ValueError) as error:
-        logger.warning("%s cannot be merged (%s): the run has adapter/ only, no model/.", model.peft_type, error)
-        return folders
-    folders["model_dir"] = str(run.save_model(merged, processor))
-    if merge:
-        folders["merged_dir"] = str(link_copy(run.model_dir, run.path / "merged"))
-    return folders
-
-
-def link_copy(source: Path, target: Path) -> Path:
-    """Copy a folder as hard links (no extra disk), falling back to a real copy across file systems."""
-    try:
-        shutil.copytree(source, target, copy_function=os.link)
-    except OSError:
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(source, target)
-    return target
-
-
-def model_config(folders: dict[str, Any], model: torch.nn.Module) -> dict[str, Any]:
-    """The saved classifier's class, size and config (from model/ when written)."""
-    base = model.get_base_model() if isinstance(model, PeftModel) else model
-    return {"class": type(base).__name__, "parameters": sum(p.numel() for p in base.parameters()),
-            "config": base.config.to_diff_dict(), "path": folders.get("model_dir")}
-
-
-def write_manifest(run: RunDirectory, summary: dict[str, Any], model: dict[str, Any], modality: str,
-                   data: dict[str, Any], args: TrainingArguments) -> None:
-    """run.json sections of this stage and eval/finetune.json."""
-    write_json_atomic(run.eval_dir / "finetune.json", summary)
-    run.update_manifest(
-        format_version=1,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        stage="finetune",
-        task=summary["task"],
-        modality=modality,
-        model=model,
-        id2label=summary["id2label"],
-        data={**data, "train_examples": summary["train_examples"], "test_examples": summary["test_examples"],
-              "label_fraction": summary["label_fraction"]},
-        seed=args.seed,
-        arguments={"training": {k: v for k, v in args.to_dict().items() if "token" not in k}},
-        versions=versions(),
-        hardware=hardware(),
-        finetune=summary,
-    )
+def _remove_if_empty(folder: Path) -> None:
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()

@@ -62,11 +62,16 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     method.add_argument("--peft", default="lora", help="none (full fine-tuning), lora (default), dora, ia3, loha, "
                                                        "lokr, or any peft method by name (prompt_tuning and other "
                                                        "prompt-learning methods: 20 virtual tokens by default).")
-    method.add_argument("--lora-r", type=int, help="Adapter rank (default 8 for lora, dora, loha, lokr).")
-    method.add_argument("--lora-alpha", type=float, default=16.0, help="Scaling: updates are scaled by alpha / r.")
-    method.add_argument("--lora-dropout", type=float, default=0.05)
+    # Method flags default to None: a flag the method has no use for (--lora-r with ia3) is refused only when given.
+    method.add_argument("--lora-r", type=int, help="Adapter rank (default 8 for lora, dora, loha, lokr; other methods "
+                                                   "with a rank: peft's default).")
+    method.add_argument("--lora-alpha", type=float, help="Scaling: updates are scaled by alpha / r (default 16 for "
+                                                         "lora, dora, loha, lokr).")
+    method.add_argument("--lora-dropout", type=float, help="Dropout on the adapter's input (default 0.05 for lora, "
+                                                           "dora, loha, lokr).")
     method.add_argument("--target-modules", nargs="+", help="Modules to adapt (names or endings, e.g. attn.qkv); "
-                                                            "default: detected for the model family.")
+                                                            "default: detected for the model family. Not for --peft "
+                                                            "none or prompt-learning methods.")
     method.add_argument("--peft-option", action="append", metavar="KEY=VALUE",
                         help="Any other field of the method's peft config, e.g. use_rslora=true (repeatable).")
     training = parser.add_argument_group("training")
@@ -77,7 +82,8 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
                           help="Any TrainingArguments field, e.g. bf16=true or weight_decay=0 (repeatable).")
     training.add_argument("--seed", type=int, default=0)
     output = parser.add_argument_group("output")
-    output.add_argument("--merge", action="store_true", help="Also export the merged model as <output>/merged.")
+    output.add_argument("--merge", action="store_true", help="Also export the merged model as <output>/merged "
+                                                             "(methods that merge: not none or prompt learning).")
     output.add_argument("--overwrite", action="store_true", help="Replace an existing --output run.")
     return parser
 
@@ -116,7 +122,8 @@ def run_finetune_from_args(args: argparse.Namespace) -> int:
 def format_result(result: dict[str, Any]) -> str:
     """A plain table of one fine-tuning run, the folders it wrote and how to use the model."""
     metrics = result["metrics"]
-    row = (f"  {result['method']:8} {metrics['accuracy']:>8.4f} {metrics['macro_f1']:>8.4f} "
+    width = max(8, len(result["method"]))
+    row = (f"  {result['method']:{width}} {metrics['accuracy']:>8.4f} {metrics['macro_f1']:>8.4f} "
            f"{result['trainable_parameters']:>12,} {result['trainable_percent']:>7.2f}% "
            f"{result['wall_time_s']:>8.1f} s {result['peak_memory_mb']:>9,.0f} MB")
     lines = [
@@ -124,19 +131,33 @@ def format_result(result: dict[str, Any]) -> str:
         (f"Fine-tuned {result['parent']['path']} -> {result['run_dir']}  ({result['task']}, "
          f"{len(result['id2label'])} labels, {result['train_examples']:,} training / {result['test_examples']:,} "
          "test examples)"),
-        f"  {'method':8} {'accuracy':>8} {'macro-F1':>8} {'trainable':>12} {'share':>8} {'train':>10} {'peak mem':>12}",
+        (f"  {'method':{width}} {'accuracy':>8} {'macro-F1':>8} {'trainable':>12} {'share':>8} {'train':>10} "
+         f"{'peak mem':>12}"),
         row,
         "",
     ]
-    for key in ("adapter_dir", "model_dir", "merged_dir"):
+    if result.get("test_missing_classes"):
+        lines[-1:-1] = [f"  (the test split has no example of: {', '.join(result['test_missing_classes'])})"]
+    for key in ("adapter_dir", "base_dir", "model_dir", "merged_dir"):
         if result.get(key):
             lines.append(f"  {key.removesuffix('_dir'):8} {result[key]}")
     lines.append(f"  manifest {result['run_dir']}/run.json")
+    return "\n".join(lines + ["", "Next:", _usage(result)])
+
+
+def _usage(result: dict[str, Any]) -> str:
+    """How to use what the run wrote: the model folder in a pipeline, else the adapter with peft."""
     if result.get("model_dir"):
-        usage = (f"  python -c \"import hfssl; from transformers import pipeline; "
-                 f"print(pipeline('{result['task']}', model='{result['model_dir']}')(...))\"")
-        lines += ["", "Next:", usage]
-    return "\n".join(lines)
+        return (f"  python -c \"import hfssl; from transformers import pipeline; "
+                f"print(pipeline('{result['task']}', model='{result['model_dir']}')(...))\"")
+    if result["task"] == "image-classification":
+        base = result.get("base_dir") or result["parent"]["model"]
+        load = (f"from peft import PeftModel; from transformers import AutoModelForImageClassification as A; "
+                f"print(PeftModel.from_pretrained(A.from_pretrained('{base}'), '{result['adapter_dir']}'))")
+    else:
+        load = (f"from peft import AutoPeftModelForSequenceClassification as A; "
+                f"print(A.from_pretrained('{result['adapter_dir']}'))")
+    return f"  python -c \"import hfssl; {load}\"   (no model/: this method cannot merge)"
 
 
 def main(argv: Sequence[str]) -> int:

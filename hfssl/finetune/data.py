@@ -22,7 +22,14 @@ import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict
 
-from ..data.images import digits_dataset, fashion_mnist_dataset, load_image_dataset, normalize, to_float_pixels
+from ..data.images import (
+    digits_dataset,
+    fashion_mnist_dataset,
+    image_files,
+    load_image_dataset,
+    normalize,
+    to_float_pixels,
+)
 from ..data.text import infer_format, resolve_files
 
 logger = logging.getLogger(__name__)
@@ -70,6 +77,21 @@ class DataSpec:
                 f"(a Hub id, a builder such as imagefolder with --data-dir, or one of {', '.join(BUILTIN_DATASETS)}); "
                 f"got train_files={self.train_files!r}, dataset={self.dataset!r}."
             )
+        self._check_unused()
+
+    def _check_unused(self) -> None:
+        """Refuse data flags that the chosen source would ignore."""
+        if self.dataset and self.test_files:
+            raise ValueError(
+                f"--test-files goes with --train-files, not with --dataset ({self.dataset}): its test split is "
+                "--test-split, or a stratified share of the training rows. Pass --train-files too, or drop "
+                "--test-files."
+            )
+        if self.train_files:
+            for flag, value in (("--data-dir", self.data_dir), ("--dataset-config", self.dataset_config)):
+                if value:
+                    raise ValueError(f"{flag} goes with --dataset and would be ignored with --train-files; drop it "
+                                     "(or load the data with --dataset instead).")
 
 
 # ----------------------------------------------------------------------------------------------- modality
@@ -160,9 +182,17 @@ def _builtin(spec: DataSpec) -> tuple[DatasetDict, bool]:
 
 def _local(spec: DataSpec, modality: str) -> DatasetDict:
     roles = {"train": spec.train_files, "test": spec.test_files}
-    if modality == "image":
-        data_files = {role: list(files) for role, files in roles.items() if files}
-        return datasets.load_dataset("imagefolder", data_files=data_files)
+    if modality == "image":  # folders become their image files, globs and files are checked (named when missing)
+        data_files = {role: image_files(files, f"--{role}-files") for role, files in roles.items() if files}
+        splits = datasets.load_dataset("imagefolder", data_files=data_files)
+        unlabeled = [role for role, split in splits.items() if spec.label_column not in split.column_names]
+        if unlabeled:
+            raise ValueError(
+                f"The --{unlabeled[0]}-files images have no labels: an image's label is the name of the folder it is "
+                "in, and these images are all in one folder. Arrange them as FOLDER/<label>/<image> (one sub-folder "
+                "per class) and pass FOLDER."
+            )
+        return splits
     resolved = {role: resolve_files(files, f"--{role}-files") for role, files in roles.items() if files}
     fmt = infer_format([f for files in resolved.values() for f in files])
     return DatasetDict({role: _load_text_split(fmt, files, spec) for role, files in resolved.items()})
@@ -187,6 +217,12 @@ def _load_text_split(fmt: str, files: list[Path], spec: DataSpec) -> Dataset:
     if len(split) == 0:
         raise ValueError(no_rows)
     needed = list(dict.fromkeys([spec.text_column, spec.label_column]))
+    if fmt == "text" and spec.label_column not in split.column_names:
+        raise ValueError(
+            f"{files[0]} is read as plain text, one example per line with no label (a .txt/.text file). Give the "
+            "texts and labels as csv, json, jsonl or parquet with a text and a label column (a tab-separated file: "
+            "convert it to csv first)."
+        )
     if not set(needed) <= set(split.column_names):
         return split  # the column checks name the missing one with every column of the file
     split = split.select_columns(needed)
@@ -216,6 +252,9 @@ def _hub_or_disk(spec: DataSpec) -> DatasetDict:
 
 def load_splits(spec: DataSpec, modality: str) -> tuple[DatasetDict, dict[str, Any]]:
     """Raw `train` and `test` splits and a description for run.json; a missing test split is carved (stratified)."""
+    if modality == "text" and spec.text_column == spec.label_column:
+        raise ValueError(f"--text-column and --label-column both name {spec.text_column!r}; the text and the label "
+                         "must be two columns of the data.")
     carved = False
     if spec.dataset in BUILTIN_DATASETS:
         splits, carved = _builtin(spec)
@@ -229,8 +268,8 @@ def load_splits(spec: DataSpec, modality: str) -> tuple[DatasetDict, dict[str, A
     if "test" not in splits:
         logger.warning("No test split given: %.0f%% of the training rows become the test split.",
                        100 * spec.test_fraction)
-        _check_label_column(splits["train"], spec.label_column, "train")
-        splits, carved = carve_test_split(splits["train"], spec.test_fraction, spec.seed, spec.label_column), True
+        train = clean_labels(splits["train"], spec.label_column, "train")
+        splits, carved = carve_test_split(train, spec.test_fraction, spec.seed, spec.label_column), True
     description = {"source": source, "dataset_config": spec.dataset_config, "data_dir": spec.data_dir,
                    "test_split_carved": carved, "fingerprint": splits["train"]._fingerprint}
     return splits, description
@@ -285,9 +324,7 @@ def encode_labels(splits: DatasetDict, label_column: str) -> tuple[DatasetDict, 
     Raises:
         ValueError: the column is missing, or the test split holds labels that training never shows (named).
     """
-    for role, split in splits.items():
-        _check_label_column(split, label_column, role)
-    splits = DatasetDict({role: _drop_missing_labels(split, label_column, role) for role, split in splits.items()})
+    splits = DatasetDict({role: clean_labels(split, label_column, role) for role, split in splits.items()})
     splits = _match_label_types(splits, label_column)
     feature = splits["train"].features[label_column]
     if isinstance(feature, ClassLabel):
@@ -304,6 +341,12 @@ def encode_labels(splits: DatasetDict, label_column: str) -> tuple[DatasetDict, 
             f"The training split has a single label ({', '.join(map(str, train_values))}): nothing to classify. "
             f"Check --label-column ({label_column!r}) or add examples of other labels."
         )
+    rows = len(splits["train"])
+    if len(train_values) > max(10, rows // 2):
+        logger.warning("The training split has %d different labels in %d rows (column %r): about %.1f example(s) "
+                       "per class. If the column holds scores or ids rather than classes, name the label column with "
+                       "--label-column, or bin the values into classes first.", len(train_values), rows, label_column,
+                       rows / len(train_values))
     unseen = sorted(map(str, test_values - train_values))
     if unseen:
         raise ValueError(
@@ -368,7 +411,32 @@ def _examples(split: Dataset, column: str, count: int = 4) -> str:
     return shown + (", ..." if len(values) > count else "")
 
 
-def _drop_missing_labels(split: Dataset, column: str, role: str) -> Dataset:
+def clean_labels(split: Dataset, column: str, role: str) -> Dataset:
+    """The split with usable labels only: one value per row (not a list), names without surrounding whitespace
+    (" pos" and "pos" are one label; stripped with a warning), and rows with a missing or blank label dropped.
+
+    Raises:
+        ValueError: the column is missing (names the split's columns), holds lists or records, or no row has a label.
+    """
+    _check_label_column(split, column, role)
+    feature = split.features[column]
+    one_value_per_row = isinstance(feature, (ClassLabel, datasets.Value))
+    if not one_value_per_row:
+        example = next((v for v in split[column] if v is not None), None)
+        raise ValueError(
+            f"The label column {column!r} of the {role} split holds {type(feature).__name__} values such as "
+            f"{example!r}, not one label per row. Give one label (a name or a number) per row, or name the column "
+            "that holds it with --label-column."
+        )
+    if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+        unclean = {v for v in split[column] if isinstance(v, str) and v != v.strip()}
+        padded = sorted(v for v in unclean if v.strip())
+        if padded:
+            logger.warning("Stripped surrounding whitespace from %d label name(s) of the %s split (%s): they are "
+                           "the same labels without it.", len(padded), role, ", ".join(map(repr, padded[:5])))
+        if unclean or "" in split.unique(column):
+            split = split.map(lambda batch: {column: [(v.strip() or None) if isinstance(v, str) else v
+                                                      for v in batch[column]]}, batched=True)
     kept = split.filter(lambda batch: [v is not None for v in batch[column]], batched=True)
     if len(kept) < len(split):
         logger.warning("Dropped %d %s row(s) without a label.", len(split) - len(kept), role)

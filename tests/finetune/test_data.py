@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict
+from PIL import Image
 
 from hfssl.finetune.data import (
     STDLIB_PACKAGES,
@@ -12,6 +15,7 @@ from hfssl.finetune.data import (
     carve_test_split,
     check_modality,
     encode_labels,
+    load_splits,
     stdlib_docstrings_by_package,
     stratified_indices,
     subsample,
@@ -100,3 +104,63 @@ def test_a_single_training_label_is_refused():
     splits = DatasetDict(train=Dataset.from_dict({"label": ["pos", "pos"]}), test=Dataset.from_dict({"label": ["pos"]}))
     with pytest.raises(ValueError, match="single label \\(pos\\): nothing to classify"):
         encode_labels(splits, "label")
+
+
+def test_label_names_with_surrounding_whitespace_are_one_label_and_blank_ones_are_missing(caplog):
+    """" neg" and "neg" used to be two classes; a blank label a class of its own."""
+    splits = DatasetDict(train=Dataset.from_dict({"label": [" neg", "neg", "pos ", "pos", "", "  "]}),
+                         test=Dataset.from_dict({"label": ["neg ", "pos"]}))
+    with caplog.at_level(logging.WARNING, logger="hfssl.finetune.data"):
+        encoded, id2label = encode_labels(splits, "label")
+    assert id2label == {0: "neg", 1: "pos"} and encoded["train"]["label"] == [0, 0, 1, 1]
+    assert "Stripped surrounding whitespace from 2 label name(s) of the train split (' neg', 'pos ')" in caplog.text
+    assert "Dropped 2 train row(s) without a label" in caplog.text
+
+
+def test_a_label_column_of_lists_is_refused_by_name():
+    """It used to end in `TypeError: unhashable type: 'list'`."""
+    splits = DatasetDict(train=Dataset.from_dict({"label": [[0], [1]]}), test=Dataset.from_dict({"label": [[0]]}))
+    with pytest.raises(ValueError, match=r"label column 'label' of the train split holds List values such as \[0\], "
+                                         "not one label per row"):
+        encode_labels(splits, "label")
+
+
+def test_a_text_file_is_refused_with_the_formats_that_hold_labels(tmp_path):
+    (tmp_path / "train.txt").write_text("good film\t1\nbad film\t0\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="train.txt is read as plain text, one example per line with no label"):
+        load_splits(DataSpec(train_files=[str(tmp_path / "train.txt")]), "text")
+
+
+def test_the_text_and_label_columns_must_differ(tmp_path):
+    with pytest.raises(ValueError, match="--text-column and --label-column both name 'label'"):
+        load_splits(DataSpec(train_files=["train.csv"], text_column="label"), "text")
+
+
+def _images(folder, names):
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((8, 8), 7 * len(name), dtype=np.uint8)).save(folder / name)
+
+
+def test_image_folders_are_taken_as_class_folders(tmp_path):
+    """--train-files FOLDER used to fail with datasets' "Unable to find" although the folder exists."""
+    _images(tmp_path / "train", [f"{c}/{i}.png" for c in ("cat", "dog") for i in range(3)])
+    _images(tmp_path / "test", [f"{c}/{i}.png" for c in ("cat", "dog") for i in range(2)])
+    splits, _ = load_splits(DataSpec(train_files=[str(tmp_path / "train")], test_files=[str(tmp_path / "test")]),
+                            "image")
+    assert (len(splits["train"]), len(splits["test"])) == (6, 4)
+    assert splits["train"].features["label"].names == ["cat", "dog"]
+
+
+def test_images_without_class_folders_are_refused_with_the_layout_to_use(tmp_path):
+    _images(tmp_path / "flat", [f"{i}.png" for i in range(4)])
+    with pytest.raises(ValueError, match=r"--train-files images have no labels: .* FOLDER/<label>/<image>"):
+        load_splits(DataSpec(train_files=[str(tmp_path / "flat")]), "image")
+
+
+def test_a_label_per_row_reads_as_scores_not_classes(caplog):
+    splits = DatasetDict(train=Dataset.from_dict({"label": [i * 0.37 for i in range(30)]}),
+                         test=Dataset.from_dict({"label": [0.37]}))
+    with caplog.at_level(logging.WARNING, logger="hfssl.finetune.data"):
+        encode_labels(splits, "label")
+    assert "The training split has 30 different labels in 30 rows (column 'label')" in caplog.text

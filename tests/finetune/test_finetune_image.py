@@ -63,10 +63,16 @@ def test_the_model_folder_classifies_raw_images_with_its_saved_processor(digits_
 def test_the_image_adapter_reloads_onto_the_parent(digits_run, image_parent):
     base = AutoModelForImageClassification.from_pretrained(image_parent / "model", num_labels=10)
     adapter = PeftModel.from_pretrained(base, digits_run / "adapter").eval()
+    # Or on base/, the parent's weights under a config that knows the 10 classes: no num_labels to pass.
+    on_base = AutoModelForImageClassification.from_pretrained(digits_run / "base")
+    assert on_base.config.id2label == {i: str(i) for i in range(10)}  # the digits' class names
+    on_base = PeftModel.from_pretrained(on_base, digits_run / "adapter").eval()
     merged = AutoModelForImageClassification.from_pretrained(digits_run / "model").eval()
     pixels = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(adapter(pixel_values=pixels).logits, merged(pixel_values=pixels).logits,
+                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(on_base(pixel_values=pixels).logits, merged(pixel_values=pixels).logits,
                                    atol=1e-5, rtol=1e-5)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -62,11 +63,15 @@ def test_adapter_merged_and_model_folders_give_the_same_predictions(lora_run, te
     expected = logits(AutoModelForSequenceClassification.from_pretrained(lora_run["model_dir"]), tokenizer)
     merged = AutoModelForSequenceClassification.from_pretrained(lora_run["merged_dir"])
     torch.testing.assert_close(logits(merged, tokenizer), expected)
-    # The parent's config has two labels; a head of another size is announced with num_labels.
-    adapter = AutoPeftModelForSequenceClassification.from_pretrained(lora_run["adapter_dir"], num_labels=8)
+    # The adapter's base is base/: the parent's weights under a config with the 8 packages (the parent's says 2
+    # labels), so it loads bare, with the real class names.
+    adapter = AutoPeftModelForSequenceClassification.from_pretrained(lora_run["adapter_dir"])
+    assert list(adapter.config.id2label.values()) == list(STDLIB_PACKAGES)
     torch.testing.assert_close(logits(adapter, tokenizer), expected, atol=1e-5, rtol=1e-5)
     config = json.loads((Path(lora_run["adapter_dir"]) / "adapter_config.json").read_text())
-    assert config["base_model_name_or_path"] == str((text_parent / "model").resolve())
+    assert config["base_model_name_or_path"] == str(Path(lora_run["base_dir"]).resolve())
+    weights = "model.safetensors"
+    assert os.path.samefile(Path(lora_run["base_dir"]) / weights, text_parent / "model" / weights)
     assert set(config["modules_to_save"]) >= {"classifier"}
 
 
@@ -97,6 +102,7 @@ def test_two_label_adapter_loads_bare_with_and_without_hfssl(two_label_csvs, tex
     tokenizer = AutoTokenizer.from_pretrained(result["adapter_dir"])
     expected = logits(AutoModelForSequenceClassification.from_pretrained(result["model_dir"]), tokenizer)
     bare = AutoPeftModelForSequenceClassification.from_pretrained(result["adapter_dir"])
+    assert bare.config.id2label == {0: "asyncio", 1: "email"}  # not LABEL_0, LABEL_1
     torch.testing.assert_close(logits(bare, tokenizer), expected, atol=1e-5, rtol=1e-5)
     outside = run_without_hfssl(
         f"""
@@ -109,11 +115,13 @@ def test_two_label_adapter_loads_bare_with_and_without_hfssl(two_label_csvs, tex
         with torch.no_grad():
             out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         print("LOGITS", out.flatten().tolist())
+        print("LABELS", sorted(model.config.label2id))
         """,
         cwd=tmp_path,
     )
     line = next((x for x in outside.stdout.splitlines() if x.startswith("LOGITS")), None)
     assert line is not None, outside.stderr[-3000:]
+    assert "LABELS ['asyncio', 'email']" in outside.stdout
     torch.testing.assert_close(torch.tensor(json.loads(line.split(" ", 1)[1])), expected.flatten(), atol=1e-5,
                                rtol=1e-5)
 
@@ -145,7 +153,10 @@ def test_a_stock_bert_goes_through_the_same_path(bert_folder, two_label_csvs, tm
     assert result["parent"]["objective"] is None and result["parent"]["modality"] == "text"
     assert result["metrics"]["accuracy"] > 0.62, result["metrics"]  # two classes of 297 and 271 docstrings
     config = json.loads((tmp_path / "bert" / "adapter" / "adapter_config.json").read_text())
-    assert config["base_model_name_or_path"] == str(bert_folder.resolve())
+    assert config["base_model_name_or_path"] == str((tmp_path / "bert" / "base").resolve())
+    assert os.path.samefile(tmp_path / "bert" / "base" / "model.safetensors", bert_folder / "model.safetensors")
+    base = json.loads((tmp_path / "bert" / "base" / "config.json").read_text())
+    assert base["id2label"] == {"0": "asyncio", "1": "email"} and base["model_type"] == "bert"
     assert type(AutoModelForSequenceClassification.from_pretrained(result["model_dir"])).__name__ == (
         "BertForSequenceClassification")
 

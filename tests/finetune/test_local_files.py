@@ -131,6 +131,9 @@ def test_prompt_tuning_runs_with_default_virtual_tokens(train_csv, text_parent, 
                       peft="prompt_tuning", **QUICK)
     assert result["peft_config"]["num_virtual_tokens"] == DEFAULT_VIRTUAL_TOKENS == 20
     assert (tmp_path / "pt" / "adapter" / "adapter_config.json").is_file()
+    # No model/ (it cannot merge) and no empty checkpoints/ either: every folder written is usable.
+    assert sorted(p.name for p in (tmp_path / "pt").iterdir()) == ["adapter", "base", "eval", "run.json"]
+    assert result["model_dir"] is None and result["base_dir"] == str(tmp_path / "pt" / "base")
     result = finetune(text_parent, task="text-classification", output=tmp_path / "pt4", train_files=[train_csv],
                       peft="p_tuning", peft_options={"num_virtual_tokens": 4}, **QUICK)
     assert result["peft_config"]["num_virtual_tokens"] == 4
@@ -194,3 +197,20 @@ def test_a_class_with_one_row_cannot_be_carved_into_a_test_split(reviews, text_p
     rows = [[reviews[0][0], "fresh"], [reviews[1][0], "rotten"], [reviews[2][0], "rotten"]]
     refuse(r"1 class\(es\) have a single labeled row \(\['fresh'\]\)", tmp_path / "run", text_parent,
            train_files=[write_csv(tmp_path / "tiny.csv", ["text", "label"], rows)])
+
+
+def test_a_training_class_missing_from_the_test_split_is_named(reviews, text_parent, tmp_path, caplog):
+    """Macro-F1 averages over the classes the test split has, whatever is predicted (as `hfssl evaluate` does; with
+    sklearn's default a predicted "neutral" would join the mean with F1 0). The missing class is named."""
+    names = ("neg", "pos")
+    rows = [[t, names[y]] for t, y in reviews[:100]] + [[t, "neutral"] for t, _ in reviews[100:120]]
+    train = write_csv(tmp_path / "train.csv", ["text", "label"], rows)
+    test = write_csv(tmp_path / "test.csv", ["text", "label"], [[t, names[y]] for t, y in reviews[120:]])
+    with caplog.at_level(logging.WARNING, logger="hfssl.finetune.api"):
+        result = finetune(text_parent, task="text-classification", output=tmp_path / "run", train_files=[train],
+                          test_files=[test], **QUICK)
+    assert "The test split has no example of 1 of the 3 training classes (neutral)" in caplog.text
+    assert result["test_missing_classes"] == ["neutral"]
+    assert result["macro_f1_classes"] == ["neg", "pos"]
+    manifest = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert manifest["finetune"]["test_missing_classes"] == ["neutral"]

@@ -6,9 +6,12 @@ reload that dropped or misplaced any of them would change the logits.
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 import torch
-from peft import PeftModel
+from peft import AutoPeftModelForSequenceClassification, PeftModel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer
 
 from hfssl.finetune.api import (
@@ -21,6 +24,7 @@ from hfssl.finetune.api import (
 )
 from hfssl.finetune.data import DataSpec, encode_labels, load_splits, subsample, tokenize_texts
 from hfssl.finetune.methods import MethodOptions, get_method
+from hfssl.models import HfsslTextConfig, HfsslTextForSequenceClassification
 from hfssl.training.rundir import RunDirectory
 
 ID2LABEL = {0: "no", 1: "yes", 2: "maybe"}
@@ -61,14 +65,54 @@ def test_adapter_reload_is_exact_and_merged_model_matches(method, text_parent, t
     assert AutoTokenizer.from_pretrained(folders["adapter_dir"]).vocab == tokenizer.vocab
 
 
-def test_adapter_base_is_the_parent_model_folder(text_parent, tokenizer, tmp_path):
+def test_the_adapter_loads_bare_with_the_real_class_names(text_parent, tokenizer, tmp_path):
+    """The way a user loads it: AutoPeftModelForSequenceClassification on the adapter folder alone, offline. Its base
+    is base/, the parent's files under a config naming the 3 classes; on the parent itself (2 labels, LABEL_0 ...)
+    this load showed LABEL_0/LABEL_1, or failed on the head size without num_labels=3."""
     model = randomized_peft_model(text_parent, "lora")
+    expected = logits(model, tokenizer)
     run = RunDirectory(tmp_path / "run")
     run.path.mkdir()
-    folders = save_outputs(run, model, tokenizer, merge=False)
-    assert model.peft_config["default"].base_model_name_or_path == str((text_parent / "model").resolve())
-    assert folders["merged_dir"] is None
+    folders = save_outputs(run, model, tokenizer, merge=False, parent_model=str((text_parent / "model").resolve()))
+    assert folders["base_dir"] == str(run.path / "base") and folders["merged_dir"] is None
+    config = json.loads((run.path / "adapter" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str((run.path / "base").resolve())
+    loaded = AutoPeftModelForSequenceClassification.from_pretrained(folders["adapter_dir"]).eval()
+    assert loaded.config.id2label == ID2LABEL and loaded.config.label2id == {v: k for k, v in ID2LABEL.items()}
+    assert torch.equal(logits(loaded, tokenizer), expected)
+    # base/ holds the parent's weights themselves (hard links: no extra disk), not a copy that could drift.
+    assert os.path.samefile(run.path / "base" / "model.safetensors", text_parent / "model" / "model.safetensors")
     assert folders["adapter_bytes"] < 0.5 * (run.model_dir / "model.safetensors").stat().st_size
+
+
+def test_a_prompt_tuned_run_has_adapter_and_base_and_no_model_folder(text_parent, tokenizer, tmp_path):
+    """Prompt tuning cannot merge: no model/ (a model without the learned prompt would predict differently), and the
+    adapter loads with its labels on base/."""
+    model = randomized_peft_model(text_parent, "prompt_tuning")
+    expected = logits(model, tokenizer)
+    run = RunDirectory(tmp_path / "run")
+    run.path.mkdir()
+    folders = save_outputs(run, model, tokenizer, merge=False, parent_model=str(text_parent / "model"))
+    assert folders["model_dir"] is None and sorted(p.name for p in run.path.iterdir()) == ["adapter", "base"]
+    loaded = AutoPeftModelForSequenceClassification.from_pretrained(folders["adapter_dir"]).eval()
+    assert loaded.config.id2label == ID2LABEL
+    torch.testing.assert_close(logits(loaded, tokenizer), expected)
+
+
+def test_a_classifier_parent_with_another_class_count_stays_the_adapters_base(tmp_path, tokenizer):
+    """Its saved head (2 classes) would not load under a 3-class config: the adapter names the parent instead."""
+    parent = tmp_path / "classifier"
+    config = HfsslTextConfig(vocab_size=len(tokenizer), num_labels=2, hidden_size=32, num_hidden_layers=1,
+                             num_attention_heads=2, intermediate_size=64)
+    HfsslTextForSequenceClassification(config).save_pretrained(parent)
+    tokenizer.save_pretrained(parent)
+    model = randomized_peft_model(parent, "lora")
+    run = RunDirectory(tmp_path / "run")
+    run.path.mkdir()
+    folders = save_outputs(run, model, tokenizer, merge=False, parent_model=str(parent.resolve()))
+    assert folders["base_dir"] is None and not (run.path / "base").exists()
+    config = json.loads((run.path / "adapter" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(parent.resolve())
 
 
 def test_training_changes_only_the_adapter_and_the_head(text_parent, tmp_path):
