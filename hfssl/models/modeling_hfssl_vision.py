@@ -263,6 +263,11 @@ class HfsslVisionDecoder(nn.Module):
                 f"mask_ratio={config.mask_ratio} leaves none of the {config.num_patches} patches of a "
                 f"{config.image_size}x{config.image_size} image visible to the encoder; lower mask_ratio, or use a "
                 f"smaller patch_size than {config.patch_size} (more patches).")
+        if config.norm_pix_loss and config.patch_size**2 * config.num_channels < 2:
+            raise ValueError(
+                f"norm_pix_loss normalizes each patch by the mean and variance of its own pixels, and a "
+                f"{config.patch_size}x{config.patch_size} patch of {config.num_channels} channel has one value (no "
+                f"variance): use patch_size >= 2 (with a larger image_size), or norm_pix_loss=False.")
         width = config.decoder_hidden_size
         block_config = _DecoderConfig(config)
         self.embed = Linear(config.hidden_size, width, bias=config.use_bias)

@@ -217,6 +217,15 @@ class TestMaskedImageModeling(ModelTesterMixin):
         assert not out.mask.any() and out.loss.item() == 0.0 and out.logits.shape == (3, 16, 48)
         assert model.mae_loss(**mae_inputs(model.config)).item() == 0.0
 
+    def test_normalized_pixels_of_one_value_patches_are_refused(self):
+        """A 1x1 grayscale patch has no variance: its normalized target would be NaN (an unbiased variance of one
+        value), so the config is refused; without normalization it trains."""
+        with pytest.raises(ValueError, match="1x1 patch of 1 channel has one value"):
+            HfsslVisionForMaskedImageModeling(tiny_config(image_size=8, patch_size=1, num_channels=1))
+        model = HfsslVisionForMaskedImageModeling(tiny_config(image_size=8, patch_size=1, num_channels=1,
+                                                              norm_pix_loss=False)).train()
+        assert torch.isfinite(model(**mae_inputs(model.config)).loss)
+
     def test_deepcopy_gives_equal_outputs(self):
         model, inputs = self.build(HfsslVisionForMaskedImageModeling)
         with torch.no_grad():
