@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 class ModelArguments:
     """What to train: the objective, the architecture and the tokenizer."""
 
-    objective: str = field(default="mlm", metadata={"help": "Pretraining objective (see `hfssl pretrain --help`)."})
+    objective: str = field(default="mlm", metadata={"help": "Pretraining objective, one of the Objectives listed above."})
     model_size: str = field(default="tiny", metadata={"help": "Size preset: tiny, small or base."})
     config_overrides: str | None = field(
         default=None,
