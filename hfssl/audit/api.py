@@ -142,13 +142,17 @@ class Models:
     def _load(self, cls: type, role: str):
         from transformers.utils import logging as hf_logging
 
-        # A head left out (the pretraining head of a classifier's parent, SimCSE's pooler) is expected here.
-        level = hf_logging.get_verbosity()
+        # A head left out (the pretraining head of a classifier's parent, SimCSE's pooler) is expected here; the
+        # "Loading weights" bar would only interleave with the audit's log.
+        level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
         try:
             model, info = cls.from_pretrained(self.run.model_dir, output_loading_info=True)
         finally:
             hf_logging.set_verbosity(level)
+            if bars:
+                hf_logging.enable_progress_bar()
         head = [k for k in info.get("missing_keys", []) if "lm_head" in k or "classifier" in k]
         if head:
             raise MissingAuditData(f"The saved model has no trained {role} head ({sorted(head)[0]} is missing), so "
@@ -219,8 +223,8 @@ def audit_run(
     if not config_path.is_file():
         raise FileNotFoundError(f"No model in {run.path}: {config_path} does not exist. Audit a run directory written "
                                 "by `hfssl pretrain` or `hfssl finetune`.")
-    if min_group_n < 1 or n_boot < 1:
-        raise ValueError(f"min_group_n ({min_group_n}) and n_boot ({n_boot}) must be >= 1.")
+    if min_group_n < 1 or n_boot < 1 or seed < 0:
+        raise ValueError(f"min_group_n ({min_group_n}) and n_boot ({n_boot}) must be >= 1 and seed ({seed}) >= 0.")
     manifest, config = run.read_manifest(), json.loads(config_path.read_text(encoding="utf-8"))
     family = run_family(manifest, config)
     budget, started = Budget(time_budget_s), time.perf_counter()
@@ -291,7 +295,12 @@ def format_table(report: dict[str, Any]) -> str:
     rows = [header] + audit_table_rows(report)
     widths = {k: min(60, max(len(r[k]) for r in rows)) for k in header}
     lines = [f"Bias audit ({report['family']}), {report['wall_time_s']:.1f} s"]
-    lines += ["  ".join(r[k][: widths[k]].ljust(widths[k]) for k in header).rstrip() for r in rows]
+    lines += ["  ".join(_clip(r[k], widths[k]).ljust(widths[k]) for k in header).rstrip() for r in rows]
     for name, reason in (report.get("not_evaluated") or {}).items():
         lines.append(f"not evaluated: {name}: {reason}")
     return "\n".join(lines)
+
+
+def _clip(text: str, width: int) -> str:
+    """`text`, cut to `width` with an ellipsis that shows it was cut (the full names are in bias_audit.json)."""
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -21,6 +21,7 @@ from torch import nn
 from .common import (
     AuditContext,
     batched,
+    group_label,
     grouped_rows,
     model_device,
     result,
@@ -173,9 +174,11 @@ def classifier_audit(ctx: AuditContext, budget_s: float | None, table: Any, *, m
     """Disaggregated metrics and counterfactual flips of a classifier on `table` (a datasets.Dataset)."""
     started = time.perf_counter()
     inputs, y_true, groups = _inputs(ctx, table, modality, text_column, image_column, label_column, group_column)
-    caveats = []
+    caveats, without_group = [], 0
     if groups is not None:
+        total = len(y_true)
         inputs, y_true, groups, caveats = _without_blank_groups(inputs, y_true, groups, group_column)
+        without_group = total - len(y_true)
     items = list(range(len(y_true)))
     scores, base, used, note = score_model_and_baseline(ctx, items, _scorer(ctx, inputs, modality), budget_s)
     used = np.asarray(used, dtype=int)
@@ -199,6 +202,7 @@ def classifier_audit(ctx: AuditContext, budget_s: float | None, table: Any, *, m
     else:
         caveats.append("Counterfactual flips apply to text; not evaluated for an image classifier.")
     data = {"source": "user-supplied labelled set", "rows": len(y_true), "group_column": group_column,
+            "rows_without_group": without_group,
             "sha256": sha256_items([str(inputs[i]) if modality == "text" else int(i) for i in used]
                                    + [int(v) for v in y_true[used]])}
     return result("Fine-tuned classifier: metrics by group and counterfactual flips",
@@ -215,10 +219,10 @@ def _without_blank_groups(inputs: list[str] | np.ndarray, y_true: np.ndarray, gr
 
     A blank would otherwise become a group named "None" or "". ValueError when every value is blank.
     """
-    blank = np.array([g is None or (isinstance(g, float) and np.isnan(g)) or not str(g).strip() for g in groups],
-                     dtype=bool)
+    labels = [group_label(g) for g in groups]
+    blank = np.array([label is None for label in labels], dtype=bool)
     if not blank.any():
-        return inputs, y_true, np.asarray([str(g) for g in groups], dtype=object), []
+        return inputs, y_true, np.asarray(labels, dtype=object), []
     if blank.all():
         raise ValueError(f"--group-column {group_column!r} is blank in all {len(groups)} rows of the audit set; pass "
                          "the column that names each example's group, or fill it in.")
@@ -227,7 +231,7 @@ def _without_blank_groups(inputs: list[str] | np.ndarray, y_true: np.ndarray, gr
                "classifier audit.")
     logger.warning("%s Fill the column in to audit them.", message)
     kept_inputs = inputs[keep] if isinstance(inputs, np.ndarray) else [inputs[i] for i in keep]
-    return kept_inputs, y_true[keep], np.asarray([str(groups[i]) for i in keep], dtype=object), [message]
+    return kept_inputs, y_true[keep], np.asarray([labels[i] for i in keep], dtype=object), [message]
 
 
 def _inputs(ctx: AuditContext, table: Any, modality: str, text_column: str | None, image_column: str | None,

@@ -47,6 +47,11 @@ def cmd_audit(argv: Sequence[str]) -> int:
     from .api import audit_run
 
     args = build_parser().parse_args(list(argv))
+    for flag, value, least in (("--time-budget", args.time_budget, 0), ("--min-group-n", args.min_group_n, 1),
+                               ("--n-boot", args.n_boot, 1), ("--seed", args.seed, 0)):
+        if not value >= least:  # NaN too
+            raise ValueError(f"{flag} {value:g} must be at least {least}"
+                             + (" (0 means no limit)" if flag == "--time-budget" else "") + ".")
     audit_run(
         args.run_dir, group_column=args.group_column, dataset=args.dataset, train_files=args.train_files,
         test_files=args.test_files, split=args.split, text_column=args.text_column, image_column=args.image_column,

@@ -102,6 +102,22 @@ def _round_list(values: Sequence[float] | None) -> list[float] | None:
     return None if values is None else [_round(float(v)) for v in values]
 
 
+def group_label(value: Any) -> str | None:
+    """The group name of a value of a user's group column; None for a blank (None, NaN, empty or spaces).
+
+    Whole floats lose their ".0": pandas reads an integer column with a blank cell as floats, and the group
+    should still read "1", not "1.0".
+    """
+    if isinstance(value, np.floating):
+        value = float(value)
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    return text or None
+
+
 def split_groups(groups: Sequence[str], min_group_n: int = MIN_GROUP_N) -> tuple[list[str], dict[str, int]]:
     """(groups with at least `min_group_n` items, sorted; {suppressed group: its n})."""
     names, counts = np.unique(np.asarray(groups, dtype=object).astype(str), return_counts=True)

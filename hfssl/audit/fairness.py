@@ -46,8 +46,12 @@ def _frame(metric: Metric, y_true: np.ndarray, y_pred: np.ndarray, groups: np.nd
 
     frame = MetricFrame(metrics={"m": metric}, y_true=y_true, y_pred=y_pred, sensitive_features=groups)
     by_group = {str(k): float(v) for k, v in frame.by_group["m"].items()}
+    # MetricFrame skips groups where the metric is undefined (a false positive rate without negatives), so with one
+    # defined group left it reports difference 0 and ratio 1: a perfect score for what was not measured.
+    compared = sum(np.isfinite(v) for v in by_group.values()) >= 2
     return {"overall": float(frame.overall["m"]), "by_group": by_group,
-            "difference": float(frame.difference()["m"]), "ratio": float(frame.ratio()["m"])}
+            "difference": float(frame.difference()["m"]) if compared else float("nan"),
+            "ratio": float(frame.ratio()["m"]) if compared else float("nan")}
 
 
 def _intervals(metric: Metric, y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, names: list[str],
@@ -59,15 +63,23 @@ def _intervals(metric: Metric, y_true: np.ndarray, y_pred: np.ndarray, groups: n
     def per_group(index: np.ndarray) -> np.ndarray:
         return np.array([metric(y_true[index][groups[index] == g], y_pred[index][groups[index] == g]) for g in names])
 
-    def ratio(index: np.ndarray) -> float:
+    def defined(index: np.ndarray) -> np.ndarray:
         values = per_group(index)
-        return float(values.min() / values.max()) if values.max() > 0 else float("nan")
+        return values[np.isfinite(values)]
+
+    def difference(index: np.ndarray) -> float:
+        values = defined(index)
+        return float(np.ptp(values)) if len(values) >= 2 else float("nan")
+
+    def ratio(index: np.ndarray) -> float:
+        values = defined(index)
+        return float(values.min() / values.max()) if len(values) >= 2 and values.max() > 0 else float("nan")
 
     out = {"overall": boot(lambda i: metric(y_true[i], y_pred[i])),
            "by_group": {g: boot(lambda i, g=g: metric(y_true[i][groups[i] == g], y_pred[i][groups[i] == g]))
                         for g in names}}
     if len(names) > 1:
-        out["difference"] = boot(lambda i: float(np.ptp(per_group(i))))
+        out["difference"] = boot(difference)
         out["ratio"] = boot(ratio)
     return out
 

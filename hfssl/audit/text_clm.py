@@ -55,7 +55,10 @@ def continuation_logprobs(model: nn.Module, tokenizer: Any, items: Sequence[tupl
     """Log-probability of each continuation given its context: (n,) mean (or "sum") over its tokens.
 
     items: (context, continuation); an empty context scores the whole sentence, its first token given the
-    tokenizer's bos token when there is one (else from the second token on). nan when nothing can be scored.
+    tokenizer's bos token when there is one (else from the second token on). nan when nothing can be scored: a
+    continuation that starts beyond the model's maximum length, or a whole sentence longer than it (options that
+    differ inside a sentence would tie if the cut fell before the difference; a continuation past a context
+    differs from its first token, so the part that fits is scored).
     """
     check_fast(tokenizer)
     model.eval()
@@ -63,7 +66,8 @@ def continuation_logprobs(model: nn.Module, tokenizer: Any, items: Sequence[tupl
     encoded = []
     for context, continuation in items:
         text = context + continuation
-        ids, positions = encode_with_span(tokenizer, text, len(context), len(text), limit, add_bos=True)
+        ids, positions = encode_with_span(tokenizer, text, len(context), len(text), limit, add_bos=True,
+                                          whole=not context)
         encoded.append((ids, [p for p in positions if p > 0]))  # position 0 has nothing before it
     out = np.full(len(items), np.nan)
     order = list(range(len(items)))

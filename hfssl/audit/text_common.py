@@ -32,17 +32,22 @@ def check_fast(tokenizer: Any) -> None:
 
 
 def encode_with_span(tokenizer: Any, text: str, start: int, end: int, limit: int,
-                     add_bos: bool = False) -> tuple[list[int], list[int]]:
+                     add_bos: bool = False, whole: bool = False) -> tuple[list[int], list[int]]:
     """(token ids of `text`, positions of the tokens that overlap characters [start, end)).
 
     With `add_bos`, the tokenizer's bos token is put first when the tokenizer does not add it itself, so a
-    causal LM can score the first word. Positions past `limit` tokens are dropped with the truncated tail.
+    causal LM can score the first word. Positions past `limit` tokens are dropped with the truncated tail; with
+    `whole`, a text that does not fit in `limit` tokens gets no positions at all (its score would otherwise come
+    from a cut sentence, and two options cut before the point where they differ would tie).
     """
     encoded = tokenizer(text, return_offsets_mapping=True, truncation=True, max_length=limit)
     ids, offsets = list(encoded["input_ids"]), list(encoded["offset_mapping"])
     bos = getattr(tokenizer, "bos_token_id", None)
     if add_bos and bos is not None and (not ids or ids[0] != bos) and len(ids) < limit:
         ids, offsets = [bos, *ids], [(0, 0), *offsets]
+    cut = len(encoded["input_ids"]) >= limit and max((e for s, e in offsets if e > s), default=0) < len(text.rstrip())
+    if whole and cut:
+        return ids, []
     positions = [i for i, (s, e) in enumerate(offsets) if e > s and s < end and e > start]
     return ids, positions
 

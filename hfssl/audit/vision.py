@@ -10,6 +10,7 @@ with a group column describing people, social bias is stated as not evaluated.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,14 +22,20 @@ from torch import nn
 from .common import (
     AuditContext,
     batched,
+    group_label,
+    mean_with_ci,
     model_device,
     result,
+    row,
     score_model_and_baseline,
 )
 from .data import LabelledSet, MissingAuditData
 from .fairness import accuracy, frame_rows, mean_value
 
+logger = logging.getLogger(__name__)
+
 KNN_K = 20
+DEFAULT_LABEL_COLUMN = "label"  # the flag's default: a set without it is audited unlabelled
 MAX_TRAIN_IMAGES = 2000
 MAX_METADATA_VALUES = 20
 SOCIAL_BIAS_NOT_EVALUATED = (
@@ -66,13 +73,18 @@ def load_vision_set(config: Any, *, dataset: Any = None, train_files: list[str] 
                           image_column=image_column, seed=seed)
     train, test, source = load_source(options)
     has_labels = label_column in train.features
+    if not has_labels and label_column != DEFAULT_LABEL_COLUMN:  # an unlabelled set is fine, a misnamed column not
+        raise ValueError(f"--label-column {label_column!r} is not a column of the audit set; its columns are "
+                         f"{list(train.features)}. Pass the column holding the labels, or leave the flag out for an "
+                         "unlabelled set.")
     if test is None:
         train, test = (carve_test_split(train, label_column, 0.3, seed) if has_labels
                        else (None, train))
     column = input_column(test.features, "image", options)
-    if group_column is not None and group_column not in test.features:
-        raise ValueError(f"Group column {group_column!r} not found; the audit set's columns are {list(test.features)}. "
-                         "Pass the column that describes the groups with --group-column.")
+    if group_column is not None and (group_column not in test.features or group_column == column):
+        problem = "holds the images" if group_column == column else "not found"
+        raise ValueError(f"Group column {group_column!r} {problem}; the audit set's columns are {list(test.features)} "
+                         f"(images in {column!r}). Pass the column that describes the groups with --group-column.")
     pixels, labels, names = decode_images(test, column, label_column if has_labels else None, config)
     train_pixels = train_labels = None
     if train is not None and has_labels:
@@ -100,16 +112,18 @@ def decode_images(ds, column: str, label_column: str | None, config: Any, names:
 
 
 def _metadata(ds, exclude: set[str], group_column: str | None) -> dict[str, np.ndarray]:
-    """The group column, and other columns with 2..20 distinct scalar values."""
+    """The group column (None where a row has no group), and other columns with 2..20 distinct scalar values."""
     out = {}
     for name in ds.column_names:
+        if name == group_column:
+            out[name] = np.asarray([group_label(v) for v in ds[name]], dtype=object)
+            continue
         if name in exclude:
             continue
         values = ds[name]
         if not all(isinstance(v, (str, int, bool)) for v in values):
             continue
-        distinct = len(set(values))
-        if name == group_column or 2 <= distinct <= MAX_METADATA_VALUES:
+        if 2 <= len(set(values)) <= MAX_METADATA_VALUES:
             out[name] = np.asarray([str(v) for v in values], dtype=object)
     return out
 
@@ -193,7 +207,7 @@ def _scorer(data: VisionSet, to_inputs, seed: int):
 
 
 def factors(data: VisionSet, used: np.ndarray) -> dict[str, np.ndarray]:
-    """Factor name -> (k,) group labels of the used test images."""
+    """Factor name -> (k,) group labels of the used test images (None where the group column is blank)."""
     pixels = data.pixels[used].astype(np.float32) / 255.0  # (k, c, h, w)
     out: dict[str, np.ndarray] = {}
     if data.labels is not None:
@@ -211,6 +225,45 @@ def _metric_inputs(scores: np.ndarray, column: int, data: VisionSet, used: np.nd
         truth = data.labels[used]
         return truth, np.where(scores[:, 0] == 1.0, truth, -1)
     return scores[:, 1], scores[:, 1]
+
+
+def blank_groups(data: VisionSet, used: np.ndarray, group_column: str | None) -> int:
+    """How many used images have no value in the group column (logged); ValueError when none has one."""
+    if group_column is None or group_column not in data.columns:
+        return 0
+    blank = int(sum(g is None for g in data.columns[group_column][used]))
+    if blank == len(used):
+        raise ValueError(f"--group-column {group_column!r} is blank in all {blank} audited images; pass the column "
+                         "that names each image's group, or fill it in.")
+    if blank:
+        logger.warning("%d of %d audited image(s) have no %r value (None or blank) and were left out of the rows by "
+                       "%s; fill the column in to audit them.", blank, len(used), group_column, group_column)
+    return blank
+
+
+def _table(ctx: AuditContext, data: VisionSet, scores: np.ndarray, base: np.ndarray | None,
+           used: np.ndarray) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Rows of each metric: overall (every used image), then by each factor (images without a group left out)."""
+    def estimate(values: np.ndarray) -> dict[str, Any]:
+        return mean_with_ci(values, n_boot=ctx.n_boot, seed=ctx.seed)
+
+    table, suppressed = [], {}
+    by_factor = factors(data, used)
+    for name, metric, column in (("kNN accuracy", accuracy, 0), ("reconstruction error (MSE)", mean_value, 1)):
+        if np.isnan(scores[:, column]).all():
+            continue
+        table.append(row(name, estimate(scores[:, column]), None,
+                         baseline=None if base is None else estimate(base[:, column])))
+        y_true, y_pred = _metric_inputs(scores, column, data, used)
+        baseline = None if base is None else _metric_inputs(base, column, data, used)[1]
+        for factor, groups in by_factor.items():
+            keep = np.asarray([g is not None for g in groups], dtype=bool)
+            rows, hidden = frame_rows(name, metric, y_true[keep], y_pred[keep], groups[keep], ctx,
+                                      baseline_pred=None if baseline is None else baseline[keep], factor=factor,
+                                      overall=False)
+            table += rows
+            suppressed.update({f"{factor}={g}": n for g, n in hidden.items()})
+    return table, suppressed
 
 
 def labelled_images_audit(ctx: AuditContext, budget_s: float | None, labelled: LabelledSet) -> dict[str, Any]:
@@ -234,24 +287,19 @@ def vision_audit(ctx: AuditContext, budget_s: float | None, data: VisionSet,
     items = list(range(len(data.pixels)))
     scores, base, used, note = score_model_and_baseline(ctx, items, _scorer(data, to_inputs, ctx.seed), budget_s)
     used = np.asarray(used, dtype=int)
-    table, suppressed = [], {}
-    for position, (factor, groups) in enumerate(factors(data, used).items()):
-        for name, metric, column in (("kNN accuracy", accuracy, 0), ("reconstruction error (MSE)", mean_value, 1)):
-            if np.isnan(scores[:, column]).all():
-                continue
-            y_true, y_pred = _metric_inputs(scores, column, data, used)
-            baseline = None if base is None else _metric_inputs(base, column, data, used)[1]
-            rows, hidden = frame_rows(name, metric, y_true, y_pred, groups, ctx, baseline_pred=baseline,
-                                      factor=factor, overall=position == 0)
-            table += rows
-            suppressed.update({f"{factor}={g}": n for g, n in hidden.items()})
+    without_group = blank_groups(data, used, group_column)
+    table, suppressed = _table(ctx, data, scores, base, used)
     caveats = ["Accuracy differs across classes for reasons unrelated to bias (some classes are harder); read the "
                "differences against the random-init baseline."]
     if group_column is None:
         caveats.append(SOCIAL_BIAS_NOT_EVALUATED)
+    if without_group:
+        caveats.append(f"{without_group} of {len(used)} audited image(s) have no {group_column!r} value and were left "
+                       f"out of the rows by {group_column}; they count in the other rows.")
     data_note = {"source": data.source, "rows": len(data.pixels),
                  "sha256": hashlib.sha256(np.ascontiguousarray(data.pixels[used]).tobytes()).hexdigest(),
-                 "memory_bank": None if data.train_pixels is None else len(data.train_pixels), "knn_k": KNN_K}
+                 "memory_bank": None if data.train_pixels is None else len(data.train_pixels), "knn_k": KNN_K,
+                 "group_column": group_column, "rows_without_group": without_group}
     return result("Performance across image factors (vision)",
                   "kNN accuracy on frozen features and MAE reconstruction error, disaggregated by class, "
                   "brightness and contrast tertiles and metadata columns with fairlearn's MetricFrame.",

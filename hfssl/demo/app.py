@@ -22,7 +22,8 @@ TABS: dict[str, tuple[type, str]] = {
     "reconstruction": (ReconstructionTab, "Reconstruct"),
     "gallery": (GalleryTab, "Nearest neighbours"),
 }
-CARD_SECTIONS = (("eval", "Evaluation"), ("audit", "Bias audit"), ("bias", "Bias audit"))
+AUDIT_KEYS = ("audit", "bias")
+AUDIT_COLUMNS = ["audit", "metric", "group", "value", "95% CI", "baseline", "n", "ideal"]
 PRETRAIN_FIELDS = ("steps", "tokens_seen", "images_seen", "wall_time_s", "train_loss", "eval_loss", "perplexity")
 MAX_COLUMNS = 8
 
@@ -89,15 +90,16 @@ def card_markdown(loaded: LoadedModel) -> str:
     pretrain = manifest.get("pretrain")
     if isinstance(pretrain, Mapping):
         parts += ["## Pretraining", _key_value_table({k: pretrain[k] for k in PRETRAIN_FIELDS if k in pretrain})]
-    shown = set()
-    for key, title in CARD_SECTIONS:
-        if isinstance(manifest.get(key), Mapping) and title not in shown:
-            shown.add(title)
-            parts += [f"## {title}", results_table(manifest[key])]
+    evaluation = evaluation_markdown(manifest)
+    audit = next((manifest[key] for key in AUDIT_KEYS if isinstance(manifest.get(key), Mapping)), None)
+    if evaluation:
+        parts += ["## Evaluation", evaluation]
+    if audit is not None:
+        parts += ["## Bias audit", audit_markdown(audit)]
     readme = readme_tables(loaded.card_text or "")
     if readme:
         parts += ["## From the model card (README.md)", readme]
-    if not shown and not readme:
+    if not evaluation and audit is None and not readme:
         parts.append("No evaluation or bias audit is recorded for this model yet; the run's evaluation and audit "
                      "stages add them to run.json and the card.")
     return "\n\n".join(parts)
@@ -107,13 +109,64 @@ def _model_facts(loaded: LoadedModel) -> dict[str, Any]:
     manifest = loaded.manifest
     model_info = manifest.get("model") if isinstance(manifest.get("model"), Mapping) else {}
     parameters = model_info.get("parameters") or sum(p.numel() for p in loaded.model.parameters())
-    facts = {"source": loaded.ref, "objective": manifest.get("objective", "unknown (no run.json)"),
+    facts = {"source": loaded.ref, "objective": _objective(manifest),
              "modality": loaded.modality, "class": model_info.get("class", type(loaded.model).__name__),
              "parameters": f"{parameters:,}", "demo": loaded.kind}
     data = manifest.get("data") if isinstance(manifest.get("data"), Mapping) else {}
     if data.get("source"):
-        facts["pretraining data"] = data["source"]
+        from ..cards.results import public_source
+        from ..cards.sections import source_names
+
+        name = "training data" if manifest.get("stage") == "finetune" else "pretraining data"
+        facts[name] = ", ".join(dict.fromkeys(public_source(s) for s in source_names(data["source"])))  # no local paths
     return facts
+
+
+def _objective(manifest: Mapping[str, Any]) -> str:
+    if manifest.get("objective"):
+        return str(manifest["objective"])
+    if manifest.get("task"):  # a fine-tuned run: its parent's objective is on the parent's card
+        return f"fine-tuned for {manifest['task']}"
+    return "not recorded" if manifest else "unknown (no run.json)"
+
+
+def evaluation_markdown(manifest: Mapping[str, Any]) -> str:
+    """The evaluations of run.json as the model card shows them (one table per protocol, both arms, no local
+    paths), protocols of other shapes flattened by `results_table`, and the fine-tuned classifier's test metrics."""
+    from ..cards.results import evaluation_blocks
+
+    section = manifest.get("eval") if isinstance(manifest.get("eval"), Mapping) else {}
+    structured = {k: v for k, v in section.items() if isinstance(v, Mapping) and ("arms" in v or "curves" in v)}
+    blocks, _ = evaluation_blocks({"eval": dict(structured), "finetune": manifest.get("finetune"),
+                                   "data": manifest.get("data")})
+    parts = [_block_markdown(block.title, block.description, block.header, block.rows) for block in blocks]
+    other = {k: v for k, v in section.items() if k not in structured}
+    if other:
+        parts.append(results_table(other))
+    return "\n\n".join(parts)
+
+
+def audit_markdown(report: Mapping[str, Any]) -> str:
+    """The audit table of `hfssl audit` (value, 95% CI, random-init baseline, n, ideal per row) and what was not
+    evaluated; a section of another shape is flattened by `results_table`."""
+    from ..audit.api import audit_table_rows
+
+    if "audits" not in report and "not_evaluated" not in report:
+        return results_table(report)
+    rows = [[r["audit"], r["metric"], r["group"], r["value"], r["ci"], r["baseline"], r["n"], r["ideal"]]
+            for r in audit_table_rows(dict(report))]
+    parts = [_block_markdown("", "", AUDIT_COLUMNS, rows)] if rows else []
+    parts += [f"- not evaluated: {_cell(name)}: {_cell(reason)}"
+              for name, reason in (report.get("not_evaluated") or {}).items()]
+    return "\n\n".join(parts) or "_(empty)_"
+
+
+def _block_markdown(title: str, description: str, header: list[str], rows: list[list[Any]]) -> str:
+    """A titled table; the description is a paragraph of its own (a table cannot interrupt a paragraph)."""
+    table = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    table += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
+    parts = ([f"### {title}"] if title else []) + ([description] if description else []) + ["\n".join(table)]
+    return "\n\n".join(parts)
 
 
 def results_table(section: Mapping[str, Any]) -> str:

@@ -35,6 +35,8 @@ def run_demo_from_args(args: argparse.Namespace) -> int:
         raise ValueError("The demo needs gradio, which is not installed: pip install 'hfssl[demo]'.")
     from .app import build_demo, launch_demo
 
+    if not 1 <= args.port <= 65535:
+        raise ValueError(f"--port {args.port} is not a port number; pass one from 1 to 65535 (default 7860).")
     demo = build_demo(args.model, kind=args.kind, pooling=args.pooling)
     try:
         launch_demo(demo, host=args.host, port=args.port, share=args.share)

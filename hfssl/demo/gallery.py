@@ -11,23 +11,26 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import logging
 import os
 import threading
 import time
 import zipfile
+import zlib
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .loading import (
     DemoInputError,
     Limits,
     LoadedModel,
+    check_number,
     check_pixels,
     check_text,
     encode,
@@ -35,6 +38,8 @@ from .loading import (
     runnable_examples,
 )
 from .vision import example_images, fashion_mnist_dir, preprocess_images
+
+logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 KNN_TEMPERATURE = 0.07  # weights exp(similarity / T), as in the kNN protocol of InstDisc and DINO
@@ -45,17 +50,24 @@ MAX_TEXT_TOKENS = 256
 CACHED_GALLERIES = 4
 BATCH_SIZE = 64
 LABEL_SEPARATOR = " | "
+MAX_K = 50
+# Uploaded gallery images are kept at most this large: 2,000 full-size photos would not fit in a Space's memory,
+# and models and the 96-pixel thumbnails shown need far fewer pixels.
+MAX_UPLOAD_SIDE = 512
+MAX_SKIPPED_SHOWN = 5
 TEXT_QUERIES = ("Return the number of items in the list.", "A warm, funny and moving film.")
 
 
 @dataclass
 class Gallery:
-    """Items (PIL images or strings), optional labels, L2-normalized features (n, hidden) and a description."""
+    """Items (PIL images or strings), optional labels, L2-normalized features (n, hidden), a description and the
+    uploaded files left out as unreadable ("name (why)")."""
 
     items: list
     labels: list[str] | None
     features: np.ndarray
     description: str
+    skipped: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- sources
@@ -85,69 +97,108 @@ def _rotten_tomatoes_file() -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
-def load_image_items(source: str, files: Sequence[str] | None, limits: Limits) -> tuple[list, list[str] | None]:
-    """(PIL images, labels or None) of an image gallery source; `files` are image or .zip paths for "upload".
-
-    Built-in sets are cut to `limits.max_gallery_items`."""
+def load_image_items(source: str, files: Sequence[str] | None,
+                     limits: Limits) -> tuple[list, list[str] | None, list[str]]:
+    """(PIL images, labels or None, skipped uploads) of an image gallery source; `files` are image or .zip paths
+    for "upload". Uploaded files that cannot be read are left out and listed as "name (why)"; DemoInputError when
+    none is left. Built-in sets are cut to `limits.max_gallery_items`."""
     if source == "digits":
         from ..data.images import digits_dataset
 
         rows = digits_dataset().select(range(min(DIGITS_GALLERY_SIZE, limits.max_gallery_items)))
-        return list(rows["image"]), [str(label) for label in rows["label"]]
+        return list(rows["image"]), [str(label) for label in rows["label"]], []
     if source == "fashion-mnist" and fashion_mnist_dir() is not None:
         from ..data.images import fashion_mnist_dataset
 
         size = min(FASHION_GALLERY_SIZE, limits.max_gallery_items)
         rows = fashion_mnist_dataset(fashion_mnist_dir(), "test", limit=size)
         names = rows.features["label"].names
-        return list(rows["image"]), [names[label] for label in rows["label"]]
+        return list(rows["image"]), [names[label] for label in rows["label"]], []
     if source == "upload":
         return _uploaded_images(files or [], limits)
     raise DemoInputError(f"Unknown image gallery {source!r}; choose one of: {', '.join(image_sources())}.")
 
 
-def _uploaded_images(files: Sequence[str], limits: Limits) -> tuple[list, list[str] | None]:
+def _uploaded_images(files: Sequence[str], limits: Limits) -> tuple[list, list[str] | None, list[str]]:
+    """(images, labels or None, "name (why)" of each file left out): unreadable images are skipped, not fatal."""
     if not files:
         raise DemoInputError("Upload images or a .zip of images first (or choose a built-in gallery).")
     entries: list[tuple[Image.Image, str | None]] = []
+    skipped: list[str] = []
     for path in files:
         if str(path).lower().endswith(".zip"):
-            entries += _images_from_zip(path, limits)
+            members = _zip_members(path, limits)
         else:
-            entries.append((_open_image(Path(path).read_bytes(), Path(path).name, limits), None))
+            members = [(Path(path).name, Path(path).read_bytes(), None)]
+        for name, data, label in members:
+            try:
+                entries.append((_open_image(data, name, limits), label))
+            except DemoInputError as error:
+                skipped.append(f"{name} ({error})")
         _check_gallery_size(len(entries), limits)
+    names = ", ".join(Path(path).name for path in files)
+    if not entries and not skipped:
+        raise DemoInputError(f"No image files in {names}: upload {', '.join(IMAGE_SUFFIXES)} files or a .zip "
+                             "holding them.")
+    if not entries:
+        raise DemoInputError(f"No readable image in {names}: {skipped_list(skipped)}. Upload images that open in "
+                             "an image viewer (PNG, JPEG, ...) or a .zip of them.")
+    if skipped:
+        logger.warning("Gallery upload: skipped %d unreadable file(s): %s", len(skipped), "; ".join(skipped))
     labels = [label for _, label in entries]
-    return [image for image, _ in entries], labels if all(labels) else None
+    return [image for image, _ in entries], labels if all(labels) else None, skipped
 
 
-def _images_from_zip(path: str, limits: Limits) -> list[tuple[Image.Image, str | None]]:
-    """Images in a zip; an image in `class/` gets the label "class"."""
+def _zip_members(path: str, limits: Limits) -> Iterator[tuple[str, bytes | None, str | None]]:
+    """(name, bytes or None when the member cannot be unpacked, label) of each image file in a zip, one at a time;
+    an image in `class/` gets the label "class". macOS metadata (__MACOSX/, ._name) is not an image and is ignored."""
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as error:
         raise DemoInputError(f"{Path(path).name} is not a valid zip file: {error}.") from error
     with archive:
         infos = [i for i in archive.infolist() if not i.is_dir() and i.filename.lower().endswith(IMAGE_SUFFIXES)
-                 and not i.filename.startswith("__MACOSX")]
+                 and not i.filename.startswith("__MACOSX") and not PurePosixPath(i.filename).name.startswith("._")]
         _check_gallery_size(len(infos), limits)
         unpacked = sum(i.file_size for i in infos)
         if unpacked > 4 * limits.max_upload_mb * 2**20:
             raise DemoInputError(f"{Path(path).name} unpacks to {unpacked / 2**20:.0f} MB; the limit is "
                                  f"{4 * limits.max_upload_mb} MB. Upload fewer or smaller images.")
-        return [(_open_image(archive.read(i), i.filename, limits), PurePosixPath(i.filename).parent.name or None)
-                for i in infos]
+        for info in infos:
+            yield info.filename, _unpack(archive, info), PurePosixPath(info.filename).parent.name or None
 
 
-def _open_image(data: bytes, name: str, limits: Limits) -> Image.Image:
+def _unpack(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes | None:
+    try:
+        return archive.read(info)
+    except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, EOFError, OSError):
+        return None  # damaged, encrypted or unsupported compression: reported as unreadable
+
+
+def _open_image(data: bytes | None, name: str, limits: Limits) -> Image.Image:
+    """The decoded image; DemoInputError saying why it cannot be used (unreadable, or over the pixel limit)."""
+    if data is None:
+        raise DemoInputError("cannot be unpacked from the zip")
     try:
         image = Image.open(io.BytesIO(data))
-        check_pixels(image.width, image.height, limits, what=f"image {name}")
+        if image.width * image.height > limits.max_image_pixels:
+            raise DemoInputError(f"{image.width}x{image.height} = {image.width * image.height:,} pixels, over this "
+                                 f"demo's limit of {limits.max_image_pixels:,}; downscale it")
         image.load()
+        image.thumbnail((MAX_UPLOAD_SIDE, MAX_UPLOAD_SIDE))  # the gallery keeps every image in memory
     except DemoInputError:
         raise
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise DemoInputError(f"Cannot read {name} as an image: {error}.") from error
+    except UnidentifiedImageError:
+        raise DemoInputError("not an image format that can be read") from None
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
+        raise DemoInputError(f"damaged or unreadable image: {error}") from error
     return image
+
+
+def skipped_list(skipped: Sequence[str], shown: int = MAX_SKIPPED_SHOWN) -> str:
+    """The first `shown` "name (why)" entries, then how many more."""
+    more = len(skipped) - shown
+    return "; ".join(skipped[:shown]) + (f"; and {more} more" if more > 0 else "")
 
 
 def _check_gallery_size(count: int, limits: Limits) -> None:
@@ -281,13 +332,16 @@ class GalleryTab:
                 self._cache.move_to_end(key)
                 return self._cache[key]
         start = time.perf_counter()
-        load = load_image_items if self.image else load_text_items
-        items, labels = load(source, uploads, self.limits)
+        if self.image:
+            items, labels, skipped = load_image_items(source, uploads, self.limits)
+        else:
+            (items, labels), skipped = load_text_items(source, uploads, self.limits), []
         features = embed(self.loaded, items)
         took = time.perf_counter() - start
-        description = (f"{self.sources.get(source, source)}: {len(items):,} items"
-                       + (f", {len(set(labels))} labels" if labels else ", no labels") + f"; embedded in {took:.1f} s")
-        gallery = Gallery(items, labels, features, description)
+        description = (f"{self.sources.get(source, source)}: {_count(len(items), 'item')}"
+                       + (f", {_count(len(set(labels)), 'label')}" if labels else ", no labels")
+                       + f"; embedded in {took:.1f} s")
+        gallery = Gallery(items, labels, features, description, skipped)
         with self._lock:
             self._cache[key] = gallery
             while len(self._cache) > CACHED_GALLERIES:
@@ -307,12 +361,18 @@ class GalleryTab:
             check_pixels(query.width, query.height, self.limits, what="query image")
         else:
             query = check_text(query, self.limits, what="query")
+        k = int(check_number(k, "number of neighbours (k)", 1, MAX_K, whole=True))
         gallery = self.gallery(source, uploads)
         query_features = embed(self.loaded, [query])[0]  # (hidden,)
-        indices, scores = nearest(gallery.features, query_features, min(int(k), len(gallery.items)))
+        indices, scores = nearest(gallery.features, query_features, min(k, len(gallery.items)))
         votes = knn_vote(gallery.labels, indices, scores) if gallery.labels else None
         plot = pca_map(gallery.features, gallery.labels, query_features, indices)
         status = f"Gallery: {gallery.description}." + (" Labels vote for the query (kNN)." if votes else "")
+        if gallery.skipped:
+            warning = (f"Skipped {_count(len(gallery.skipped), 'unreadable file')}: {skipped_list(gallery.skipped)}. "
+                       "The gallery holds the other images.")
+            _warn(warning)
+            status += f"\n\n⚠️ {warning}"
         return self._neighbours(gallery, indices, scores), votes, plot, status
 
     def _neighbours(self, gallery: Gallery, indices: np.ndarray, scores: np.ndarray) -> list:
@@ -341,7 +401,7 @@ class GalleryTab:
                     query = gr.Image(value=self.queries[0], type="pil", label="Query image", elem_id="gallery-query")
                 else:
                     query = gr.Textbox(value=self.queries[0], label="Query text", lines=2, elem_id="gallery-query")
-                k = gr.Slider(1, 50, value=8, step=1, label="Neighbours (k)")
+                k = gr.Slider(1, MAX_K, value=8, step=1, label="Neighbours (k)")
             with gr.Column():
                 source = gr.Radio([(d, key) for key, d in self.sources.items()], value=next(iter(self.sources)),
                                   label="Gallery", elem_id="gallery-source")
@@ -370,6 +430,17 @@ class GalleryTab:
         runnable_examples([[q, next(iter(self.sources)), None, 8] for q in self.queries], inputs, outputs, self.search,
                           "gallery_example")
         button.click(self.search, inputs, outputs, api_name="search_gallery")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def _warn(message: str) -> None:
+    """A warning toast in the page (outside a Gradio event, a Python warning)."""
+    import gradio as gr
+
+    gr.Warning(message)
 
 
 def _fingerprint(uploads: Sequence[str] | str | None) -> str:

@@ -64,6 +64,9 @@ _ARCHITECTURE_SUFFIXES = (
     ("MAEForPreTraining", "reconstruction"),
 )
 POOLING_RULES = ("mean", "cls", "last")
+# The modalities each demo kind serves; --kind is checked against the model's before anything is loaded.
+KIND_MODALITIES = {"fill-mask": ("text",), "generation": ("text",), "reconstruction": ("image",),
+                   "gallery": ("text", "image")}
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,11 @@ def load_demo_model(ref: str | os.PathLike, kind: str | None = None, pooling: st
         raise ValueError(f"Unknown pooling rule {pooling!r}; valid rules: {', '.join(POOLING_RULES)}.")
     model_path, manifest, card_text = resolve_model_source(str(ref))
     config = _load_config(model_path)
+    modality = config_modality(config)
+    if kind is not None and modality not in KIND_MODALITIES[kind]:
+        fits = ", ".join(k for k, modalities in KIND_MODALITIES.items() if modality in modalities)
+        raise ValueError(f"{ref} is {'an image' if modality == 'image' else 'a text'} model; the {kind} demo needs "
+                         f"{'an image' if modality == 'text' else 'a text'} model. Kinds for {modality} models: {fits}.")
     chosen = kind or decide_kind(manifest.get("objective"), getattr(config, "architectures", None))
     model, problem = _load_model(model_path, chosen)
     if problem:
@@ -146,6 +154,9 @@ def resolve_model_source(ref: str) -> tuple[str, dict[str, Any], str | None]:
             )
         manifest = run.read_manifest() if model_dir == run.model_dir else {}
         return str(model_dir), manifest, _read_local_card(model_dir, run.path)
+    if path.is_file():
+        raise FileNotFoundError(f"{ref} is a file; pass the run directory (runs/<name>) or the model folder that "
+                                "holds config.json.")
     if path.is_absolute() or ref.startswith((".", "~")) or ref.count("/") != 1:
         raise FileNotFoundError(
             f"{ref} does not exist. Pass a run directory (runs/<name>), a model folder, or a Hub id owner/name."
@@ -171,6 +182,11 @@ def decide_kind(objective: str | None, architectures: list[str] | None = None) -
             if name.endswith(suffix):
                 return kind
     return "gallery"
+
+
+def config_modality(config: Any) -> str:
+    """ "image" for configs of vision models (an image size), "text" otherwise."""
+    return "image" if getattr(config, "image_size", None) is not None else "text"
 
 
 def model_modality(model: PreTrainedModel) -> str:
@@ -359,6 +375,25 @@ def check_text(text: str | None, limits: Limits, what: str = "text") -> str:
             "Shorten it."
         )
     return text
+
+
+def check_number(value: Any, what: str, low: float, high: float, *, whole: bool = False) -> float:
+    """`value` as a float in [low, high] (a whole number with `whole`); DemoInputError naming `what` otherwise.
+
+    The API and a cleared number box send None, and the API any value, so the sliders' own bounds are not enough.
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not low <= number <= high or (whole and not number.is_integer()):
+        kind = "a whole number" if whole else "a number"
+        raise DemoInputError(f"The {what} must be {kind} from {_plain(low)} to {_plain(high)}; got {value!r}.")
+    return number
+
+
+def _plain(number: float) -> str:
+    return f"{number:,.0f}" if float(number).is_integer() else f"{number:g}"
 
 
 def check_pixels(width: int, height: int, limits: Limits, what: str = "image") -> None:

@@ -14,11 +14,21 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TextIteratorStreamer
 
-from .loading import DemoInputError, Limits, LoadedModel, check_text, reports_input_errors, runnable_examples
+from .loading import (
+    DemoInputError,
+    Limits,
+    LoadedModel,
+    check_number,
+    check_text,
+    reports_input_errors,
+    runnable_examples,
+)
 
 MASK_ALIASES = ("[MASK]", "<mask>", "[mask]")
 MAX_MASKS = 5
 MAX_TOP_K = 20
+MAX_SEED = 2**32 - 1
+MAX_TEMPERATURE = 2.0
 FILL_MASK_COLUMNS = ["mask", "rank", "token", "probability", "text"]
 GENERATION_TIMEOUT_S = 120.0
 FILL_MASK_TEMPLATES = (
@@ -152,12 +162,13 @@ class FillMaskTab:
     def predict(self, text: str, top_k: float) -> tuple[dict[str, float], list[list], str]:
         """Event handler: (first mask's {token: probability}, table rows FILL_MASK_COLUMNS, status)."""
         text = check_text(text, self.limits)
+        top_k = int(check_number(top_k, "number of candidates (top-k)", 1, MAX_TOP_K, whole=True))
         start = time.perf_counter()
-        results = predict_masked(self.model, self.tokenizer, text, int(top_k))
+        results = predict_masked(self.model, self.tokenizer, text, top_k)
         rows = [[p.mask, p.rank, p.token, round(p.probability, 4), p.text] for row in results for p in row]
         first = {p.token: p.probability for p in results[0]}
         took = (time.perf_counter() - start) * 1000
-        return first, rows, f"Top {int(top_k)} for {len(results)} mask(s) in {took:.0f} ms."
+        return first, rows, f"Top {top_k} for {len(results)} mask(s) in {took:.0f} ms."
 
     def render(self) -> None:
         import gradio as gr
@@ -190,16 +201,18 @@ class GenerationTab:
                  seed: float) -> Iterator[tuple[str, str]]:
         """Event handler (a generator): yields (prompt + continuation so far, status)."""
         prompt = check_text(prompt, self.limits, what="prompt")
-        if not 1 <= max_new_tokens <= self.limits.max_new_tokens:
-            raise DemoInputError(f"Max new tokens must be between 1 and {self.limits.max_new_tokens}.")
-        if not 0 < top_p <= 1 or temperature < 0:
-            raise DemoInputError("Use a temperature >= 0 (0 = greedy) and a top-p in (0, 1].")
+        max_new_tokens = int(check_number(max_new_tokens, "number of new tokens", 1, self.limits.max_new_tokens,
+                                          whole=True))
+        temperature = check_number(temperature, "temperature (0 = greedy)", 0, MAX_TEMPERATURE)
+        top_p = check_number(top_p, "top-p", 0, 1)
+        if top_p == 0:
+            raise DemoInputError("The top-p must be above 0 (1 keeps every token); got 0.")
+        seed = int(check_number(seed, "seed", 0, MAX_SEED, whole=True))
         start, text = time.perf_counter(), ""
         yield prompt, "Generating…"
-        for text in stream_generation(self.model, self.tokenizer, prompt, int(max_new_tokens), float(temperature),
-                                      float(top_p), int(seed)):
+        for text in stream_generation(self.model, self.tokenizer, prompt, max_new_tokens, temperature, top_p, seed):
             yield prompt + text, "Generating…"
-        yield prompt + text, f"Done in {time.perf_counter() - start:.1f} s (seed {int(seed)})."
+        yield prompt + text, f"Done in {time.perf_counter() - start:.1f} s (seed {seed})."
 
     def render(self) -> None:
         import gradio as gr
@@ -210,7 +223,7 @@ class GenerationTab:
         with gr.Row():
             new_tokens = gr.Slider(1, self.limits.max_new_tokens, value=min(48, self.limits.max_new_tokens),
                                    step=1, label="Max new tokens")
-            temperature = gr.Slider(0.0, 2.0, value=0.8, step=0.05, label="Temperature (0 = greedy)")
+            temperature = gr.Slider(0.0, MAX_TEMPERATURE, value=0.8, step=0.05, label="Temperature (0 = greedy)")
             top_p = gr.Slider(0.05, 1.0, value=0.95, step=0.05, label="Top-p")
             seed = gr.Number(value=0, precision=0, label="Seed")
         button = gr.Button("Generate", variant="primary", elem_id="generation-button")

@@ -18,10 +18,19 @@ import torch
 from PIL import Image, ImageOps
 
 from ..data.images import convert_image
-from .loading import DemoInputError, Limits, LoadedModel, check_pixels, reports_input_errors, runnable_examples
+from .loading import (
+    DemoInputError,
+    Limits,
+    LoadedModel,
+    check_number,
+    check_pixels,
+    reports_input_errors,
+    runnable_examples,
+)
 
 DISPLAY_SIZE = 192
 MASKED_GRAY = 0.5  # hidden patches are shown in mid gray
+MAX_SEED = 2**32 - 1
 FASHION_MNIST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
 
@@ -163,8 +172,10 @@ class ReconstructionTab:
         if image is None:
             raise DemoInputError("Upload an image or click one of the examples first.")
         check_pixels(image.width, image.height, self.limits)
+        mask_ratio = check_number(mask_ratio, "mask ratio", 0, 1)
+        seed = int(check_number(seed, "seed", 0, MAX_SEED, whole=True))
         start = time.perf_counter()
-        result = reconstruct(self.loaded, image, float(mask_ratio), int(seed))
+        result = reconstruct(self.loaded, image, mask_ratio, seed)
         status = (f"Hid {result.hidden_patches} of {result.total_patches} patches; MSE on the hidden patches "
                   f"{result.masked_mse:.4f} (normalized pixels); {(time.perf_counter() - start) * 1000:.0f} ms.")
         return result.original, result.masked, result.reconstruction, status

@@ -67,6 +67,9 @@ def test_a_failed_audit_leaves_the_run_as_it_was(tmp_path):
     before = run.manifest_path.read_bytes()
     with pytest.raises(ValueError, match="Group column 'gender' not found"):
         audit_run(run.path, dataset="digits", group_column="gender", time_budget_s=None, print_table=False)
+    with pytest.raises(ValueError, match=r"--label-column 'cls' is not a column of the audit set; its columns are "
+                                         r"\['image', 'label'\]"):  # was: audited as unlabelled, "label" a factor
+        audit_run(run.path, dataset="digits", label_column="cls", time_budget_s=None, print_table=False)
     assert run.manifest_path.read_bytes() == before and not (run.path / AUDIT_FILE).exists()
     with pytest.raises(FileNotFoundError, match="No model in"):
         audit_run(tmp_path / "nothing")
@@ -81,6 +84,19 @@ def test_command_line(tmp_path, capsys):
     report = json.loads((run.path / AUDIT_FILE).read_text())
     assert set(report["audits"]) == {"seat", "counterfactual_shift"} and report["baseline"] is None
     assert report["n_boot"] == 100 and report["time_budget_s"] == 30
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--time-budget", "-5"], "--time-budget -5 must be at least 0 (0 means no limit)"),  # was: no limit
+    (["--min-group-n", "0"], "--min-group-n 0 must be at least 1"),
+    (["--n-boot", "0"], "--n-boot 0 must be at least 1"),
+    (["--seed", "-1"], "--seed -1 must be at least 0."),  # was numpy's "expected non-negative integer"
+])
+def test_command_line_refuses_out_of_range_protocol_numbers(tmp_path, capsys, flags, message):
+    from hfssl.cli import main
+
+    assert main(["audit", str(tmp_path), *flags]) == 2
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("manifest", "config", "family"), [

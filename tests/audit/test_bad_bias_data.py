@@ -104,3 +104,60 @@ def test_an_unusable_file_fails_the_whole_audit_but_a_missing_one_is_not_evaluat
     report = audit_run(run.path, bias_data_dir=str(folder), time_budget_s=4, n_boot=50, print_table=False)
     assert set(report["audits"]) == {"seat", "crows_pairs"}
     assert "winobias.jsonl not found" in report["not_evaluated"]["winobias"]
+
+
+CROWS_HEADER = ",bias_type,sentence,mask1,mask2\n"
+
+
+def test_a_file_in_another_encoding_is_an_error_naming_it(tmp_path):
+    (tmp_path / "crows_pairs.csv").write_bytes((CROWS_HEADER + "0,race,The [MASK] café owner,black,white\n")
+                                               .encode("latin-1"))
+    with pytest.raises(ValueError, match=r"crows_pairs.csv is not UTF-8 text \(byte 0xe9 at offset .*save it as UTF-8"):
+        read_crows_pairs(tmp_path / "crows_pairs.csv")
+    (tmp_path / "winobias.jsonl").write_bytes('{"text": "The [MASK] café", "pro_stereotyped": "he"}\n'
+                                              .encode("latin-1"))
+    with pytest.raises(ValueError, match="winobias.jsonl is not UTF-8 text"):
+        read_winobias(tmp_path / "winobias.jsonl")
+
+
+def test_a_byte_order_mark_is_not_read_into_the_first_column_name(tmp_path):
+    """Excel's "CSV UTF-8" starts with a BOM; without utf-8-sig the first column would be '\\ufeffbias_type'."""
+    path = tmp_path / "crows_pairs.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + b"bias_type,sentence,mask1,mask2\nrace,The [MASK] man,black,white\n")
+    assert read_crows_pairs(path) == [{"bias_type": "race", "sentence": "The [MASK] man", "stereo": "black",
+                                       "anti": "white"}]
+
+
+def test_a_header_without_rows_is_called_that(tmp_path):
+    (tmp_path / "crows_pairs.csv").write_text(CROWS_HEADER)
+    with pytest.raises(ValueError, match="has no usable rows: it has a header but no rows"):
+        read_crows_pairs(tmp_path / "crows_pairs.csv")
+
+
+def test_a_set_in_another_format_is_named_when_the_expected_file_is_missing(tmp_path):
+    from hfssl.audit.data import MissingAuditData, resolve_bias_file
+
+    (tmp_path / "crows_pairs.jsonl").write_text('{"sentence": "The [MASK] man"}\n')
+    with pytest.raises(MissingAuditData, match=r"crows_pairs.csv not found in .* \(it holds crows_pairs.jsonl, but "
+                                               r"this audit reads the .csv format"):
+        resolve_bias_file(tmp_path, "crows_pairs.csv")
+
+
+def test_winobias_rows_whose_pro_stereotyped_pronoun_is_not_an_option_are_dropped(tmp_path):
+    """Such a row would otherwise be scored as pro = the stray value against the first option."""
+    rows = [{"text": " The [nurse] said [MASK] would help.", "pro_stereotyped": pro, "options": "A. he\nB. she\nC. Both"}
+            for pro in ("she", "they", "5", "she")]
+    (tmp_path / "winobias.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    kept = read_winobias(tmp_path / "winobias.jsonl")
+    assert [(r["pro"], r["anti"]) for r in kept] == [("she", "he"), ("she", "he")]
+    assert kept.dropped == {"without pro_stereotyped among the first two options and a second pronoun there": 2}
+
+
+def test_a_blank_bias_type_is_a_visible_group_not_an_empty_name(tmp_path):
+    (tmp_path / "crows_pairs.csv").write_text(CROWS_HEADER + "0,,The [MASK] man,black,white\n"
+                                              "1,race,The [MASK] woman,black,white\n")
+    assert [r["bias_type"] for r in read_crows_pairs(tmp_path / "crows_pairs.csv")] == ["(bias_type not given)", "race"]
+    row = {"type": "intrasentence", "bias_type": None, "context": "A BLANK man.", "stereotype": "A x man.",
+           "anti-stereotype": "A y man.", "unrelated": "A z man."}
+    (tmp_path / "stereoset.jsonl").write_text(json.dumps(row) + "\n")
+    assert read_stereoset(tmp_path / "stereoset.jsonl", "intrasentence")[0]["bias_type"] == "(bias_type not given)"

@@ -122,3 +122,11 @@ def test_random_init_copy_is_the_same_architecture_untrained_and_seeded():
     assert type(a) is type(model) and a.config.to_dict() == model.config.to_dict()
     weights = lambda m: m.model.embed_tokens.weight  # noqa: E731
     assert torch.equal(weights(a), weights(b)) and not torch.equal(weights(a), weights(model))
+
+
+def test_group_labels_of_blank_and_float_cells():
+    from hfssl.audit.common import group_label
+
+    assert [group_label(v) for v in (None, float("nan"), "", "  ", np.float32("nan"))] == [None] * 5
+    # pandas reads an integer column with a blank cell as floats: the groups stay "0" and "1", not "0.0" and "1.0"
+    assert [group_label(v) for v in (1.0, np.float64(0.0), 2.5, 3, " f ", True)] == ["1", "0", "2.5", "3", "f", "True"]

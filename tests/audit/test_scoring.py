@@ -86,3 +86,15 @@ def test_masked_audits_need_a_mask_token(clm):
     model, tokenizer = clm
     with pytest.raises(ValueError, match="no mask token"):
         masked_option_logprobs(model, tokenizer, [("a [MASK] b", "c")])
+
+
+def test_a_sentence_longer_than_the_model_is_not_scored_but_a_long_continuation_is_in_part(clm):
+    """Options that differ inside a sentence would tie if the sentence were cut before the difference, so a whole
+    sentence over the model's 64 positions is nan (counted as unscored); a continuation after a context differs from
+    its first token, so the part of it that fits is scored."""
+    model, tokenizer = clm
+    filler = " and the list" * 40  # well over 64 tokens
+    got = continuation_logprobs(model, tokenizer, [("", "Return the key" + filler), ("", "Return the value" + filler),
+                                                   ("Return the", " value" + filler), ("Return the" + filler, " key")])
+    assert np.isnan(got[0]) and np.isnan(got[1])  # before: both scored on the same cut prefix, an exact tie
+    assert np.isfinite(got[2]) and np.isnan(got[3])

@@ -131,6 +131,16 @@ def test_missing_audit_data_says_what_and_how(tmp_path, monkeypatch):
         resolve_bias_file("nobody/no-such-bias-set", "stereoset.jsonl")  # offline in the test suite
 
 
+def test_a_bias_data_dir_that_does_not_exist_is_an_error_not_a_missing_set(tmp_path):
+    """A typo in --bias-data-dir would otherwise turn every stereotype set into "not evaluated" on the card."""
+    with pytest.raises(FileNotFoundError, match=r"--bias-data-dir '.*/no-such-folder' does not exist; pass the "
+                                                r"folder holding crows_pairs.csv"):
+        resolve_bias_file(str(tmp_path / "no-such-folder"), "crows_pairs.csv")
+    (tmp_path / "crows_pairs.csv").write_text("x")
+    with pytest.raises(FileNotFoundError, match="crows_pairs.csv' is a file"):
+        resolve_bias_file(str(tmp_path / "crows_pairs.csv"), "crows_pairs.csv")
+
+
 def test_a_malformed_bias_file_names_the_missing_columns(tmp_path):
     (tmp_path / "crows_pairs.csv").write_text("sentence,more\nA [MASK] b,c\n")
     with pytest.raises(ValueError, match=r"lacks the column\(s\) \['bias_type', 'mask1', 'mask2'\]"):

@@ -39,6 +39,24 @@ def test_frame_rows_match_hand_computed_values():
     assert difference["ci95"][0] < 0.4 < difference["ci95"][1] and suppressed == {}
 
 
+def test_difference_and_ratio_are_undefined_when_only_one_group_has_a_value():
+    """MetricFrame drops a group whose rate is undefined (no negatives: no false positive rate), and with one group
+    left would report difference 0 and ratio 1, the ideal values, for a comparison that was never made."""
+    from hfssl.audit.fairness import false_positive_rate
+
+    y_true = np.array([0] * 10 + [1] * 10 + [1] * 20)  # group b has no negatives
+    y_pred = np.array([1] * 5 + [0] * 5 + [1] * 10 + [1] * 20)
+    groups = np.array(["a"] * 20 + ["b"] * 20)
+    ctx = AuditContext(model=None, processor=None, baseline=None, n_boot=100)
+    rows, _ = frame_rows("false positive rate", false_positive_rate, y_true, y_pred, groups, ctx, factor="g")
+    values = {(r["metric"], r["group"]): r for r in rows}
+    assert values[("false positive rate by g", "a")]["value"] == 0.5
+    assert values[("false positive rate by g", "b")]["value"] is None
+    for metric in ("difference across g (max - min)", "ratio across g (min / max)"):
+        row = values[(f"false positive rate: {metric}", "all")]
+        assert row["value"] is None and row["ci95"] is None, metric
+
+
 def test_swap_gender_keeps_case_and_swaps_names():
     assert swap_gender("He told Mary that his sister saw HER.") == "She told John that her brother saw HIS."
     assert swap_gender("The table is red.") == "The table is red."
@@ -77,6 +95,52 @@ def test_vision_audit_uses_a_group_column_and_then_evaluates_social_groups(tmp_p
     sites = {r["group"] for r in rows_of(report, "image_factors", "kNN accuracy by site")}
     assert sites == {"clinic-a", "clinic-b"} and "social_bias" not in report["not_evaluated"]
     assert not rows_of(report, "image_factors", "reconstruction error")  # simclr has no decoder
+
+
+def test_vision_audit_counts_and_reports_images_without_a_group(tmp_path, caplog):
+    """Images whose group is None or blank are left out of the rows by group (not silently, and not as a group
+    named "None"): the count is logged with the column, kept in the result's data and stated in a caveat for the
+    card. They still count in the overall rows, which stay even when every class is too small to show."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = list(np.round(digits.images[:200] * 255 / 16).astype(np.uint8))
+    sites = [None if i % 10 == 0 else " " if i % 10 == 5 else "clinic-a" if i % 3 else "clinic-b" for i in range(200)]
+    table = datasets.Dataset.from_dict({"image": images, "label": digits.target[:200].tolist(), "site": sites})
+    run = make_pretrain_run(tmp_path, "simclr", with_eval=False)
+    report = audit_run(run.path, dataset=table, group_column="site", time_budget_s=None, n_boot=50,
+                       min_group_n=10, print_table=False)
+    audit = report["audits"]["image_factors"]
+    (overall,) = [r for r in rows_of(report, "image_factors", "kNN accuracy") if r["metric"] == "kNN accuracy"]
+    assert overall["n"] == 60 and overall["baseline"] is not None  # 60 test images, about 6 per class
+    assert not rows_of(report, "image_factors", "kNN accuracy by class")  # every class below min_group_n
+    by_site = rows_of(report, "image_factors", "kNN accuracy by site")
+    missing = audit["data"]["rows_without_group"]
+    assert {r["group"] for r in by_site} == {"clinic-a", "clinic-b"} and missing > 0
+    assert sum(r["n"] for r in by_site) == 60 - missing and audit["data"]["group_column"] == "site"
+    assert f"{missing} of 60 audited image(s) have no 'site' value" in " ".join(audit["caveats"])
+    assert f"{missing} of 60 audited image(s) have no 'site' value (None or blank)" in caplog.text
+
+    blank = table.map(lambda row: {"site": None}, features=table.features)
+    with pytest.raises(ValueError, match="--group-column 'site' is blank in all 60 audited images"):
+        audit_run(run.path, dataset=blank, group_column="site", time_budget_s=None, n_boot=50, print_table=False)
+
+
+def test_unreadable_labelled_sets_are_errors_naming_the_file(tmp_path):
+    from hfssl.audit.data import load_table
+
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "header.csv").write_text("text,label\n")
+    (tmp_path / "a.csv").write_text("text,label\nhi,1\n")
+    (tmp_path / "a.jsonl").write_text('{"text": "hi", "label": 1}\n')
+    cases = {"empty.csv": r"The audit set file\(s\) empty.csv are empty",
+             "header.csv": r"Could not read the audit set \(header.csv\) as csv",
+             "missing.csv": "--test-files: no such file or folder: .*missing.csv",
+             "*.parquet": r"--test-files: no such file or folder: .*\*.parquet",
+             "a.*": "Files mix formats"}
+    for name, message in cases.items():
+        with pytest.raises((ValueError, FileNotFoundError), match=message):
+            load_table(test_files=[str(tmp_path / name)])
 
 
 def _train_pronoun_classifier(model, tokenizer, texts, labels, steps=60):
@@ -166,6 +230,7 @@ def test_classifier_audit_leaves_out_rows_with_a_blank_group(classifier_run, tmp
     audit = report["audits"]["classifier"]
     assert {r["group"] for r in audit["rows"]} == {"all", "m", "f"}
     assert audit["data"]["rows"] == 100 and rows_of(report, "classifier", "accuracy")[0]["n"] == 100
+    assert audit["data"]["rows_without_group"] == 20
     assert any("20 of 120 row(s) have a blank 'gender' and were left out" in c for c in audit["caveats"])
     assert "20 of 120 row(s) have a blank 'gender'" in caplog.text
     for row in rows:

@@ -53,6 +53,21 @@ def test_missing_run_and_busy_port_are_user_errors(monkeypatch, mlm_run, tmp_pat
         run_demo_from_args(_parse(str(mlm_run)))
 
 
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--port", "99999"], "--port 99999 is not a port number"),  # was an OverflowError from the socket
+    (["--kind", "reconstruction"], ("is a text model; the reconstruction demo needs an image model. Kinds for text "
+                                    "models: fill-mask, generation, gallery")),  # was a message about config.ssl
+])
+def test_a_port_or_kind_that_cannot_work_is_named_before_loading(mlm_run, flags, message):
+    with pytest.raises(ValueError, match=message):
+        run_demo_from_args(_parse(str(mlm_run), *flags))
+
+
+def test_a_file_is_not_a_run(mlm_run):
+    with pytest.raises(FileNotFoundError, match="config.json is a file; pass the run directory"):
+        run_demo_from_args(_parse(str(mlm_run / "model" / "config.json")))
+
+
 @pytest.fixture
 def space_app():
     spec = importlib.util.spec_from_file_location("hfssl_space_app", SPACE_APP)

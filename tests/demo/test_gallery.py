@@ -83,15 +83,48 @@ def test_upload_limits_and_bad_files_are_messages(encoder, tmp_path):
     big = _zip(tmp_path / "big.zip", {"big.png": _png(0, size=21)})
     (tmp_path / "broken.zip").write_bytes(b"PK not really")
     (tmp_path / "broken.png").write_bytes(b"not a png")
+    no_images = _zip(tmp_path / "notes.zip", {"notes.txt": b"hello", "__MACOSX/._0.png": b"metadata"})
     cases = {
-        "more than 3": [many], "big.png is 21x21": [big], "not a valid zip": [str(tmp_path / "broken.zip")],
-        "Cannot read broken.png": [str(tmp_path / "broken.png")], "Upload images": [],
+        "more than 3": [many], "No readable image in big.zip: big.png (21x21 = 441 pixels, over this demo's limit "
+                                "of 400": [big],
+        "not a valid zip": [str(tmp_path / "broken.zip")],
+        "No readable image in broken.png: broken.png (not an image format that can be read)":
+            [str(tmp_path / "broken.png")],
+        "No image files in notes.zip": [no_images], "Upload images": [],
     }
     for expected, files in cases.items():
         result = tab.search(query, "upload", files, 3)
         assert result[:3] == ([], None, None) and expected in result[3], expected
     assert "query image is 30x30" in tab.search(Image.new("L", (30, 30)), "digits", None, 3)[3]
     assert "Unknown image gallery" in tab.search(query, "imagenet", None, 3)[3]
+    assert "number of neighbours (k) must be a whole number from 1 to 50" in tab.search(query, "digits", None, 0)[3]
+
+
+def test_unreadable_images_are_skipped_with_a_warning_naming_them(encoder, tmp_path, caplog):
+    """One corrupt, truncated or damaged member does not sink the whole zip: the rest make the gallery and the
+    status (shown on every search) names what was left out."""
+    truncated = _png(7, size=40)[:-30]  # a valid header, its pixel data cut short
+    archive = _zip(tmp_path / "gallery.zip", {f"cats/{i}.png": _png(i) for i in range(4)}
+                   | {"cats/corrupt.png": b"not an image", "cats/truncated.png": truncated,
+                      "__MACOSX/cats/._0.png": b"metadata", "cats/._1.png": b"metadata"})
+    loose = tmp_path / "broken.jpg"
+    loose.write_bytes(b"\xff\xd8 not really a jpeg")
+    tab = GalleryTab(encoder, Limits())
+    with pytest.warns(UserWarning, match="Skipped 3 unreadable files"):  # gr.Warning outside an event
+        neighbours, votes, _, status = tab.search(Image.open(io.BytesIO(_png(2))), "upload", [archive, str(loose)], 3)
+    assert neighbours[0][1].startswith("1.000 · cats") and votes == {"cats": pytest.approx(1.0)}
+    assert "4 items, 1 label;" in status
+    assert "⚠️ Skipped 3 unreadable files: cats/corrupt.png (not an image format that can be read); " \
+           "cats/truncated.png (damaged or unreadable image: " in status and "broken.jpg (not an image" in status
+    assert "._" not in status  # macOS metadata is not an image, so it is not reported either
+    assert "skipped 3 unreadable file(s)" in caplog.text
+
+
+def test_uploaded_images_are_kept_small(encoder, tmp_path):
+    """The gallery holds every upload in memory: large ones are kept as thumbnails (aspect ratio kept)."""
+    Image.new("RGB", (1200, 600), (200, 30, 30)).save(tmp_path / "wide.png")
+    gallery = GalleryTab(encoder, Limits()).gallery("upload", [str(tmp_path / "wide.png")])
+    assert gallery.items[0].size == (512, 256) and gallery.features.shape[0] == 1
 
 
 def test_digits_gallery_is_labelled_and_cut_to_the_limit(encoder):

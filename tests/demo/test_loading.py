@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -171,6 +172,33 @@ def test_card_markdown_shows_eval_and_audit_from_run_json(loaded_mlm):
     assert "## Evaluation" in card and "## Bias audit" in card
     assert "| linear_probe | 0.8125 | rotten_tomatoes | 20 |" in card
     assert "stereotype_score" in card and "0.55" in card
+
+
+def test_card_tab_shows_run_json_as_the_model_card_does(tmp_path):
+    """run.json as hfssl writes it: both arms of each evaluation (flattening cut them off after 8 columns), the audit
+    rows with interval and baseline (flattening showed sha256s instead), and no local path of the data."""
+    from hfssl.audit.common import row
+
+    from ..cards import make_finetune_run, make_pretrain_run
+
+    run = make_pretrain_run(tmp_path, "mlm")  # eval sections of evaluate_run, data in files:/tmp/data/sentiment.csv
+    crows = row("stereotype preference", {"value": 0.61, "ci95": [0.55, 0.67], "n": 1018}, 0.5, group="gender",
+                baseline={"value": 0.5, "ci95": [0.45, 0.55], "n": 1018})
+    run.update_manifest(audit={"family": "mlm", "audits": {"crows_pairs": {"rows": [crows], "data": {"sha256": "f00"}}},
+                               "not_evaluated": {"winobias": "winobias.jsonl not found"}})
+    card = card_markdown(load_demo_model(run.path))
+    # numbers as the card formats them (hfssl.cards decides the digits)
+    assert re.search(r"\n\| pretrained \| C=1 \| 0\.875", card) and re.search(r"\n\| random-init \| C=0\.1 \| 0\.55", card)
+    assert re.search(r"\n\| 0\.1 \| 8 \| 0\.7\d* ± 0\.02\d* \| 0\.5", card)  # the label-efficiency curve
+    assert "| crows_pairs | stereotype preference | gender | 0.610 | [0.550, 0.670] | 0.500 | 1018 | 0.500 |" in card
+    assert "- not evaluated: winobias: winobias.jsonl not found" in card and "f00" not in card
+    assert "/tmp/data" not in card and "files: sentiment.csv" in card
+
+    finetuned = make_finetune_run(tmp_path, "finetune-text", "alice/tiny-mlm")
+    card = card_markdown(load_demo_model(finetuned.path))
+    assert "| objective | fine-tuned for text-classification |" in card  # was "unknown (no run.json)"
+    assert "| training data | train.csv, test.csv |" in card and "/tmp/x" not in card
+    assert re.search(r"\n\| accuracy \| 0\.9", card)  # the fine-tuned classifier's test metrics
 
 
 def test_results_table_flattens_and_readme_tables_keep_headings():

@@ -78,8 +78,27 @@ def test_generation_handler_reports_bad_inputs(loaded_clm):
     outputs = list(tab.generate("Return the", 4, 0.0, 1.0, 0))
     assert outputs[0] == ("Return the", "Generating…") and outputs[-1][1].startswith("Done in")
     assert outputs[-1][0].startswith("Return the")
-    assert list(tab.generate("Return the", 17, 0.5, 1.0, 0)) == [("", "⚠️ Max new tokens must be between 1 and 16.")]
+    assert list(tab.generate("Return the", 17, 0.5, 1.0, 0)) == [
+        ("", "⚠️ The number of new tokens must be a whole number from 1 to 16; got 17.")]
     assert "at most 50" in list(tab.generate("y" * 51, 4, 0.5, 1.0, 0))[-1][1]
     assert "top-p" in list(tab.generate("Return", 4, 0.5, 0.0, 0))[-1][1]
     long_prompt = GenerationTab(loaded_clm, Limits(max_text_chars=5000)).generate(" the" * 120, 16, 0.5, 1.0, 0)
     assert "more than the model's 128 positions" in list(long_prompt)[-1][1]
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ((4, 0.5, 1.0, None), "seed must be a whole number"),  # a cleared number box sends None
+    ((None, 0.5, 1.0, 0), "number of new tokens"),
+    ((4, None, 1.0, 0), "temperature"),
+    ((4, 0.5, float("nan"), 0), "top-p must be a number"),
+    ((4, 0.5, 1.0, 2**70), "seed must be a whole number from 0 to 4,294,967,295"),
+])
+def test_generation_handler_refuses_missing_or_out_of_range_numbers(loaded_clm, args, expected):
+    outputs = list(GenerationTab(loaded_clm, Limits()).generate("Return the", *args))
+    assert outputs[-1][0] == "" and expected in outputs[-1][1]
+
+
+@pytest.mark.parametrize("top_k", [0, None, 21, 2.5])
+def test_fill_mask_handler_refuses_a_top_k_outside_the_slider(loaded_mlm, top_k):
+    label, rows, status = FillMaskTab(loaded_mlm, Limits()).predict("Return the [MASK] of the list.", top_k)
+    assert label is None and rows == [] and "top-k) must be a whole number from 1 to 20" in status

@@ -62,6 +62,8 @@ def test_reconstruction_handler_messages(loaded_mae):
     assert tab.run(None, 0.5, 0) == (None, None, None, "⚠️ Upload an image or click one of the examples first.")
     *images, status = tab.run(Image.new("RGB", (65, 64)), 0.5, 0)
     assert images == [None, None, None] and "4,160 pixels" in status and "at most 4,096" in status
+    assert "seed must be a whole number" in tab.run(Image.new("L", (16, 16)), 0.5, None)[3]  # a cleared box
+    assert "mask ratio must be a number from 0 to 1; got None" in tab.run(Image.new("L", (16, 16)), None, 0)[3]
 
 
 def test_example_images_take_digits_from_the_offset(tmp_path, monkeypatch):
