@@ -9,7 +9,8 @@ from collections.abc import Sequence
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hfssl card", description="Render the model card <run>/model/README.md from run.json alone (model "
-        "details, uses, getting started, data, training, evaluation, bias audit, limitations, citation).",
+        "details, uses, getting started, data, training, evaluation, bias audit, limitations, citation). The "
+        "evaluation plots it links are copied into <run>/model/eval/, so the links resolve there as on the Hub.",
         epilog="example:\n  hfssl card runs/my-mlm --license mit", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", help="Run directory with run.json and model/.")
     parser.add_argument("--license",

@@ -11,7 +11,9 @@ import contextlib
 import hashlib
 import importlib.resources
 import json
+import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,9 +26,13 @@ from ..hub.metadata import KNOWN_LICENSES, check_card
 from ..hub.publish import REPO_ID_SLOT, parent_hub_id
 from ..training.rundir import RunDirectory
 from . import sections
-from .results import bias_section, eval_results, evaluation_blocks
+from .results import bias_section, eval_results, evaluation_blocks, protocol_name
+
+logger = logging.getLogger(__name__)
 
 TEMPLATE_NAME = "hfssl_model_card.md"
+EVAL_FOLDER = "eval"  # evaluation results and plots, in the run directory and at the root of the published repo
+PLOT_SUFFIXES = (".png", ".svg")  # images the card shows (and `hfssl publish` uploads from eval/)
 CARD_SECTION = "card"  # run.json: {"sha256", "repo_id", "license"} of the card render_card last wrote
 # hfssl's own licence, which covers the modeling code the repo ships; the weights' terms may also depend on the
 # training data's licence, which hfssl cannot know, so the card says the default was applied.
@@ -50,7 +56,7 @@ def resolve_license(manifest: dict[str, Any], license: str | None) -> tuple[str,
     if chosen is None and manifest.get("license"):
         chosen, how = str(manifest["license"]), "recorded in run.json"
     if chosen is None:
-        chosen, how = DEFAULT_LICENSE, ("hfssl's default (the licence of the modeling code in this repository); it "
+        chosen, how = DEFAULT_LICENSE, ("hfssl's default, the licence of the modeling code in this repository; it "
                                          "was not derived from the training data's terms, so check those too")
     if chosen not in KNOWN_LICENSES:
         raise ValueError(f"License {chosen!r} is not a Hub license id; use one such as apache-2.0, mit, cc-by-4.0 or "
@@ -150,11 +156,19 @@ def _summary(family: str, manifest: dict[str, Any]) -> str:
     method = sections.METHODS.get(objective, (f"`{objective}`", ""))[0]
     if family == "classifier":
         finetune = manifest.get("finetune") or {}
-        return (f"A {size}{manifest.get('task') or 'classification'} model fine-tuned with hfssl "
+        described = f"{size}{manifest.get('task') or 'classification'} model"
+        return (f"{_article(described)} {described} fine-tuned with hfssl "
                 f"({finetune.get('method') or 'full fine-tuning'}) from an encoder pretrained by {method}. "
                 "Every number on this card is copied from the run's manifest (`run.json`).")
-    return (f"A {size}{manifest.get('modality') or 'text'} model pretrained with hfssl by self-supervised {method} "
-            "(no labels). Every number on this card is copied from the run's manifest (`run.json`).")
+    described = f"{size}{manifest.get('modality') or 'text'} model"
+    return (f"{_article(described)} {described} pretrained with hfssl, without labels, by self-supervised {method}. "
+            "Every number on this card is copied from the run's manifest (`run.json`).")
+
+
+def _article(phrase: str) -> str:
+    """ "A" or "An" before `phrase` (by its sound: "an image", "an 8-", "an 11,", "an 18,")."""
+    spoken_vowel = phrase[:1].lower() in "aeio8" or phrase.startswith(("11,", "18,", "11-", "18-"))
+    return "An" if spoken_vowel else "A"
 
 
 def _details(family: str, manifest: dict[str, Any], config: dict[str, Any], license_note: str,
@@ -174,6 +188,43 @@ def _details(family: str, manifest: dict[str, Any], config: dict[str, Any], lice
             rows.append((key.replace("_", " "), ", ".join(f"{k} {sections.fmt(v)}" for k, v in manifest[key].items())))
     rows += [("license", license_note), ("run created", sections.fmt(manifest.get("created")))]
     return rows
+
+
+def existing_plots(run: RunDirectory, manifest: dict[str, Any]) -> dict[str, list[str]]:
+    """{protocol: links to its plots, relative to the card ("eval/<protocol>.png")}, for the plots `manifest` (run.json
+    as written, not sanitized) lists that exist in <run>/eval/: those `hfssl publish` uploads next to the card, and
+    `render_card` copies next to model/README.md. A listed plot that is missing is left out, with a warning."""
+    eval_dir = run.eval_dir.resolve()
+    found: dict[str, list[str]] = {}
+    for key, result in (manifest.get("eval") or {}).items():
+        if not isinstance(result, dict):
+            continue
+        links = found.setdefault(protocol_name(key), [])
+        for listed in result.get("plots") or []:
+            path = (run.path / str(listed)).resolve()
+            if path.suffix.lower() in PLOT_SUFFIXES and path.is_file() and path.is_relative_to(eval_dir):
+                links.append(f"{EVAL_FOLDER}/{path.relative_to(eval_dir).as_posix()}")
+            else:
+                logger.warning("run.json lists the plot %s for %s, but %s is not an image in %s: the card leaves it "
+                               "out. Run `hfssl evaluate %s --protocol %s ...` again to redraw it.", listed, key, path,
+                               eval_dir, run.path, key)
+    return found
+
+
+def _copy_plots(run: RunDirectory, plots: dict[str, list[str]]) -> None:
+    """Copy the card's plots into model/eval/, so its links resolve in the run directory (model/README.md) as they
+    do on the Hub, where README.md and eval/ share the repo root. Earlier copies it no longer links are removed."""
+    wanted = {link for links in plots.values() for link in links}
+    copies = run.model_dir / EVAL_FOLDER
+    for stale in sorted(copies.rglob("*")) if copies.is_dir() else []:
+        if stale.is_file() and stale.relative_to(run.model_dir).as_posix() not in wanted:
+            stale.unlink()
+    for link in sorted(wanted):
+        target = run.model_dir / link
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run.path / link, target)
+    if copies.is_dir() and not any(copies.rglob("*")):
+        copies.rmdir()
 
 
 def card_context(run: RunDirectory, repo_id: str | None, license: str | None) -> tuple[ModelCardData, dict[str, Any]]:
@@ -202,7 +253,7 @@ def card_context(run: RunDirectory, repo_id: str | None, license: str | None) ->
         datasets=sections.hub_dataset_ids((manifest.get("data") or {}).get("source")) or None,
         base_model=base_model, model_name=title, eval_results=results or None)
     code, note = snippet(family, config, manifest, repo_id or REPO_ID_SLOT, adapter)
-    blocks, missing = evaluation_blocks(manifest)
+    blocks, missing = evaluation_blocks(manifest, existing_plots(run, raw))
     intended, out_of_scope = sections.intended_uses(family)
     context = {
         "title": title, "summary": _summary(family, manifest),
@@ -239,6 +290,7 @@ def render_card(run_dir: str | os.PathLike, repo_id: str | None = None, license:
     run = RunDirectory(run_dir)
     path = run.model_dir / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
+    _copy_plots(run, existing_plots(run, run.read_manifest()))
     fd, tmp = tempfile.mkstemp(prefix=".README.md.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -123,8 +123,18 @@ CONFIG_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "int
 
 def hyperparameter_rows(manifest: dict[str, Any], config: dict[str, Any]) -> list[tuple[str, str]]:
     """Training arguments that shape the result, then the model's size fields, then fine-tuning settings."""
-    training = (manifest.get("arguments") or {}).get("training") or {}
-    rows = [(k, fmt(training[k])) for k in HYPERPARAMETERS if training.get(k) not in (None, "")]
+    training = dict((manifest.get("arguments") or {}).get("training") or {})
+    if isinstance(training.get("max_steps"), int) and training["max_steps"] > 0:
+        training.pop("num_train_epochs", None)  # max_steps overrides it: showing both would contradict the steps
+    rows = []
+    for key in HYPERPARAMETERS:
+        value = training.get(key)
+        if value in (None, ""):
+            continue
+        if key == "warmup_steps" and isinstance(value, float) and 0 < value < 1:  # transformers reads < 1 as a ratio
+            rows.append(("warmup (fraction of the steps)", fmt(value)))
+        else:
+            rows.append((key, fmt(value)))
     model_config = {**config, **((manifest.get("model") or {}).get("config") or {})}
     rows += [(f"config.{k}", fmt(model_config[k])) for k in CONFIG_FIELDS if model_config.get(k) is not None]
     finetune = manifest.get("finetune") or {}

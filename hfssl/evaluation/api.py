@@ -33,6 +33,7 @@ from .label_efficiency import (
     random_init_copy,
     train_supervised,
 )
+from .labels import class_note
 from .metrics import effective_rank, uniformity
 from .plots import plot_accuracies, plot_label_efficiency
 from .probes import DEFAULT_KS, knn_probe, linear_probe
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 PROTOCOLS = ("linear-probe", "knn", "finetune", "label-efficiency")
 BASELINES = ("random-init", "supervised")
 DIAGNOSTIC_ROWS = 2048  # uniformity is O(n^2): a fixed subset of the test features
+FEW_TEST_EXAMPLES = 50  # below this, one test example moves accuracy by more than 2 points: warn
 
 
 @dataclass
@@ -165,8 +167,11 @@ def load_encoder(run: RunDirectory, device: str | torch.device | None = "cpu") -
 # ---------------------------------------------------------------------------------------------- protocols
 
 
-def _diagnostics(test_features: np.ndarray) -> dict[str, float]:
+def _diagnostics(test_features: np.ndarray) -> dict[str, Any]:
     rows = test_features[:DIAGNOSTIC_ROWS]
+    if len(rows) < 2:  # both measure how features spread out: one row has no spread
+        return {"uniformity": None, "effective_rank": None, "rows": len(rows),
+                "skipped": "uniformity and effective rank need at least 2 test examples"}
     return {"uniformity": uniformity(rows), "effective_rank": effective_rank(rows), "rows": len(rows)}
 
 
@@ -248,10 +253,21 @@ def run_finetune(setup: Setup, run: RunDirectory, options: DataOptions, batch_si
 # ---------------------------------------------------------------------------------------------- outputs
 
 
+def plot_title(result: dict[str, Any]) -> str:
+    """The title of a result's plot: protocol, data without local paths (the plot is published), seeds of a curve."""
+    from ..cards.results import public_source
+
+    title = f"{result['protocol']} on {public_source(result['data']['source'])}"
+    if "curves" in result:
+        seeds = len(result.get("seeds") or [])
+        title += f"\n(mean ± std over {seeds} seeds)" if seeds > 1 else "\n(1 seed)"
+    return title
+
+
 def _plot(result: dict[str, Any], protocol: str, eval_dir: Path) -> list[str]:
     """Write the protocol's PNG into eval/; returns file names relative to the run directory."""
     path = eval_dir / f"{protocol}.png"
-    title = f"{protocol} on {result['data']['source']}"
+    title = plot_title(result)
     if protocol == "label-efficiency":
         plot_label_efficiency(result["curves"], path, title=title)
     elif protocol == "knn":
@@ -271,7 +287,8 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     rows = []
     for arm, points in result.get("curves", {}).items():
         for p in points:
-            rows.append((arm, f"{p['fraction']:g} ({p['examples']} labels)", f"{p['mean']:.4f}", f"± {p['std']:.4f}"))
+            spread = f"± {p['std']:.4f}" if len(p.get("accuracies", ())) != 1 else "(1 seed)"
+            rows.append((arm, f"{p['fraction']:g} ({p['examples']} labels)", f"{p['mean']:.4f}", spread))
     for arm, r in result.get("arms", {}).items():
         if "by_k" in r:
             used = dict(zip(map(str, r.get("protocol", {}).get("k_requested", [])), r.get("protocol", {}).get("k_used", [])))
@@ -292,7 +309,8 @@ def format_table(result: dict[str, Any]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     heading = (f"{result['protocol']}: {data['source']} (train {data['train_examples']}, test {data['test_examples']}, "
                f"{data['num_classes']} classes), {result['wall_time_s']:.1f} s")
-    lines = [heading]
+    note = class_note(data) if "curves" not in result else ""  # a curve reports accuracy only
+    lines = [heading] + ([note] if note else [])
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     return "\n".join(lines)
 
@@ -313,6 +331,18 @@ def _check_choices(protocol: str, baselines: Sequence[str]) -> None:
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
         raise ValueError(f"Unknown baseline(s) {unknown}; valid baselines: {', '.join(BASELINES)}.")
+
+
+def _check_numbers(ks: Sequence[int], batch_size: int, finetune_epochs: float | None,
+                   finetune_learning_rate: float | None) -> None:
+    """ValueErrors for option values no protocol can use, before the model and the data load."""
+    for name, value in (("finetune_epochs", finetune_epochs), ("finetune_learning_rate", finetune_learning_rate)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value}.")
+    if not ks or any(k < 1 for k in ks):
+        raise ValueError(f"k={list(ks)}: give one or more neighbour counts, each >= 1 (e.g. --k 20,200).")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be >= 1 (--batch-size).")
 
 
 def evaluate_run(
@@ -363,9 +393,7 @@ def evaluate_run(
         The result written to eval/<protocol>.json and to run.json["eval"][protocol].
     """
     _check_choices(protocol, baselines)
-    for name, value in (("finetune_epochs", finetune_epochs), ("finetune_learning_rate", finetune_learning_rate)):
-        if value is not None and not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value}.")
+    _check_numbers(k, batch_size, finetune_epochs, finetune_learning_rate)
     device = resolve_device(device)  # a GPU asked for where there is none fails before anything loads
     run = RunDirectory(run_dir)
     model, tokenizer, image_processor = load_encoder(run, device)
@@ -381,7 +409,12 @@ def evaluate_run(
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise ValueError(f"seeds={seeds!r} gives no seed; pass a count >= 1 or a list of seeds.")
+    if len(data.test) < FEW_TEST_EXAMPLES:
+        logger.warning("The test split holds %d example(s): accuracy moves in steps of %.2g, so differences between "
+                       "arms below that mean little. Give a larger test split (--test-files, --max-test-examples).",
+                       len(data.test), 1 / len(data.test))
     if protocol == "label-efficiency":
+        fractions = sorted(set(fractions))
         check_fractions(data.train.labels, fractions, data.class_names)
     setup = Setup(model, input_encoder(model, tokenizer, image_processor), modality, data, tuple(baselines),
                   batch_size, pooling, seed, progress, supervised or SupervisedSettings())

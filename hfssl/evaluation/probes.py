@@ -53,39 +53,64 @@ def check_features(features: ArrayLike, labels: ArrayLike, role: str) -> tuple[n
 
 
 def classification_scores(predictions: ArrayLike, references: ArrayLike) -> dict[str, float]:
-    """(n,) predicted and (n,) true class ids -> {"accuracy", "macro_f1"}."""
+    """(n,) predicted and (n,) true class ids -> {"accuracy", "macro_f1"}.
+
+    Macro-F1 averages over the classes present in `references` (the test split), whatever was predicted: a
+    predicted class with no test example has no F1 to average (its false positives already lower the recall of
+    the true classes), so every arm of an evaluation averages over the same classes.
+    """
     predictions, references = as_numpy(predictions), as_numpy(references)
-    return {"accuracy": accuracy(predictions, references), "macro_f1": macro_f1(predictions, references)}
+    return {"accuracy": accuracy(predictions, references),
+            "macro_f1": macro_f1(predictions, references, labels=np.unique(references))}
 
 
 # ---------------------------------------------------------------------------------------------- linear probe
 
 
+def _shared_and_single(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of classes with 2+ examples, rows of classes with a single example). A single example cannot be both
+    fitted and validated on, so it stays in every training part of a split."""
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    return np.flatnonzero(counts[inverse] >= 2), np.flatnonzero(counts[inverse] < 2)
+
+
+def _too_few(labels: np.ndarray, shared: np.ndarray) -> str | None:
+    """Why no validation split exists (fewer than 2 classes with 2+ examples), or None."""
+    if len(np.unique(labels[shared])) >= 2:
+        return None
+    classes, counts = np.unique(labels, return_counts=True)
+    return f"fewer than 2 classes have 2 or more examples (counts per class: {dict(zip(classes.tolist(), counts.tolist()))})"
+
+
 def _validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray] | str:
-    """Stratified (train, validation) indices, or the reason no such split exists."""
+    """Stratified (train, validation) indices, or the reason no such split exists. Single-example classes train."""
     from sklearn.model_selection import train_test_split
 
-    classes, counts = np.unique(labels, return_counts=True)
-    n_val = math.ceil(fraction * len(labels))
-    if counts.min() < 2:
-        return f"class {classes[counts.argmin()]} has {counts.min()} example(s), fewer than 2"
-    if n_val < len(classes) or len(labels) - n_val < len(classes):
-        return f"{len(labels)} examples are too few for a {fraction:.0%} split over {len(classes)} classes"
-    idx = np.arange(len(labels))
-    train_idx, val_idx = train_test_split(idx, test_size=n_val, stratify=labels, random_state=seed)
-    return np.sort(train_idx), np.sort(val_idx)
+    shared, single = _shared_and_single(labels)
+    reason = _too_few(labels, shared)
+    if reason:
+        return reason
+    n_classes = len(np.unique(labels[shared]))
+    n_val = math.ceil(fraction * len(shared))
+    if n_val < n_classes or len(shared) - n_val < n_classes:
+        return f"{len(labels)} examples are too few for a {fraction:.0%} split over {n_classes} classes"
+    train_idx, val_idx = train_test_split(shared, test_size=n_val, stratify=labels[shared], random_state=seed)
+    return np.sort(np.concatenate([train_idx, single])), np.sort(val_idx)
 
 
 def _cv_folds(labels: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]] | str:
-    """Stratified k-fold (train, validation) index pairs, k = min(MAX_FOLDS, smallest class count), or the
-    reason none exist (a class with a single example)."""
+    """Stratified k-fold (train, validation) index pairs, k = min(MAX_FOLDS, smallest count of a class with 2+
+    examples), or the reason none exist. Classes with a single example are in every training fold."""
     from sklearn.model_selection import StratifiedKFold
 
-    classes, counts = np.unique(labels, return_counts=True)
-    if counts.min() < 2:
-        return f"class {classes[counts.argmin()]} has {counts.min()} example(s), fewer than 2"
+    shared, single = _shared_and_single(labels)
+    reason = _too_few(labels, shared)
+    if reason:
+        return reason
+    _, counts = np.unique(labels[shared], return_counts=True)
     folds = StratifiedKFold(n_splits=int(min(MAX_FOLDS, counts.min())), shuffle=True, random_state=seed)
-    return list(folds.split(np.zeros(len(labels)), labels))
+    return [(np.sort(np.concatenate([shared[t], single])), shared[v])
+            for t, v in folds.split(np.zeros(len(shared)), labels[shared])]
 
 
 def _fit_logistic(x: np.ndarray, y: np.ndarray, c: float, max_iter: int):
@@ -163,6 +188,9 @@ def select_c(
     scores = {c: float(np.mean([fold[c] for fold in per_fold])) for c in grid}
     best = max(grid, key=lambda c: (scores[c], -c))
     notes = {"selection": how, "validation_accuracy": {str(c): s for c, s in scores.items()}}
+    singles = len(_shared_and_single(y)[1])
+    if singles:
+        notes["selection"] += f"; {singles} class(es) with a single example only trained, never validated"
     return best, notes
 
 

@@ -4,13 +4,17 @@ Sources: the built-in names `fashion-mnist` (IDX files in a folder) and `digits`
 `save_to_disk` folder, a `datasets` builder or Hub id, or local files (csv/json/parquet/txt for text,
 image files or class folders for images). A source without a test split gets a stratified one carved
 from its training split. Bad input fails here, before any feature is computed: a missing label
-column, a single class, or data of the other modality than the model's.
+column, a single class (an image folder with one class folder included), test labels sharing no class
+with the training labels, or data of the other modality than the model's. Classes only one split has
+are a warning, recorded in the data description (`labels.class_coverage`).
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +23,21 @@ import datasets
 import numpy as np
 
 from ..data.images import (
+    IMAGE_SUFFIXES,
     digits_dataset,
     fashion_mnist_dataset,
     find_image_column,
+    image_files,
     load_image_dataset,
+)
+from .labels import (
+    carve_test_split,
+    class_coverage,
+    class_names,
+    drop_missing_inputs,
+    drop_missing_labels,
+    encode_labels,
+    with_test_only_classes,
 )
 
 logger = logging.getLogger(__name__)
@@ -32,6 +47,7 @@ BUILTIN_DATASETS = {"fashion-mnist": "Fashion-MNIST IDX files (--data-dir or $HF
                     "digits": "scikit-learn's 8x8 digits (1,797 images; a test split is carved)"}
 DATA_DIR_ENV = "HFSSL_DATA_DIR"
 _STRING_DTYPES = ("string", "large_string")
+_GLOB_CHARS = set("*?[")
 
 
 @dataclass
@@ -106,22 +122,73 @@ def _pick_splits(loaded: Any, options: DataOptions, where: str) -> tuple[dataset
     return loaded[options.train_split], loaded[test_split] if test_split else None
 
 
-def _load_files(options: DataOptions) -> datasets.DatasetDict:
-    """Train (+ test) files as splits; text files of each split are loaded on their own (see `_load_text_files`)."""
+def _load_files(options: DataOptions, modality: str | None = None) -> datasets.DatasetDict:
+    """Train (+ test) files as splits; text files of each split are loaded on their own (see `_load_text_files`).
+
+    Images are read by `imagefolder` (the folder holding each image names its class). For an image model, folders
+    that hold images are read as images even when they also hold text files (a README.txt, a LICENSE).
+    """
     from ..data.text import infer_format, resolve_files
 
     roles = {"train": options.train_files, "test": options.test_files}
     roles = {role: list(files) for role, files in roles.items() if files}
+    if modality == "image" and _all_images(roles):
+        return _load_image_files(roles, options)
     try:
         resolved = {role: resolve_files(files, f"--{role}-files") for role, files in roles.items()}
         builder = infer_format([f for files in resolved.values() for f in files])
-    except (FileNotFoundError, ValueError):
-        # Not text files: image files, globs or class folders, read by `imagefolder` (folder names are labels).
-        images = {role: [f"{p.rstrip('/')}/**" if Path(p).is_dir() else p for p in files]
-                  for role, files in roles.items()}
-        return datasets.load_dataset("imagefolder", data_files=images)
+    except (FileNotFoundError, ValueError) as text_error:
+        if _all_images(roles):
+            return _load_image_files(roles, options)
+        exists = all(_GLOB_CHARS & set(p) or Path(p).expanduser().exists() for files in roles.values() for p in files)
+        if isinstance(text_error, FileNotFoundError) and exists:  # found, but holds no file of a known kind
+            raise FileNotFoundError(f"{text_error} No image file ({', '.join(sorted(IMAGE_SUFFIXES))}) either: give "
+                                    "labelled text files, or image files in one folder per class.") from None
+        raise text_error from None  # no image either: the text reader's message names the problem
     return datasets.DatasetDict({role: _load_text_files(builder, files, role, options)
                                  for role, files in resolved.items()})
+
+
+def _images_at(pattern: str) -> Iterator[Path]:
+    """The image files (by extension) a file, folder or glob names, lazily."""
+    path = Path(pattern).expanduser()
+    if _GLOB_CHARS & set(pattern):
+        found = (Path(m) for m in glob.iglob(str(path), recursive=True))
+    else:
+        found = path.rglob("*") if path.is_dir() else iter([path])
+    return (f for f in found if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+
+
+def _all_images(roles: dict[str, list[str]]) -> bool:
+    """Whether every given path (file, folder or glob) names at least one image file."""
+    return all(next(_images_at(pattern), None) for files in roles.values() for pattern in files)
+
+
+def _load_image_files(roles: dict[str, list[str]], options: DataOptions) -> datasets.DatasetDict:
+    """Image files, globs or class folders through `imagefolder`; a ValueError saying how to lay out the folders
+    when it found no classes (one class folder, or images at different depths)."""
+    images = {role: image_files(files, f"--{role}-files") for role, files in roles.items()}  # clear "not found"s
+    loaded = datasets.load_dataset("imagefolder", data_files=images)
+    if options.label_column == "label" and all("label" not in split.column_names for split in loaded.values()):
+        raise _no_image_classes(roles)
+    return loaded
+
+
+def _no_image_classes(roles: dict[str, list[str]]) -> ValueError:
+    """Why `imagefolder` inferred no labels from these images, and the folder layout that fixes it."""
+    files = [f for patterns in roles.values() for pattern in patterns for f in _images_at(pattern)]
+    where = ", ".join(repr(p) for patterns in roles.values() for p in patterns)
+    layout = ("Lay the images out one folder per class, every image directly inside its class folder "
+              "(e.g. photos/cat/1.png, photos/dog/2.png), or pass a dataset that has a label column.")
+    folders = sorted({f.parent.name for f in files})
+    if len(folders) == 1:
+        return ValueError(
+            f"Only one class found at {where}: all {len(files)} images are in the folder {folders[0]!r}, and an image's "
+            f"class is the name of the folder holding it. The probe needs at least 2 classes. {layout}")
+    depths = sorted({len(f.parts) for f in files})
+    return ValueError(
+        f"No class labels could be read from the images at {where}: they lie at different folder depths "
+        f"({', '.join(map(str, depths))} path parts), so the folder names were not taken as classes. {layout}")
 
 
 def _load_text_files(builder: str, files: list[Path], role: str, options: DataOptions) -> datasets.Dataset:
@@ -151,8 +218,10 @@ def _load_text_files(builder: str, files: list[Path], role: str, options: DataOp
     return split
 
 
-def load_source(options: DataOptions) -> tuple[datasets.Dataset, datasets.Dataset | None, str]:
-    """(train, test or None, source description) for any source named by `options`."""
+def load_source(options: DataOptions, modality: str | None = None
+                ) -> tuple[datasets.Dataset, datasets.Dataset | None, str]:
+    """(train, test or None, source description) for any source named by `options`; `modality` ("text" or
+    "image", the model's) decides how a folder holding both text and image files is read."""
     dataset = options.dataset
     if (dataset is None) == (options.train_files is None):
         raise ValueError("Give exactly one labelled data source: --dataset (a builtin name "
@@ -160,7 +229,7 @@ def load_source(options: DataOptions) -> tuple[datasets.Dataset, datasets.Datase
     if options.test_files and dataset is not None:
         raise ValueError("--test-files goes with --train-files; with --dataset use --test-split.")
     if options.train_files is not None:
-        train, test = _pick_splits(_load_files(options), DataOptions(), "the files")
+        train, test = _pick_splits(_load_files(options, modality), DataOptions(), "the files")
         return train, test, f"files:{','.join(options.train_files)}"
     if isinstance(dataset, (datasets.Dataset, datasets.DatasetDict)):
         return (*_pick_splits(dataset, options, "the dataset"), "in-memory")
@@ -176,6 +245,9 @@ def load_source(options: DataOptions) -> tuple[datasets.Dataset, datasets.Datase
     if Path(dataset).is_dir() and any((Path(dataset) / name).is_file() for name in ("state.json", "dataset_dict.json")):
         return (*_pick_splits(datasets.load_from_disk(dataset), options, dataset), f"disk:{dataset}")
     loaded = datasets.load_dataset(dataset, data_dir=options.data_dir)
+    if dataset == "imagefolder" and options.data_dir and options.label_column == "label" and not any(
+            "label" in split.column_names for split in loaded.values()):
+        raise _no_image_classes({"data": [options.data_dir]})
     return (*_pick_splits(loaded, options, dataset), f"{dataset}" + (f"(data_dir={options.data_dir})" if options.data_dir else ""))
 
 
@@ -225,72 +297,7 @@ def input_column(features: datasets.Features, modality: str, options: DataOption
     return "text" if "text" in texts else texts[0]
 
 
-# ---------------------------------------------------------------------------------------------- labels and rows
-
-
-def _is_missing_label(value: Any, feature: Any) -> bool:
-    """None, NaN (a blank CSV cell), or a ClassLabel's -1 (datasets' "no label")."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return True
-    return isinstance(feature, datasets.ClassLabel) and value < 0
-
-
-def drop_missing_labels(ds: datasets.Dataset, label_column: str, role: str) -> datasets.Dataset:
-    """Drop rows without a label, with a warning giving the count (as `hfssl finetune` does).
-
-    Raises:
-        ValueError: no row of the split has a label.
-    """
-    feature = ds.features[label_column]
-    keep = [i for i, value in enumerate(ds[label_column]) if not _is_missing_label(value, feature)]
-    if len(keep) == len(ds):
-        return ds
-    if not keep:
-        raise ValueError(f"No {role} row has a label in column {label_column!r} (all {len(ds)} are empty). "
-                         "Check the file, or name the column that holds the labels with --label-column.")
-    logger.warning("Dropped %d of %d %s row(s) without a label (column %r).", len(ds) - len(keep), len(ds), role,
-                   label_column)
-    return ds.select(keep)
-
-
-def _label_name(value: Any) -> str:
-    """A label as a class name; whole-number floats (a CSV label column with blanks is read as floats) as integers."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _class_names(feature: Any, values: list[Any]) -> list[str]:
-    if isinstance(feature, datasets.ClassLabel):
-        return list(feature.names)
-    names = {_label_name(v): v for v in values}
-    try:
-        return [_label_name(v) for v in sorted(set(names.values()))]
-    except TypeError:  # mixed types (JSON numbers and strings): order by name
-        return sorted(names)
-
-
-def encode_labels(values: list[Any], feature: Any, names: list[str], role: str) -> np.ndarray:
-    """Label values -> (n,) int64 ids into `names` (ClassLabel ids are kept); ValueError on unknown labels."""
-    if isinstance(feature, datasets.ClassLabel):
-        return np.asarray(values, dtype=np.int64)
-    index = {name: i for i, name in enumerate(names)}
-    unknown = sorted({_label_name(v) for v in values} - set(index))
-    if unknown:
-        raise ValueError(f"The {role} split has labels the training split lacks: {unknown[:10]}; "
-                         "give a training split that covers every class.")
-    return np.asarray([index[_label_name(v)] for v in values], dtype=np.int64)
-
-
-def carve_test_split(train: datasets.Dataset, label_column: str, fraction: float, seed: int):
-    """Stratified (train, test) split of one Dataset: `fraction` of every class goes to test."""
-    from sklearn.model_selection import train_test_split
-
-    labels = np.asarray([_label_name(v) for v in train[label_column]])
-    _, counts = np.unique(labels, return_counts=True)
-    stratify = labels if counts.min() >= 2 else None
-    keep, test = train_test_split(np.arange(len(train)), test_size=fraction, random_state=seed, stratify=stratify)
-    return train.select(np.sort(keep)), train.select(np.sort(test))
+# ---------------------------------------------------------------------------------------------- rows
 
 
 def _limit(ds: datasets.Dataset, max_examples: int | None, seed: int, flag: str) -> datasets.Dataset:
@@ -317,10 +324,10 @@ def load_labeled_data(options: DataOptions, modality: str, model_config: Any = N
 
     Images are decoded to the model's `image_size` and `num_channels` (from `model_config`).
     """
-    train, test, source = load_source(options)
+    train, test, source = load_source(options, modality)
     check_label_column(train.features, options.label_column)
     column = input_column(train.features, modality, options)
-    train = drop_missing_labels(train, options.label_column, "training")
+    train = drop_missing_inputs(drop_missing_labels(train, options.label_column, "training"), column, modality, "training")
     if test is not None:
         check_label_column(test.features, options.label_column)
         if column not in test.features:
@@ -328,26 +335,44 @@ def load_labeled_data(options: DataOptions, modality: str, model_config: Any = N
             raise ValueError(f"{where} have no column {column!r}, which holds the inputs in the training data; their "
                              f"columns are {list(test.features)}. Give test data with that column, or name the text "
                              "column both share with --text-column.")
-        test = drop_missing_labels(test, options.label_column, "test")
+        test = drop_missing_inputs(drop_missing_labels(test, options.label_column, "test"), column, modality, "test")
         test_note = "given"
     else:
         train, test = carve_test_split(train, options.label_column, options.test_fraction, options.seed)
         test_note = f"carved: stratified {options.test_fraction:.0%} of the training split, seed {options.seed}"
+    sizes = {"train": len(train), "test": len(test)}
     train = _limit(train, options.max_train_examples, options.seed, "--max-train-examples")
     test = _limit(test, options.max_test_examples, options.seed, "--max-test-examples")
     feature = train.features[options.label_column]
     train_x, train_values = _examples(train, column, modality, options.label_column, model_config)
     test_x, test_values = _examples(test, column, modality, options.label_column, model_config)
-    names = _class_names(feature, train_values)
+    names = class_names(feature, train_values)
     train_y = encode_labels(train_values, feature, names, "training")
     present = np.unique(train_y)
     if len(present) < 2:
         raise ValueError(f"The training labels hold one class only ({names[present[0]]!r} in column "
                          f"{options.label_column!r}); probes need at least 2 classes. Check --label-column.")
+    names = with_test_only_classes(names, feature, test_values)
+    test_y = encode_labels(test_values, feature, names, "test")
     description = {
-        "source": source, "input_column": column, "label_column": options.label_column, "modality": modality,
-        "train_examples": len(train_y), "test_examples": len(test_values), "test_split": test_note,
-        "num_classes": len(names), "class_names": names,
+        "source": source, **_test_source(options), "input_column": column, "label_column": options.label_column,
+        "modality": modality, "train_examples": len(train_y), "test_examples": len(test_y), "test_split": test_note,
+        **_subset_notes(options, sizes),
+        "num_classes": len(names), "class_names": names, **class_coverage(train_y, test_y, names),
     }
-    return LabeledData(LabeledSplit(train_x, train_y),
-                       LabeledSplit(test_x, encode_labels(test_values, feature, names, "test")), names, description)
+    return LabeledData(LabeledSplit(train_x, train_y), LabeledSplit(test_x, test_y), names, description)
+
+
+def _test_source(options: DataOptions) -> dict[str, str]:
+    return {"test_source": f"files:{','.join(options.test_files)}"} if options.test_files else {}
+
+
+def _subset_notes(options: DataOptions, sizes: dict[str, int]) -> dict[str, str]:
+    """How --max-train-examples / --max-test-examples subsampled each split, for run.json."""
+    notes = {}
+    for role, limit in (("train", options.max_train_examples), ("test", options.max_test_examples)):
+        if limit is not None and options.dataset in FASHION_MNIST_NAMES:  # limited as the IDX file was read
+            notes[f"{role}_subset"] = "the first images of the IDX file, which is in random order"
+        elif limit is not None and limit < sizes[role]:
+            notes[f"{role}_subset"] = f"random subset of {sizes[role]:,}, seed {options.seed}"
+    return notes

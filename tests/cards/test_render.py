@@ -75,7 +75,7 @@ def test_numbers_come_from_run_json_alone(tmp_path):
 def test_evaluation_tables_plot_and_not_evaluated_list(tmp_path):
     evaluated = make_pretrain_run(tmp_path / "a", "simclr")
     text = render_card(evaluated.path).read_text()
-    assert "| 0.1 | 8 | 0.7 ± 0.02 | 0.5 ± 0.02 |" in text  # label-efficiency table
+    assert "| 0.1 | 8 | 0.7000 ± 0.0200 | 0.5000 ± 0.0200 |" in text  # label-efficiency table, 4 decimals
     assert "![Label efficiency (linear probe with a fraction of the labels)](eval/label-efficiency.png)" in text
     assert "- Fine-tuning on a labelled task" in text.split("**Not evaluated:**")[1]
     bare = make_pretrain_run(tmp_path / "b", "clm", with_eval=False)

@@ -29,6 +29,17 @@ def test_accuracy_and_macro_f1_match_scikit_learn():
     assert f1 == pytest.approx(f1_score(references, predictions, average="macro"))
 
 
+def test_macro_f1_over_given_labels_matches_scikit_learn():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(1)
+    references, predictions = rng.integers(0, 3, 200), rng.integers(0, 5, 200)  # predicts 3, 4: no test example
+    for labels in ([0, 1, 2], [0, 1, 2, 7]):  # 7: neither present nor predicted, scores 0 as in sklearn
+        f1 = load_metric("macro_f1").compute(predictions=predictions, references=references, labels=labels)
+        assert f1["macro_f1"] == pytest.approx(f1_score(references, predictions, labels=labels, average="macro",
+                                                        zero_division=0))
+
+
 def test_alignment_is_zero_for_identical_pairs_and_four_for_opposite_pairs():
     x = np.random.default_rng(0).normal(size=(30, 8)).astype(np.float32)
     alignment = load_metric("alignment")
