@@ -221,8 +221,7 @@ def audit_run(
     run = RunDirectory(run_dir)
     config_path = run.model_dir / "config.json"
     if not config_path.is_file():
-        raise FileNotFoundError(f"No model in {run.path}: {config_path} does not exist. Audit a run directory written "
-                                "by `hfssl pretrain` or `hfssl finetune`.")
+        raise run.no_model_error("audit")
     if min_group_n < 1 or n_boot < 1 or seed < 0:
         raise ValueError(f"min_group_n ({min_group_n}) and n_boot ({n_boot}) must be >= 1 and seed ({seed}) >= 0.")
     manifest, config = run.read_manifest(), json.loads(config_path.read_text(encoding="utf-8"))

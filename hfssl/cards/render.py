@@ -212,15 +212,17 @@ def existing_plots(run: RunDirectory, manifest: dict[str, Any]) -> dict[str, lis
 
 
 def _copy_plots(run: RunDirectory, plots: dict[str, list[str]]) -> None:
-    """Copy the card's plots into model/eval/, so its links resolve in the run directory (model/README.md) as they
-    do on the Hub, where README.md and eval/ share the repo root. Earlier copies it no longer links are removed."""
+    """Copy the card's plots into eval/ beside the card (model/eval/, or adapter/eval/), so its links resolve in the
+    run directory as they do on the Hub, where README.md and eval/ share the repo root. Earlier copies it no longer
+    links are removed."""
     wanted = {link for links in plots.values() for link in links}
-    copies = run.model_dir / EVAL_FOLDER
+    card_dir = run.card_dir
+    copies = card_dir / EVAL_FOLDER
     for stale in sorted(copies.rglob("*")) if copies.is_dir() else []:
-        if stale.is_file() and stale.relative_to(run.model_dir).as_posix() not in wanted:
+        if stale.is_file() and stale.relative_to(card_dir).as_posix() not in wanted:
             stale.unlink()
     for link in sorted(wanted):
-        target = run.model_dir / link
+        target = card_dir / link
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run.path / link, target)
     if copies.is_dir() and not any(copies.rglob("*")):
@@ -235,7 +237,8 @@ def card_context(run: RunDirectory, repo_id: str | None, license: str | None) ->
     if not raw:
         raise FileNotFoundError(f"{run.manifest_path} is missing or empty: render cards for run directories written "
                                 "by hfssl (pretrain, finetune).")
-    config_path = run.model_dir / "config.json"
+    # An adapter-only run's model is its base/ (the parent's weights under the classifier's config).
+    config_path = run.path / "base" / "config.json" if run.is_adapter_only() else run.model_dir / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
     manifest = sanitize_manifest(raw)
     family = run_family(manifest, config)
@@ -281,14 +284,15 @@ def card_text(run_dir: str | os.PathLike, repo_id: str | None = None, license: s
 
 
 def render_card(run_dir: str | os.PathLike, repo_id: str | None = None, license: str | None = None) -> Path:
-    """Write `<run>/model/README.md` from run.json; returns its path.
+    """Write `<run>/model/README.md` (`<run>/adapter/README.md` in a run with an adapter only) from run.json;
+    returns its path.
 
     `repo_id`: the Hub repo the card is for; None leaves `{{repo_id}}` for `hfssl publish` to fill in.
     `license`: a Hub license id; default run.json's `license`, else apache-2.0 (stated on the card).
     """
     text = card_text(run_dir, repo_id, license)
     run = RunDirectory(run_dir)
-    path = run.model_dir / "README.md"
+    path = run.card_dir / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     _copy_plots(run, existing_plots(run, run.read_manifest()))
     fd, tmp = tempfile.mkstemp(prefix=".README.md.", dir=path.parent)

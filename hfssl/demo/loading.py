@@ -145,6 +145,8 @@ def resolve_model_source(ref: str) -> tuple[str, dict[str, Any], str | None]:
     """(path or Hub id of the model, run.json contents or {}, README.md text or None) for `ref`."""
     path = Path(ref).expanduser()
     if path.is_dir():
+        if RunDirectory(path).is_adapter_only():
+            raise RunDirectory(path).no_model_error("demo")
         run = RunDirectory(path) if (path / "model").is_dir() else RunDirectory(path.parent)
         model_dir = run.model_dir if (path / "model").is_dir() else path
         if not (model_dir / "config.json").is_file():

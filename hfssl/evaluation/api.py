@@ -148,10 +148,7 @@ def load_encoder(run: RunDirectory, device: str | torch.device | None = "cpu") -
     import hfssl  # noqa: F401  (registers the hfssl Auto classes)
 
     if not (run.model_dir / "config.json").is_file():
-        raise FileNotFoundError(
-            f"No model in run directory {run.path}: {run.model_dir / 'config.json'} does not exist. Pretrain into "
-            f"it first (`hfssl pretrain --output {run.path} ...`), or pass a run directory that has a model/ folder."
-        )
+        raise run.no_model_error("evaluate")
     with _quiet_transformers():
         model, info = AutoModel.from_pretrained(run.model_dir, output_loading_info=True)
     if info.get("missing_keys"):

@@ -249,16 +249,17 @@ def _card(run: RunDirectory, repo_id: str, base_model: str | None) -> bytes:
     """The repository's README.md, checked offline.
 
     The card is rendered from run.json as `hfssl card` renders it, so it shows every evaluation and audit the
-    run has now. A model/README.md that `hfssl card` wrote and nobody edited since (its digest is the one run.json
+    run has now. A model/README.md (adapter/README.md) that `hfssl card` wrote and nobody edited since (its digest is the one run.json
     records) is rendered again, in case the run gained results after it; one edited by hand is published as it
     is, with a warning when the run's results changed after it was rendered.
     """
     from ..cards.render import CARD_SECTION, card_digest, card_text
 
-    rendered = run.model_dir / "README.md"
+    rendered = run.card_dir / "README.md"
     record = run.read_manifest().get(CARD_SECTION) or {}
     license = record.get("license")
-    if not rendered.is_file():
+    # adapter/README.md is peft's template until `hfssl card` (which records it) writes the card there.
+    if not rendered.is_file() or (rendered.parent == run.adapter_dir and not record):
         text = card_text(run.path, repo_id, license)
     else:
         existing = rendered.read_text(encoding="utf-8")

@@ -53,6 +53,37 @@ class RunDirectory:
         return self.path / "model"
 
     @property
+    def adapter_dir(self) -> Path:
+        return self.path / "adapter"
+
+    def is_adapter_only(self) -> bool:
+        """A fine-tuned run whose method cannot merge (prompt learning): adapter/ (on base/) and no model/."""
+        return not (self.model_dir / "config.json").is_file() and (self.adapter_dir / "adapter_config.json").is_file()
+
+    @property
+    def card_dir(self) -> Path:
+        """Where the card (README.md) and its plot copies go: model/, or adapter/ in an adapter-only run."""
+        return self.adapter_dir if self.is_adapter_only() else self.model_dir
+
+    def no_model_error(self, command: str) -> FileNotFoundError:
+        """The error for a stage that needs model/ and finds none, naming what the run holds instead."""
+        if self.is_adapter_only():
+            finetune = self.read_manifest().get("finetune") or {}
+            parent = (finetune.get("parent") or {}).get("path") or "its parent run"
+            method = finetune.get("method") or "its method"
+            return FileNotFoundError(
+                f"{self.path} is a fine-tuned run with an adapter only (adapter/ on base/, no model/: {method} "
+                f"learns virtual tokens, which cannot merge into the weights), and `hfssl {command}` loads a model/ "
+                f"folder. Run it on {parent}, or fine-tune with a method that merges (e.g. --peft lora) to get model/; "
+                f"the adapter itself loads with peft's AutoPeftModelForSequenceClassification.from_pretrained"
+                f"('{self.adapter_dir}')."
+            )
+        return FileNotFoundError(
+            f"No model in run directory {self.path}: {self.model_dir / 'config.json'} does not exist. Pass a run "
+            f"directory written by `hfssl pretrain` or `hfssl finetune` (one with a model/ folder)."
+        )
+
+    @property
     def checkpoints_dir(self) -> Path:
         return self.path / "checkpoints"
 

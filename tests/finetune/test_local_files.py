@@ -125,6 +125,24 @@ def test_a_wrong_text_column_lists_the_users_column_names(reviews, tmp_path, tex
 # ----------------------------------------------------------------------------------------------- methods
 
 
+def test_an_adapter_only_run_gets_its_card_in_adapter_and_clear_messages_elsewhere(train_csv, text_parent, tmp_path,
+                                                                                    capsys):
+    """No README-only model/ from `hfssl card`; evaluate, audit and demo say why they cannot load the run."""
+    from hfssl.cards.render import render_card
+
+    run = tmp_path / "pt"
+    finetune(text_parent, task="text-classification", output=run, train_files=[train_csv], peft="prompt_tuning",
+             **QUICK)
+    card = render_card(run)
+    assert card == run / "adapter" / "README.md" and not (run / "model").exists()
+    assert "library_name: peft" in card.read_text(encoding="utf-8")
+    for argv in (["evaluate", str(run), "--protocol", "knn", "--train-files", train_csv, "--test-files", train_csv],
+                 ["audit", str(run)], ["demo", str(run)]):
+        assert cli_main(argv) == 2
+        error = capsys.readouterr().err
+        assert "adapter only" in error and f"Run it on {text_parent}" in error, error
+
+
 def test_prompt_tuning_runs_with_default_virtual_tokens(train_csv, text_parent, tmp_path):
     """peft has no default num_virtual_tokens (a raw TypeError before); hfssl uses DEFAULT_VIRTUAL_TOKENS."""
     result = finetune(text_parent, task="text-classification", output=tmp_path / "pt", train_files=[train_csv],
