@@ -240,7 +240,7 @@ def card_context(run: RunDirectory, repo_id: str | None, license: str | None) ->
     # An adapter-only run's model is its base/ (the parent's weights under the classifier's config).
     config_path = run.path / "base" / "config.json" if run.is_adapter_only() else run.model_dir / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-    manifest = sanitize_manifest(raw)
+    manifest = sanitize_manifest(raw, run_path=run.path)
     family = run_family(manifest, config)
     license_id, how = resolve_license(raw, license)
     base_model = _base_model(run, raw)

@@ -93,9 +93,13 @@ def eval_files(run_path: Path) -> dict[str, Path]:
             if path.suffix.lower() in EVAL_SUFFIXES}
 
 
-def sanitize_manifest(manifest: dict[str, Any], secrets: tuple[str, ...] = ()) -> dict[str, Any]:
+def sanitize_manifest(manifest: dict[str, Any], secrets: tuple[str, ...] = (),
+                      run_path: Path | None = None) -> dict[str, Any]:
     """run.json as published: no secrets, no local paths (a path becomes its last name), no `publish` or `card`
-    section (where and which card this copy was published with: local bookkeeping)."""
+    section (where and which card this copy was published with: local bookkeeping).
+
+    `run_path`: the run the manifest belongs to; its own relative paths (`eval/knn.png`) are kept, since the repo
+    has the same layout, wherever the command runs from."""
     home = str(Path.home())
 
     def clean(value: Any, key: str = "") -> Any:
@@ -107,11 +111,21 @@ def sanitize_manifest(manifest: dict[str, Any], secrets: tuple[str, ...] = ()) -
             return value
         if any(secret and secret in value for secret in secrets) or SECRET_VALUE.search(value):
             return "<removed>"
+        if run_path is not None and _inside_run(value, run_path):
+            return value
         if looks_like_local_path(value):
             return Path(value.rstrip("/\\")).name
         return value.replace(home, "~") if len(home) > 1 else value
 
     return clean({k: v for k, v in manifest.items() if k not in ("publish", "card")})
+
+
+def _inside_run(value: str, run_path: Path) -> bool:
+    """A path relative to the run directory, that exists there and stays inside it (eval/knn.png)."""
+    if not value or "\n" in value or os.path.isabs(value) or value.startswith("~") or len(value) > 4096:
+        return False
+    parts = Path(value).parts
+    return bool(parts) and ".." not in parts and parts[0] != "." and (run_path / value).exists()
 
 
 def looks_like_local_path(value: str) -> bool:

@@ -112,7 +112,7 @@ def build_repo_files(
     manifest = run.read_manifest()
     if not manifest:
         raise FileNotFoundError(f"{run.manifest_path} is missing: publish a run directory written by hfssl.")
-    public_manifest = sanitize_manifest(manifest, secrets)
+    public_manifest = sanitize_manifest(manifest, secrets, run_path=run.path)
     if is_adapter_run(run.path):
         files, _, base = _adapter_files(run, manifest, base_model_id)
     else:

@@ -37,6 +37,17 @@ def test_sanitize_removes_secrets_and_local_paths_but_keeps_data(tmp_path):
     assert clean["tokenizer"] == {"source": "wp"} and "publish" not in clean
 
 
+def test_the_runs_own_relative_paths_are_kept_from_any_working_directory(run, monkeypatch):
+    """`eval/knn.png` is where the plot lands in the repo too; run from inside the run it once became `knn.png`."""
+    (run.eval_dir).mkdir(exist_ok=True)
+    (run.eval_dir / "knn.png").write_bytes(b"png")
+    manifest = {"eval": {"knn": {"plots": ["eval/knn.png"]}}, "data": {"source": str(run.path / "eval")}}
+    for where in (run.path, run.path.parent):
+        monkeypatch.chdir(where)
+        clean = sanitize_manifest(manifest, run_path=run.path)
+        assert clean["eval"]["knn"]["plots"] == ["eval/knn.png"] and clean["data"]["source"] == "eval"
+
+
 def test_hub_ids_and_urls_are_not_mistaken_for_paths():
     assert not looks_like_local_path("org/name") and not looks_like_local_path("https://x.org/a/b")
     assert looks_like_local_path("/tmp") and looks_like_local_path("../x")
