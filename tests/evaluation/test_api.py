@@ -122,7 +122,7 @@ def _unchanged(run: Path, action) -> None:
 
 def test_run_without_a_model(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"empty.*model.*config.json does not exist.*written by `hfssl pretrain`"):
+    with pytest.raises(FileNotFoundError, match=r"empty.*config.json does not exist.*written by `hfssl pretrain`"):
         evaluate_run(tmp_path / "empty", "knn", dataset="digits")
 
 
