@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = parser.add_argument_group("labelled set (classifier and vision audits)")
     data.add_argument("--dataset", help="Hub id, builder, save_to_disk folder, or digits / fashion-mnist (vision).")
     data.add_argument("--train-files", nargs="+", help="Vision: labelled images for the kNN memory bank.")
-    data.add_argument("--test-files", nargs="+", help="csv/json/jsonl/parquet (text) or image files to audit on.")
+    data.add_argument("--test-files", nargs="+", help="csv/tsv/json/jsonl/parquet (text) or image files to audit on.")
     data.add_argument("--split", help="Split of --dataset to audit (default: test, else validation, else train).")
     data.add_argument("--text-column", help="Column holding the text (default: text).")
     data.add_argument("--image-column", help="Column holding the images (default: the first image column).")

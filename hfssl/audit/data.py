@@ -333,7 +333,7 @@ def _load_files(files: list[str]):
     import datasets
 
     from ..data.images import IMAGE_SUFFIXES
-    from ..data.text import infer_format, resolve_files
+    from ..data.text import infer_format, load_files, resolve_files
 
     matches = {f: [str(Path(f).expanduser())] if Path(f).expanduser().exists()
                else glob.glob(str(Path(f).expanduser()), recursive=True) for f in files}
@@ -355,11 +355,11 @@ def _load_files(files: list[str]):
         raise ValueError(f"The audit set file(s) {', '.join(empty)} are empty; give files with at least one "
                          "labelled example.")
     try:
-        table = datasets.load_dataset(builder, data_files=resolved, split="train")
+        table = load_files(builder, {"train": resolved}, split="train")
     except (datasets.exceptions.DatasetGenerationError, ValueError, StopIteration) as error:
         cause = error.__cause__ or error  # datasets wraps the reader's error (pandas: "No columns to parse")
         raise ValueError(f"Could not read the audit set ({names}) as {builder}: {type(cause).__name__}: {cause}. "
-                         "Give csv/json/jsonl/parquet files with a header and at least one row, or image files."
+                         "Give csv/tsv/json/jsonl/parquet files with a header and at least one row, or image files."
                          ) from error
     if len(table) == 0:
         raise ValueError(f"The audit set ({names}) has no rows; give files with at least one labelled example.")

@@ -38,7 +38,10 @@ from ..training.arguments import DataArguments
 logger = logging.getLogger(__name__)
 
 # File extension -> `datasets` packaged builder.
-BUILDERS = {".txt": "text", ".text": "text", ".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+BUILDERS = {".txt": "text", ".text": "text", ".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "tsv",
+            ".parquet": "parquet"}
+# Formats that are `datasets`' csv builder with another separator; a header row names the columns.
+SEPARATED = {"csv": ",", "tsv": "\t"}
 # Compression suffix -> opener; `datasets` decompresses the same suffixes on its own when loading.
 _OPENERS: dict[str, Callable[[Path], IO[bytes]]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 # Undecodable bytes are read as this noncharacter instead of U+FFFD, so a literal U+FFFD in clean text (common in
@@ -153,7 +156,7 @@ def scan_file(path: Path, fmt: str) -> FileScan:
                 scan.bad_lines += 1
                 scan.first_bad_line = scan.first_bad_line or number
             scan.data_lines += bool(line.strip())
-    if fmt == "csv":
+    if fmt in SEPARATED:
         scan.data_lines = max(scan.data_lines - 1, 0)  # the header row is not data
     return scan
 
@@ -230,18 +233,25 @@ def file_columns(path: Path, fmt: str) -> list[str] | None:
         import pyarrow.parquet as pq
 
         return list(pq.ParquetFile(path).schema_arrow.names)
-    if fmt == "csv":
+    if fmt in SEPARATED:
         with _open_bytes(path) as raw:
-            header = next(csv.reader([raw.readline().decode("utf-8-sig", errors="replace")]), [])
-        return header
+            line = raw.readline().decode("utf-8-sig", errors="replace")
+        return next(csv.reader([line], delimiter=SEPARATED[fmt]), [])
     return None
+
+
+def load_files(fmt: str, data_files: dict[str, list[str]], **kwargs: Any) -> AnyDatasetDict | AnyDataset:
+    """`load_dataset` for a format `infer_format` named: tsv is the csv builder with a tab separator."""
+    if fmt in SEPARATED:
+        return load_dataset("csv", data_files=data_files, sep=SEPARATED[fmt], **kwargs)
+    return load_dataset(fmt, data_files=data_files, **kwargs)
 
 
 def read_only_if_headers_differ(fmt: str, headers: list[list[str] | None], keep: list[str]) -> dict[str, list[str]]:
     """`load_dataset` keywords that read only the columns `keep` when one split's files have different headers
     (their other columns would fail to cast to one schema); none when the known headers agree."""
     if len({tuple(h) for h in headers if h is not None}) > 1:
-        return {"usecols" if fmt == "csv" else "columns": keep}
+        return {"usecols" if fmt in SEPARATED else "columns": keep}
     return {}
 
 
@@ -262,8 +272,7 @@ def _load_split(fmt: str, files: list[Path], role: str, args: DataArguments, rep
             )
     kwargs = {**_decode_kwargs(fmt, replace),
               **read_only_if_headers_differ(fmt, list(headers.values()), [args.text_column])}
-    return load_dataset(fmt, data_files={"train": [str(f) for f in files]}, split="train",
-                        streaming=args.streaming, **kwargs)
+    return load_files(fmt, {"train": [str(f) for f in files]}, split="train", streaming=args.streaming, **kwargs)
 
 
 def _load_local(args: DataArguments) -> tuple[AnyDatasetDict, dict[str, Any], bool, dict[str, str]]:

@@ -41,7 +41,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     data.add_argument("--dataset", help="fashion-mnist, digits, a save_to_disk folder, a datasets builder or a Hub id.")
     data.add_argument("--data-dir", help="data_dir of the builder; for fashion-mnist the folder of its IDX files "
                                          "(default: $HFSSL_DATA_DIR/fashion_mnist).")
-    data.add_argument("--train-files", nargs="+", help="Local labelled files (csv/json/parquet/txt, or images).")
+    data.add_argument("--train-files", nargs="+", help="Local labelled files (csv/tsv/json/parquet/txt, or images).")
     data.add_argument("--test-files", nargs="+", help="Local test files; default: carve a stratified test split.")
     data.add_argument("--train-split", default="train", help="Training split of --dataset (default: train).")
     data.add_argument("--test-split", help="Test split of --dataset (default: test when present, else carved).")

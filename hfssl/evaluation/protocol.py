@@ -197,7 +197,7 @@ def _load_text_files(builder: str, files: list[Path], role: str, options: DataOp
     Raises:
         ValueError: a csv/parquet file lacks the label column or the --text-column (names the file and its columns).
     """
-    from ..data.text import file_columns, read_only_if_headers_differ
+    from ..data.text import file_columns, load_files, read_only_if_headers_differ
 
     headers = {path: file_columns(path, builder) for path in files}
     needed = [c for c in (options.label_column, options.text_column) if c is not None]
@@ -210,7 +210,7 @@ def _load_text_files(builder: str, files: list[Path], role: str, options: DataOp
     known = [c for c in headers.values() if c is not None]
     shared = [c for c in known[0] if all(c in other for other in known)] if known else []  # what they all have
     kwargs = read_only_if_headers_differ(builder, known, shared)
-    split = datasets.load_dataset(builder, data_files={"train": [str(f) for f in files]}, split="train", **kwargs)
+    split = load_files(builder, {"train": [str(f) for f in files]}, split="train", **kwargs)
     if options.label_column not in split.column_names:  # json/txt: no header to check up front
         raise ValueError(f"The {role} files ({', '.join(map(str, files))}) have no column {options.label_column!r}; "
                          f"their columns are {split.column_names}. Give files with labels, or name the column that "

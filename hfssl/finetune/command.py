@@ -43,7 +43,7 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--task", required=True, choices=["text-classification", "image-classification"])
     parser.add_argument("--output", required=True, help="Child run directory to create (runs/<name>).")
     data = parser.add_argument_group("data")
-    data.add_argument("--train-files", nargs="+", help="Training files: csv/json/jsonl/parquet, or images.")
+    data.add_argument("--train-files", nargs="+", help="Training files: csv/tsv/json/jsonl/parquet, or images.")
     data.add_argument("--test-files", nargs="+", help="Test files; default: a stratified 20%% of the training rows.")
     data.add_argument("--dataset", help="Hub id, builder (csv, imagefolder, ...), save_to_disk folder, or a built-in: "
                                         "fashion-mnist, digits, stdlib-docstrings.")

@@ -30,7 +30,7 @@ from ..data.images import (
     normalize,
     to_float_pixels,
 )
-from ..data.text import infer_format, resolve_files
+from ..data.text import infer_format, load_files, resolve_files
 
 logger = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ def _load_text_split(fmt: str, files: list[Path], spec: DataSpec) -> Dataset:
         raise ValueError(f"{empty[0]} is empty; give a file with a header and rows of text and labels.")
     no_rows = f"{', '.join(map(str, files))}: no rows (a header at most); add rows of text and labels."
     try:
-        split = datasets.load_dataset(fmt, data_files={"train": [str(f) for f in files]}, split="train")
+        split = load_files(fmt, {"train": [str(f) for f in files]}, split="train")
     except ValueError as error:  # datasets: 'Instruction "train" corresponds to no data!'
         if "corresponds to no data" in str(error):
             raise ValueError(no_rows) from error
@@ -220,8 +220,7 @@ def _load_text_split(fmt: str, files: list[Path], spec: DataSpec) -> Dataset:
     if fmt == "text" and spec.label_column not in split.column_names:
         raise ValueError(
             f"{files[0]} is read as plain text, one example per line with no label (a .txt/.text file). Give the "
-            "texts and labels as csv, json, jsonl or parquet with a text and a label column (a tab-separated file: "
-            "convert it to csv first)."
+            "texts and labels as csv, tsv, json, jsonl or parquet with a text and a label column."
         )
     if not set(needed) <= set(split.column_names):
         return split  # the column checks name the missing one with every column of the file

@@ -43,6 +43,8 @@ def write_corpus(path: Path, texts: list[str]) -> Path:
         path.write_text(json.dumps(frame.to_dict("records")))
     elif name.endswith(".csv"):
         frame.to_csv(path, index=False)
+    elif name.endswith(".tsv"):
+        frame.to_csv(path, index=False, sep="\t")
     elif name.endswith(".parquet"):
         frame.to_parquet(path)
     return path
@@ -73,7 +75,8 @@ def test_stdlib_docstrings_are_real_long_deterministic_and_cached():
 # --------------------------------------------------------------------------------------------- formats and paths
 
 
-@pytest.mark.parametrize("name", ["a.txt", "a.txt.gz", "a.jsonl", "a.jsonl.gz", "a.json", "a.csv", "a.parquet"])
+@pytest.mark.parametrize("name", ["a.txt", "a.txt.gz", "a.jsonl", "a.jsonl.gz", "a.json", "a.csv", "a.tsv",
+                                  "a.parquet"])
 def test_each_format_loads_one_text_column(tmp_path, name):
     path = write_corpus(tmp_path / name, DOCS)
     splits, description = load(tmp_path, [path])
@@ -82,6 +85,16 @@ def test_each_format_loads_one_text_column(tmp_path, name):
     assert sorted(all_texts(splits)) == sorted(DOCS)
     assert description["train_rows"] + description["validation_rows"] == len(DOCS)
     assert description["format"] == {"txt": "text", "jsonl": "json"}.get(name.split(".")[1], name.split(".")[1])
+
+
+def test_tab_separated_text_keeps_commas_quotes_and_quoted_tabs(tmp_path):
+    texts = ['Commas, "quotes" and more', "A quoted\ttab inside", "Plain words only"] * 4
+    path = tmp_path / "a.tsv"
+    pd.DataFrame({"id": range(len(texts)), "body": texts}).to_csv(path, index=False, sep="\t")
+    splits, description = load(tmp_path, [path], text_column="body")
+    assert sorted(all_texts(splits)) == sorted(texts) and description["format"] == "tsv"
+    with pytest.raises(ValueError, match=r"has no column 'text'; its columns are \['id', 'body'\]"):
+        load(tmp_path, [path])
 
 
 def test_folders_and_recursive_globs_collect_sorted_files(tmp_path):
@@ -353,12 +366,15 @@ def test_validation_file_without_the_text_column_names_the_file(tmp_path):
 
 
 @pytest.mark.parametrize("streaming", [False, True])
-@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+@pytest.mark.parametrize("suffix", ["csv", "tsv", "parquet"])
 def test_files_with_differing_other_columns_load(tmp_path, suffix, streaming):
     """Train and validation files, and files of one split, need only share the text column."""
     def write(name: str, frame: pd.DataFrame) -> str:
         path = tmp_path / f"{name}.{suffix}"
-        frame.to_csv(path, index=False) if suffix == "csv" else frame.to_parquet(path)
+        if suffix == "parquet":
+            frame.to_parquet(path)
+        else:
+            frame.to_csv(path, index=False, sep="," if suffix == "csv" else "\t")
         return str(path)
 
     train = [write("a", pd.DataFrame({"body": DOCS[:20], "id": range(20)})),

@@ -70,8 +70,16 @@ def test_protocols_merge_into_the_eval_section(vision_run):
         "knn.json", "knn.png", "label-efficiency.json", "label-efficiency.png"}
 
 
-def test_text_run_with_local_csv_files(text_run, sentiment_files):
+@pytest.mark.parametrize("separator", [",", "\t"])
+def test_text_run_with_local_csv_files(text_run, sentiment_files, tmp_path, separator):
     train, test = sentiment_files
+    if separator == "\t":  # the same rows as tab-separated .tsv files
+        import pandas as pd
+
+        tsv = [tmp_path / Path(f).with_suffix(".tsv").name for f in (train, test)]
+        for source, target in zip((train, test), tsv):
+            pd.read_csv(source).to_csv(target, sep="\t", index=False)
+        train, test = map(str, tsv)
     result = evaluate_run(text_run, "knn", train_files=[train], test_files=[test], baselines=["random-init"],
                           progress=False, print_table=False)
     assert result["data"]["class_names"] == ["neg", "pos"]

@@ -62,6 +62,17 @@ def test_a_test_file_with_an_extra_column_trains(reviews, train_csv, text_parent
     assert result["train_examples"] == 110 and result["test_examples"] == 40
 
 
+def test_tab_separated_files_train(reviews, text_parent, tmp_path):
+    train = tmp_path / "train.tsv"
+    test = tmp_path / "test.tsv"
+    for path, rows in ((train, reviews[:110]), (test, reviews[110:])):
+        with path.open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f, delimiter="\t").writerows([["text", "label"], *map(list, rows)])
+    result = finetune(text_parent, task="text-classification", output=tmp_path / "run", train_files=[str(train)],
+                      test_files=[str(test)], **QUICK)
+    assert result["train_examples"] == 110 and result["test_examples"] == 40 and result["id2label"] == {0: "0", 1: "1"}
+
+
 def test_label_names_against_label_numbers_are_refused_before_training(reviews, train_csv, text_parent, tmp_path):
     """Numbers in training and names in test are different labels: a demanding user wants that said plainly (and
     exit 2 from the CLI), not a pyarrow CastError traceback."""
