@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cpu_gemm import Linear
+from .input_checks import describe
 
 try:  # transformers >= 4.52: layers that `gradient_checkpointing_enable()` switches to recomputation
     from transformers.modeling_layers import GradientCheckpointingLayer
@@ -83,17 +84,30 @@ def build_attention_mask(
     return mask | ~mask.any(dim=-1, keepdim=True), False
 
 
-def eager_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, is_causal: bool, dropout: float
-) -> torch.Tensor:
-    """Reference attention with the same semantics as `F.scaled_dot_product_attention`. Shapes (b, h, t, d)."""
+def attention_probs(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None, is_causal: bool) -> torch.Tensor:
+    """Softmax attention weights before dropout: q (b, h, q, d), k (b, h, k, d) -> (b, h, q, k)."""
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (b, h, q, k)
     if is_causal:
         q_len, k_len = scores.shape[-2:]
         mask = torch.ones(q_len, k_len, dtype=torch.bool, device=q.device).tril(k_len - q_len)
     if mask is not None:
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    probs = F.dropout(scores.softmax(dim=-1), p=dropout, training=dropout > 0)
+    return scores.softmax(dim=-1)
+
+
+def prepared_attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """A 4-D mask (b or 1, 1, q, k) as transformers passes it (boolean or 0/1 with True = "may attend", or additive
+    float: 0 to attend, a large negative number not to) -> boolean (b or 1, 1, q, k), True = "may attend"."""
+    mask = attention_mask == 0 if attention_mask.is_floating_point() else attention_mask.bool()
+    # As in `build_attention_mask`: a query that may attend to nothing (padding) attends everywhere instead.
+    return mask | ~mask.any(dim=-1, keepdim=True)
+
+
+def eager_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, is_causal: bool, dropout: float
+) -> torch.Tensor:
+    """Reference attention with the same semantics as `F.scaled_dot_product_attention`. Shapes (b, h, t, d)."""
+    probs = F.dropout(attention_probs(q, k, mask, is_causal), p=dropout, training=dropout > 0)
     return probs @ v  # (b, h, q, d)
 
 
@@ -117,8 +131,13 @@ class Attention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         cache=None,
         keep: torch.LongTensor | None = None,
-    ) -> torch.Tensor:
-        """x: (b, t, hidden) -> (b, t, hidden); with `keep` (b, k) -> (b, k, hidden), see `Block.forward`."""
+        output_attentions: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """x: (b, t, hidden) -> (b, t, hidden); with `keep` (b, k) -> (b, k, hidden), see `Block.forward`.
+
+        output_attentions: also return the attention weights (b, heads, t, past + t), computed on the eager path
+        (equal outputs) whatever the attention implementation.
+        """
         b, t, _ = x.shape
         # The qkv module is called (not its weight read): PEFT adapters (LoRA, DoRA, IA3) wrap it.
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (b, h, t, d)
@@ -136,6 +155,10 @@ class Attention(nn.Module):
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx)  # (b, h, past + t, d)
         dropout = self.config.attention_dropout_prob if self.training else 0.0
+        if output_attentions:
+            probs = attention_probs(q, k, mask, is_causal)  # (b, h, t, past + t)
+            y = F.dropout(probs, p=dropout, training=dropout > 0) @ v
+            return self.out(y.transpose(1, 2).reshape(b, q.shape[2], -1)), probs
         if getattr(self.config, "_attn_implementation", "sdpa") == "eager":
             y = eager_attention(q, k, v, mask, is_causal, dropout)
         else:
@@ -190,17 +213,24 @@ class Block(GradientCheckpointingLayer):
         self.mlp = MLP(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, x, mask=None, is_causal=False, rope=None, cache=None, keep=None) -> torch.Tensor:
+    def forward(
+        self, x, mask=None, is_causal=False, rope=None, cache=None, keep=None, output_attentions=False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """x: (b, t, hidden) -> (b, t, hidden).
 
         keep (b, k), optional: compute the output at these positions only, (b, k, hidden). Keys and values still
         come from every position, so each kept row equals the full layer's row at that position, while the
         attention output, the MLP and the norms run on k rows instead of t (the last layer of a masked LM,
         whose loss reads only the masked positions).
+        output_attentions: return (output, attention weights (b, heads, t, past + t)) instead.
         """
         residual = x if keep is None else x.gather(1, keep[..., None].expand(-1, -1, x.shape[-1]))
-        x = residual + self.dropout(self.attn(self.norm1(x), mask, is_causal, rope, cache, keep=keep))
-        return x + self.dropout(self.mlp(self.norm2(x)))
+        attended = self.attn(self.norm1(x), mask, is_causal, rope, cache, keep=keep, output_attentions=output_attentions)
+        if output_attentions:
+            attended, probs = attended
+        x = residual + self.dropout(attended)
+        x = x + self.dropout(self.mlp(self.norm2(x)))
+        return (x, probs) if output_attentions else x
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, how: str) -> torch.Tensor:
@@ -209,6 +239,9 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, how: str) ->
         return hidden[:, 0]
     if attention_mask is None:
         return hidden.mean(dim=1) if how == "mean" else hidden[:, -1]
+    if attention_mask.dim() != 2:
+        raise ValueError(f"{how!r} pooling needs the (batch, sequence) padding mask, got an attention_mask of shape "
+                         f"{tuple(attention_mask.shape)}.")
     mask = attention_mask.to(hidden.dtype)  # (b, t)
     if how == "mean":
         return (hidden * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
@@ -218,9 +251,40 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, how: str) ->
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
 
-def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Loss of a classification head: logits (b, num_labels), labels (b,). Cross-entropy over class ids, or
-    mean squared error when num_labels == 1 (regression on float targets)."""
-    if logits.shape[-1] == 1:
-        return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
-    return F.cross_entropy(logits, labels)
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: str | None = None) -> torch.Tensor:
+    """Loss of a classification head on logits (b, num_labels), by `config.problem_type` as in transformers:
+    "regression" (mean squared error; labels (b,) when num_labels == 1, else (b, num_labels)),
+    "single_label_classification" (cross-entropy; labels (b,) class ids) or "multi_label_classification"
+    (binary cross-entropy with logits; labels (b, num_labels) of 0/1). None infers it: regression when
+    num_labels == 1, single-label for integer labels, multi-label for float ones."""
+    if not torch.is_tensor(labels):
+        raise ValueError(f"labels must be a tensor, got {describe(labels)}.")
+    batch, num_labels = logits.shape
+    if problem_type is None:
+        problem_type = ("regression" if num_labels == 1 else
+                        "multi_label_classification" if labels.is_floating_point() else "single_label_classification")
+    if problem_type not in PROBLEM_TYPES:
+        raise ValueError(f"problem_type={problem_type!r} is not supported; choose one of: {', '.join(PROBLEM_TYPES)}.")
+    if problem_type == "single_label_classification":
+        if tuple(labels.shape) != (batch,) or labels.is_floating_point() or labels.dtype == torch.bool:
+            raise ValueError(
+                f"Single-label classification needs labels of shape (batch,) = ({batch},) holding integer class ids "
+                f"in [0, {num_labels}), got {describe(labels)}. For multi-label targets pass floats of shape "
+                f"(batch, num_labels) = ({batch}, {num_labels}).")
+        return F.cross_entropy(logits, labels.long())
+    if problem_type == "regression" and num_labels == 1:
+        if labels.numel() != batch or labels.dim() > 2:
+            raise ValueError(f"Regression with num_labels=1 needs labels of shape (batch,) = ({batch},), got "
+                             f"{describe(labels)}.")
+        return F.mse_loss(logits.squeeze(-1), labels.reshape(batch).to(logits.dtype))
+    if tuple(labels.shape) != (batch, num_labels):
+        raise ValueError(f"{problem_type} needs labels of shape (batch, num_labels) = ({batch}, {num_labels}), got "
+                         f"{describe(labels)}.")
+    if problem_type == "regression":
+        return F.mse_loss(logits, labels.to(logits.dtype))
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+

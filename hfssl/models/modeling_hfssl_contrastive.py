@@ -22,6 +22,7 @@ from transformers.utils import ModelOutput
 
 from .blocks import pool
 from .configuration_hfssl_text import HfsslTextConfig
+from .input_checks import output_flag
 from .losses import DINOLoss, std_of_l2_normalized
 from .modeling_hfssl_text import HfsslTextMaskedLMHead, HfsslTextModel, HfsslTextPreTrainedModel
 from .ssl_heads import copy_weights, momentum_update
@@ -219,7 +220,7 @@ class HfsslTextForContrastiveLearning(ContrastiveLearningMixin, HfsslTextPreTrai
 
     def pooled_features(self, backbone: torch.nn.Module, view: dict[str, torch.Tensor]) -> torch.Tensor:
         """view: {"input_ids": (B, T), "attention_mask": (B, T) or None} -> (B, hidden) by ``config.pooling``."""
-        hidden = backbone(**view).last_hidden_state  # (B, T, hidden)
+        hidden = backbone(**view, return_dict=True).last_hidden_state  # (B, T, hidden)
         return pool(hidden, view.get("attention_mask"), self.config.pooling)
 
     def forward(
@@ -250,11 +251,11 @@ class HfsslTextForContrastiveLearning(ContrastiveLearningMixin, HfsslTextPreTrai
             mlm = self.mlm_loss(input_ids, attention_mask, labels)
             self.last_ssl_logs = {**self.last_ssl_logs, "mlm_loss": float(mlm.detach())}
             out.loss = out.loss + self.mlm_weight * mlm
-        return out
+        return out if output_flag(return_dict, self.config, "return_dict") else out.to_tuple()
 
     def mlm_loss(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor], labels: torch.Tensor):
         """Sparse masked-LM loss: the head runs on masked positions only. (B, T) inputs -> scalar."""
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, d)
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
         selected = labels != -100
         logits = self.lm_head(hidden[selected])  # (masked, vocab)
         return torch.nn.functional.cross_entropy(logits.float(), labels[selected]) if selected.any() \

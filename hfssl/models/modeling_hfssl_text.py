@@ -21,9 +21,17 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
 )
 
-from .blocks import Block, RotaryEmbedding, build_attention_mask, classification_loss, pool
+from .blocks import (
+    Block,
+    RotaryEmbedding,
+    build_attention_mask,
+    classification_loss,
+    pool,
+    prepared_attention_mask,
+)
 from .configuration_hfssl_text import HfsslTextConfig
 from .cpu_gemm import Linear
+from .input_checks import check_token_inputs, check_token_labels, describe, output_flag
 from .linear_cross_entropy import default_chunk_rows, linear_cross_entropy
 
 
@@ -36,6 +44,15 @@ def _cache_field(output_cls) -> str:
 # Looked up once at import: dataclasses.fields() inside forward is a graph break under torch.compile.
 _BASE_CACHE_FIELD = _cache_field(BaseModelOutputWithPast)
 _CAUSAL_LM_CACHE_FIELD = _cache_field(CausalLMOutputWithPast)
+
+
+def _input_shape(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None) -> tuple[int, int]:
+    """(batch, sequence) of the token inputs, whichever was given (the backbone validates them)."""
+    if torch.is_tensor(input_ids) and input_ids.dim() == 2:
+        return tuple(input_ids.shape)
+    if torch.is_tensor(inputs_embeds) and inputs_embeds.dim() == 3:
+        return tuple(inputs_embeds.shape[:2])
+    raise ValueError(f"input_ids must be an integer tensor of shape (batch, sequence), got {describe(input_ids)}.")
 
 
 class HfsslTextPreTrainedModel(PreTrainedModel):
@@ -55,7 +72,7 @@ class HfsslTextPreTrainedModel(PreTrainedModel):
         was_training = backbone.training
         backbone.eval()
         try:
-            hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
         finally:
             backbone.train(was_training)
         return pool(hidden, attention_mask, self.config.pooling)
@@ -96,50 +113,79 @@ class HfsslTextModel(HfsslTextPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         output_positions: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
         """input_ids (b, t) -> last_hidden_state (b, t, hidden).
 
         output_positions (b, k), optional: return the last hidden state at these positions only, (b, k, hidden).
         The last block then computes just those rows (see `Block.forward`): what a masked LM's loss reads, for
-        less work. Not with a KV cache or `output_hidden_states`.
+        less work. Not with a KV cache, `output_hidden_states` or `output_attentions`.
+        output_attentions: also return each layer's attention weights (b, heads, t, past + t).
         """
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        output_hidden_states = output_flag(output_hidden_states, self.config, "output_hidden_states")
+        output_attentions = output_flag(output_attentions, self.config, "output_attentions")
         if output_positions is not None and (use_cache or cache is not None or past_key_values is not None
-                                             or output_hidden_states):
+                                             or output_hidden_states or output_attentions):
             raise ValueError("output_positions computes the last layer at some positions only; it cannot be "
-                             "combined with a KV cache or output_hidden_states. Pass output_positions=None.")
-        x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (b, t, hidden)
+                             "combined with a KV cache, output_hidden_states or output_attentions. Pass "
+                             "output_positions=None.")
         cache = cache if cache is not None else past_key_values
         if use_cache and cache is None:
             cache = DynamicCache()
         past = cache.get_seq_length() if cache is not None else 0
+        check_token_inputs(input_ids, inputs_embeds, attention_mask, position_ids, past, self.config.hidden_size)
+        x = self._embed(input_ids) if inputs_embeds is None else inputs_embeds  # (b, t, hidden)
         if position_ids is None:
             position_ids = torch.arange(past, past + x.shape[1], device=x.device)[None]  # (1, t)
         x = self._add_positions(x, position_ids)
-        mask, is_causal = build_attention_mask(attention_mask, x.shape[1], past, self.config.is_causal)
+        if attention_mask is not None and attention_mask.dim() == 4:  # as generate() builds for a static cache
+            mask, is_causal = prepared_attention_mask(attention_mask), False
+        else:
+            mask, is_causal = build_attention_mask(attention_mask, x.shape[1], past, self.config.is_causal)
         rope = self.rotary(position_ids, x.dtype) if self.embed_positions is None else None
         hidden_states = [x] if output_hidden_states else None
+        attentions = [] if output_attentions else None
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x = layer(x, mask, is_causal, rope, cache=cache, keep=output_positions if i == last else None)
+            keep = output_positions if i == last else None
+            if attentions is not None:
+                x, probs = layer(x, mask, is_causal, rope, cache=cache, keep=keep, output_attentions=True)
+                attentions.append(probs)
+            else:
+                x = layer(x, mask, is_causal, rope, cache=cache, keep=keep)
             if hidden_states is not None:
                 hidden_states.append(x)
         if output_positions is not None and last < 0:  # no layers: the embeddings at those positions
             x = x.gather(1, output_positions[..., None].expand(-1, -1, x.shape[-1]))
         x = self.norm(x)
         extra = {_BASE_CACHE_FIELD: cache}
-        return BaseModelOutputWithPast(
-            last_hidden_state=x, hidden_states=tuple(hidden_states) if hidden_states else None, **extra
+        out = BaseModelOutputWithPast(
+            last_hidden_state=x, hidden_states=tuple(hidden_states) if hidden_states else None,
+            attentions=tuple(attentions) if attentions else None, **extra,
         )
+        return out if output_flag(return_dict, self.config, "return_dict") else out.to_tuple()
+
+    def _embed(self, input_ids: torch.LongTensor) -> torch.Tensor:
+        """input_ids (b, t) -> token embeddings (b, t, hidden), with a clear error for ids beyond the vocabulary."""
+        try:
+            return self.embed_tokens(input_ids)
+        except IndexError as error:  # raised on CPU; accelerators report out-of-range ids asynchronously
+            size = self.config.vocab_size  # kept current by resize_token_embeddings
+            raise ValueError(
+                f"input_ids hold ids from {int(input_ids.min())} to {int(input_ids.max())}, but the model's "
+                f"vocabulary has {size} tokens (ids 0 to {size - 1}): the tokenizer does not match the model. Use "
+                f"the tokenizer saved with the model, or call model.resize_token_embeddings(len(tokenizer))."
+            ) from error
 
     def _add_positions(self, x: torch.Tensor, position_ids: torch.LongTensor) -> torch.Tensor:
         if self.embed_positions is not None:
             if int(position_ids.max()) >= self.config.max_position_embeddings:
+                limit = self.config.max_position_embeddings
                 raise ValueError(
-                    f"Sequence reaches position {int(position_ids.max())} but the model has "
-                    f"{self.config.max_position_embeddings} learned positions; truncate the input."
+                    f"Sequence reaches position {int(position_ids.max())} but the model has {limit} learned "
+                    f"positions (max_position_embeddings); truncate the input (tokenizer(..., truncation=True, "
+                    f"max_length={limit})), and when generating keep prompt + max_new_tokens <= {limit}."
                 )
             x = x + self.embed_positions(position_ids)
         return self.dropout(x)
@@ -260,6 +306,7 @@ class HfsslTextForMaskedLM(HfsslTextPreTrainedModel):
         masked_positions: torch.LongTensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> MaskedLMOutput:
         """labels (b, t): target ids at masked positions, -100 elsewhere.
@@ -268,10 +315,20 @@ class HfsslTextForMaskedLM(HfsslTextPreTrainedModel):
         static-shape collator gives them; the head then runs on exactly b * k positions (logits (b * k, vocab),
         no data-dependent shapes).
         """
+        output_hidden_states = output_flag(output_hidden_states, self.config, "output_hidden_states")
+        output_attentions = output_flag(output_attentions, self.config, "output_attentions")
+        if labels is not None:
+            check_token_labels(labels, *_input_shape(input_ids, inputs_embeds), "token ids at masked positions, -100 "
+                               "elsewhere (DataCollatorForLanguageModeling makes them)")
+        if masked_positions is not None and (labels is None or masked_positions.dim() != 2
+                                             or masked_positions.shape[0] != labels.shape[0]):
+            raise ValueError(f"masked_positions must be (batch, k) position indices (-1 for none) and come with "
+                             f"labels; got {describe(masked_positions)} with labels {describe(labels)}.")
         # With labels, the sparse head reads the masked positions only, and so may the last layer: it then
         # computes those rows alone (`config.sparse_last_layer`: the same loss and gradients for less work).
         given = masked_positions is not None
-        sparse_last = labels is not None and self.config.sparse_last_layer and not output_hidden_states
+        sparse_last = (labels is not None and self.config.sparse_last_layer and not output_hidden_states
+                       and not output_attentions)
         positions = masked_positions
         if positions is None and sparse_last and self.config.sparse_prediction:
             positions = _label_positions(labels)  # (b, k), -1 = no position
@@ -280,7 +337,7 @@ class HfsslTextForMaskedLM(HfsslTextPreTrainedModel):
         out = self.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
             inputs_embeds=inputs_embeds, output_hidden_states=output_hidden_states,
-            output_positions=index if in_model else None,
+            output_attentions=output_attentions, output_positions=index if in_model else None, return_dict=True,
         )
         hidden = out.last_hidden_state  # (b, t, hidden), or (b, k, hidden) at the kept positions
         loss, chunk = None, self.config.loss_chunk_size
@@ -303,7 +360,8 @@ class HfsslTextForMaskedLM(HfsslTextPreTrainedModel):
             logits = None if logits is None else logits.view(*hidden.shape[:2], -1)  # (b, t, vocab)
         else:
             logits = self.lm_head(hidden)  # (b, t, vocab)
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+        return result if output_flag(return_dict, self.config, "return_dict") else result.to_tuple()
 
 
 class HfsslTextForCausalLM(HfsslTextPreTrainedModel, GenerationMixin):
@@ -337,13 +395,17 @@ class HfsslTextForCausalLM(HfsslTextPreTrainedModel, GenerationMixin):
         logits_to_keep: int = 0,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         """labels (b, t): usually input_ids; shifted inside, so position i predicts token i + 1."""
+        if labels is not None:
+            check_token_labels(labels, *_input_shape(input_ids, inputs_embeds), "the token ids (usually input_ids; "
+                               "shifted inside) with -100 where no loss is wanted")
         out = self.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
             inputs_embeds=inputs_embeds, cache=cache, past_key_values=past_key_values, use_cache=use_cache,
-            output_hidden_states=output_hidden_states,
+            output_hidden_states=output_hidden_states, output_attentions=output_attentions, return_dict=True,
         )
         hidden = out.last_hidden_state  # (b, t, hidden)
         if logits_to_keep:
@@ -357,9 +419,11 @@ class HfsslTextForCausalLM(HfsslTextPreTrainedModel, GenerationMixin):
         else:
             logits = self.lm_head(hidden)  # (b, t', vocab)
         field = _CAUSAL_LM_CACHE_FIELD
-        return CausalLMOutputWithPast(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, **{field: getattr(out, field)}
+        result = CausalLMOutputWithPast(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions,
+            **{field: getattr(out, field)},
         )
+        return result if output_flag(return_dict, self.config, "return_dict") else result.to_tuple()
 
 
 class HfsslTextForSequenceClassification(HfsslTextPreTrainedModel):
@@ -382,17 +446,22 @@ class HfsslTextForSequenceClassification(HfsslTextPreTrainedModel):
         labels: torch.LongTensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput:
-        """labels (b,): class ids (or floats for num_labels == 1 regression) -> logits (b, num_labels)."""
+        """labels: (b,) class ids, (b, num_labels) 0/1 floats for multi-label, or (b,) floats for num_labels == 1
+        regression (see `classification_loss`, `config.problem_type`) -> logits (b, num_labels)."""
         out = self.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
             inputs_embeds=inputs_embeds, output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions, return_dict=True,
         )
         pooled = pool(out.last_hidden_state, attention_mask, self.config.pooling)  # (b, hidden)
         logits = self.classifier(self.dropout(pooled))  # (b, num_labels)
-        loss = classification_loss(logits, labels) if labels is not None else None
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        loss = classification_loss(logits, labels, self.config.problem_type) if labels is not None else None
+        result = SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+        return result if output_flag(return_dict, self.config, "return_dict") else result.to_tuple()
 
 
 HfsslTextConfig.register_for_auto_class()

@@ -19,30 +19,36 @@ from transformers.utils import ModelOutput
 from .blocks import Block, classification_loss, pool
 from .configuration_hfssl_vision import HfsslVisionConfig
 from .cpu_gemm import Linear
+from .input_checks import output_flag, prepare_pixel_values
 
 
 @dataclass
 class HfsslVisionModelOutput(ModelOutput):
-    """last_hidden_state (b, 1 + kept patches, hidden): the class token first. With masking, mask (b, L) is 1 where
-    a patch was hidden and ids_restore (b, L) undoes the shuffle; both are None without masking."""
+    """last_hidden_state (b, 1 + kept patches, hidden): the class token first. pooler_output (b, hidden): the
+    features of `config.pooling` (what `get_features` returns in eval mode), None with masking. With masking,
+    mask (b, L) is 1 where a patch was hidden and ids_restore (b, L) undoes the shuffle; both are None without
+    masking. attentions: each layer's weights (b, heads, tokens, tokens) with `output_attentions`."""
 
     last_hidden_state: torch.Tensor | None = None
+    pooler_output: torch.Tensor | None = None
     mask: torch.Tensor | None = None
     ids_restore: torch.LongTensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
 class HfsslVisionMaskedImageModelingOutput(ModelOutput):
     """loss: MSE on masked patches; logits (b, L, patch_size**2 * channels): predicted (normalized) pixels per patch
     (None from a training step with `config.sparse_last_layer`, which predicts the masked patches only);
-    mask (b, L): 1 = masked; ids_restore (b, L); hidden_states: the encoder's, over visible patches."""
+    mask (b, L): 1 = masked; ids_restore (b, L); hidden_states and attentions: the encoder's, over visible patches."""
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     mask: torch.Tensor | None = None
     ids_restore: torch.LongTensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 def sincos_positions(grid_h: int, grid_w: int, dim: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -121,30 +127,11 @@ class HfsslVisionEmbeddings(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """pixel_values (b, c, h, w) -> patches (b, L, hidden) and class token (b, 1, hidden), positions added."""
-        grid = _check_pixels(pixel_values, self.config)
+        pixel_values, grid = prepare_pixel_values(pixel_values, self.config, self.projection.weight.dtype)
         x = self.projection(pixel_values).flatten(2).transpose(1, 2)  # (b, L, hidden)
         positions = _positions(self.position_embeddings, grid, x)  # (1, 1 + L, hidden)
         cls = (self.cls_token + positions[:, :1]).expand(x.shape[0], -1, -1)  # (b, 1, hidden)
         return x + positions[:, 1:], cls
-
-
-def _check_pixels(pixel_values: torch.Tensor, config: HfsslVisionConfig) -> tuple[int, int]:
-    """Validate pixel_values (b, c, h, w) against the config and return the patch grid (h / p, w / p)."""
-    _, channels, height, width = pixel_values.shape
-    if channels != config.num_channels:
-        raise ValueError(
-            f"pixel_values has {channels} channels but the model expects num_channels={config.num_channels}; "
-            "convert the images (grayscale = 1, RGB = 3)."
-        )
-    p = config.patch_size
-    if height % p or width % p:
-        raise ValueError(f"Image size {height}x{width} is not a multiple of patch_size={p}; resize the images.")
-    if config.position_embedding_type == "learned" and (height, width) != (config.image_size,) * 2:
-        raise ValueError(
-            f"Learned positions were made for {config.image_size}x{config.image_size} images, got {height}x{width}; "
-            "resize the images or use position_embedding_type='sincos'."
-        )
-    return height // p, width // p
 
 
 def _positions(learned: nn.Parameter | None, grid: tuple[int, int], x: torch.Tensor) -> torch.Tensor:
@@ -213,6 +200,7 @@ class HfsslVisionModel(HfsslVisionPreTrainedModel):
         mask_ratio: float | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> HfsslVisionModelOutput:
         """pixel_values (b, c, h, w) -> last_hidden_state (b, 1 + L', hidden).
@@ -223,6 +211,8 @@ class HfsslVisionModel(HfsslVisionPreTrainedModel):
         """
         if pixel_values is None:
             raise ValueError("Pass pixel_values of shape (batch, num_channels, height, width).")
+        output_hidden_states = output_flag(output_hidden_states, self.config, "output_hidden_states")
+        output_attentions = output_flag(output_attentions, self.config, "output_attentions")
         patches, cls = self.embeddings(pixel_values)  # (b, L, hidden), (b, 1, hidden)
         if mask_ratio is None and noise is not None:
             mask_ratio = self.config.mask_ratio
@@ -231,18 +221,26 @@ class HfsslVisionModel(HfsslVisionPreTrainedModel):
             patches, mask, ids_restore = random_masking(patches, mask_ratio, noise)  # (b, L', hidden)
         x = self.dropout(torch.cat([cls, patches], dim=1))  # (b, 1 + L', hidden)
         hidden_states = [x] if output_hidden_states else None
+        attentions = [] if output_attentions else None
         for layer in self.layers:
-            x = layer(x)
+            if attentions is not None:
+                x, probs = layer(x, output_attentions=True)
+                attentions.append(probs)
+            else:
+                x = layer(x)
             if hidden_states is not None:
                 hidden_states.append(x)
-        return HfsslVisionModelOutput(
-            last_hidden_state=self.norm(x), mask=mask, ids_restore=ids_restore,
-            hidden_states=tuple(hidden_states) if hidden_states else None,
+        x = self.norm(x)
+        out = HfsslVisionModelOutput(
+            last_hidden_state=x, pooler_output=_pool(x, self.config.pooling) if mask is None else None,
+            mask=mask, ids_restore=ids_restore, hidden_states=tuple(hidden_states) if hidden_states else None,
+            attentions=tuple(attentions) if attentions else None,
         )
+        return out if output_flag(return_dict, self.config, "return_dict") else out.to_tuple()
 
     def forward_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """All patches, pooled per `config.pooling`: (b, c, h, w) -> (b, hidden). Dropout follows train/eval mode."""
-        return _pool(self(pixel_values).last_hidden_state, self.config.pooling)
+        return self(pixel_values, return_dict=True).pooler_output
 
 
 def _pool(hidden: torch.Tensor, how: str) -> torch.Tensor:
@@ -322,11 +320,16 @@ class MaskedAutoencoderMixin:
         return self.forward_loss(pixel_values, logits, encoded.mask)
 
     def forward_encoder(
-        self, pixel_values: torch.Tensor, noise: torch.Tensor | None = None, output_hidden_states: bool | None = None
+        self,
+        pixel_values: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
     ) -> HfsslVisionModelOutput:
         """Encode the visible patches only: last_hidden_state (b, 1 + int(L * (1 - mask_ratio)), hidden)."""
         return self.model(pixel_values, noise=noise, mask_ratio=self.config.mask_ratio,
-                          output_hidden_states=output_hidden_states)
+                          output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+                          return_dict=True)
 
     def forward_decoder(
         self, latent: torch.Tensor, ids_restore: torch.LongTensor, image_size, patches: torch.LongTensor | None = None
@@ -410,6 +413,7 @@ class HfsslVisionForMaskedImageModeling(MaskedAutoencoderMixin, HfsslVisionPreTr
         noise: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> HfsslVisionMaskedImageModelingOutput:
         """pixel_values (b, c, h, w), noise (b, L) optional (fixes the masking) -> loss, logits (b, L, p*p*c), mask.
@@ -417,17 +421,18 @@ class HfsslVisionForMaskedImageModeling(MaskedAutoencoderMixin, HfsslVisionPreTr
         A training step (train mode, gradients on) with `config.sparse_last_layer` predicts the masked patches only
         and returns logits=None; otherwise (evaluation, inference, or the flag off) the decoder predicts every patch.
         """
-        encoded = self.forward_encoder(pixel_values, noise, output_hidden_states)
+        encoded = self.forward_encoder(pixel_values, noise, output_hidden_states, output_attentions)
         sparse = self.config.sparse_last_layer and self.training and torch.is_grad_enabled()
         if sparse and _masked_count(encoded) > 0:
             logits, loss = None, self.masked_patch_loss(pixel_values, encoded)
         else:
             logits = self.forward_decoder(encoded.last_hidden_state, encoded.ids_restore, pixel_values.shape[-2:])
             loss = self.forward_loss(pixel_values, logits, encoded.mask)
-        return HfsslVisionMaskedImageModelingOutput(
+        out = HfsslVisionMaskedImageModelingOutput(
             loss=loss, logits=logits, mask=encoded.mask, ids_restore=encoded.ids_restore,
-            hidden_states=encoded.hidden_states,
+            hidden_states=encoded.hidden_states, attentions=encoded.attentions,
         )
+        return out if output_flag(return_dict, self.config, "return_dict") else out.to_tuple()
 
 
 def _masked_count(encoded: HfsslVisionModelOutput) -> int:
@@ -456,13 +461,18 @@ class HfsslVisionForImageClassification(HfsslVisionPreTrainedModel):
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> ImageClassifierOutput:
-        """labels (b,): class ids (or floats for num_labels == 1 regression) -> logits (b, num_labels)."""
-        out = self.model(pixel_values, output_hidden_states=output_hidden_states)
-        logits = self.classifier(_pool(out.last_hidden_state, self.config.pooling))  # (b, num_labels)
-        loss = classification_loss(logits, labels) if labels is not None else None
-        return ImageClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        """labels: (b,) class ids, (b, num_labels) 0/1 floats for multi-label, or (b,) floats for num_labels == 1
+        regression (see `classification_loss`, `config.problem_type`) -> logits (b, num_labels)."""
+        out = self.model(pixel_values, output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+                         return_dict=True)
+        logits = self.classifier(out.pooler_output)  # (b, num_labels)
+        loss = classification_loss(logits, labels, self.config.problem_type) if labels is not None else None
+        result = ImageClassifierOutput(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+        return result if output_flag(return_dict, self.config, "return_dict") else result.to_tuple()
 
 
 HfsslVisionConfig.register_for_auto_class()

@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 import torch
 
 from .configuration_hfssl_vision import HfsslVisionConfig
+from .input_checks import output_flag
 from .modeling_hfssl_contrastive import ContrastiveLearningMixin, ContrastiveOutput
 from .modeling_hfssl_vision import (
     HfsslVisionDecoder,
@@ -48,6 +49,7 @@ class HfsslVisionForContrastiveLearning(ContrastiveLearningMixin, MaskedAutoenco
         pixel_values: Optional[torch.Tensor] = None,
         noise: Optional[torch.Tensor] = None,
         return_loss: bool = True,
+        return_dict: bool | None = None,
         **kwargs,
     ) -> ContrastiveOutput:
         """views: global views first, then local crops, each (b, c, h_i, w_i); or pixel_values (b, c, h, w),
@@ -61,7 +63,7 @@ class HfsslVisionForContrastiveLearning(ContrastiveLearningMixin, MaskedAutoenco
             mae = self.mae_loss(views[0], noise)
             self.last_ssl_logs = {**self.last_ssl_logs, "mae_loss": float(mae.detach())}
             out.loss = out.loss + self.mae_weight * mae
-        return out
+        return out if output_flag(return_dict, self.config, "return_dict") else out.to_tuple()
 
 
 HfsslVisionForContrastiveLearning.register_for_auto_class("AutoModelForPreTraining")

@@ -59,6 +59,21 @@ class ModelTesterMixin:
             torch.testing.assert_close(sdpa, eager, atol=self.atol, rtol=1e-4)
 
 
+    def test_return_dict_false_gives_the_outputs_as_a_tuple(self):
+        for cls in self.model_classes:
+            model, inputs = self.build(cls)
+            with torch.no_grad():
+                expected = model(**inputs).to_tuple()
+                given = model(**inputs, return_dict=False)
+                model.config.return_dict = False  # as torchscript=True sets it
+                from_config = model(**inputs)
+            for result in (given, from_config):
+                assert type(result) is tuple and len(result) == len(expected), cls.__name__
+                for a, b in zip(result, expected):
+                    if torch.is_tensor(a):
+                        torch.testing.assert_close(a, b)
+
+
 def run_without_hfssl(code: str, cwd) -> subprocess.CompletedProcess:
     """Run `code` in a fresh Python where `import hfssl` fails, as on a machine without hfssl installed."""
     guard = textwrap.dedent(

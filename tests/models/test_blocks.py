@@ -1,10 +1,12 @@
 """The rotary position embedding: its two code paths agree, and attention scores depend on relative positions.
-A block computing some positions only gives the full block's rows there."""
+A block computing some positions only gives the full block's rows there. The classification loss of each
+`problem_type`."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from hfssl.models import HfsslTextConfig
 from hfssl.models.blocks import (
@@ -12,6 +14,7 @@ from hfssl.models.blocks import (
     RotaryEmbedding,
     apply_rotary,
     build_attention_mask,
+    classification_loss,
 )
 
 
@@ -83,3 +86,30 @@ def test_a_block_keeping_some_positions_gives_the_full_blocks_rows(attention, ca
     (grad_full,) = torch.autograd.grad(full.gather(1, keep[..., None].expand(-1, -1, 32)).sum(), x)
     torch.testing.assert_close(grad_kept, grad_full)
     assert bool(grad_kept[0, 1].abs().sum() > 0)  # an unkept position still feeds the keys and values
+
+
+@pytest.mark.parametrize(
+    "problem_type,labels,expected",
+    [
+        (None, torch.tensor([0, 2]), lambda z, y: F.cross_entropy(z, y)),
+        ("single_label_classification", torch.tensor([1, 0]), lambda z, y: F.cross_entropy(z, y)),
+        # Float targets of shape (batch, num_labels) are multi-label, as in transformers: one sigmoid per label.
+        (None, torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]]), F.binary_cross_entropy_with_logits),
+        ("multi_label_classification", torch.tensor([[0, 1, 1], [1, 0, 0]]),
+         lambda z, y: F.binary_cross_entropy_with_logits(z, y.float())),
+        ("regression", torch.tensor([[0.5, 1.0, -1.0], [2.0, 0.0, 0.0]]), F.mse_loss),
+    ],
+)
+def test_classification_loss_follows_the_problem_type(problem_type, labels, expected):
+    logits = torch.randn(2, 3)
+    torch.testing.assert_close(classification_loss(logits, labels, problem_type), expected(logits, labels))
+
+
+def test_classification_loss_regresses_one_label():
+    logits, labels = torch.randn(4, 1), torch.tensor([0.5, 1.0, -1.0, 2.0])
+    torch.testing.assert_close(classification_loss(logits, labels), F.mse_loss(logits[:, 0], labels))
+
+
+def test_classification_loss_rejects_an_unknown_problem_type():
+    with pytest.raises(ValueError, match="multi_label_classification"):
+        classification_loss(torch.randn(2, 3), torch.tensor([0, 1]), "ranking")

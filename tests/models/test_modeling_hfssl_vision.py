@@ -353,10 +353,11 @@ def test_sincos_positions_match_transformers_layout():
     assert not ours[0].any()
 
 
-def test_wrong_channel_count_is_rejected():
-    model = HfsslVisionModel(tiny_config(num_channels=1))
-    with pytest.raises(ValueError, match="num_channels=1"):
-        model(torch.zeros(1, 3, 16, 16))
+@pytest.mark.parametrize("model_channels,given", [(1, 2), (1, 4), (3, 1)])
+def test_wrong_channel_count_is_rejected(model_channels, given):
+    model = HfsslVisionModel(tiny_config(num_channels=model_channels))
+    with pytest.raises(ValueError, match=f"has {given} channels .* num_channels={model_channels}"):
+        model(torch.zeros(1, given, 16, 16))
 
 
 def test_auto_classes_load_every_head_from_an_mae_checkpoint(tmp_path):
