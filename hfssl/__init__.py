@@ -22,6 +22,7 @@ from .models import (
     HfsslTextForSequenceClassification,
     HfsslTextModel,
     HfsslVisionConfig,
+    HfsslVisionForContrastiveLearning,
     HfsslVisionForImageClassification,
     HfsslVisionForMaskedImageModeling,
     HfsslVisionModel,
@@ -36,13 +37,14 @@ def _register_auto_classes() -> None:
     AutoModelForMaskedLM.register(HfsslTextConfig, HfsslTextForMaskedLM, exist_ok=True)
     AutoModelForCausalLM.register(HfsslTextConfig, HfsslTextForCausalLM, exist_ok=True)
     AutoModelForSequenceClassification.register(HfsslTextConfig, HfsslTextForSequenceClassification, exist_ok=True)
-    # AutoModelForPreTraining holds one class per config: SimCSE for text, MAE for images. Image
-    # contrastive checkpoints name their own class in config.json's auto_map (trust_remote_code) and load
-    # with HfsslVisionForContrastiveLearning.from_pretrained; AutoModel gives any of them as a backbone.
+    # AutoModelForPreTraining: SimCSE for text. For images transformers picks, among the registered classes, the one
+    # config.json's "architectures" names: MAE checkpoints load as MAE, joint-embedding ones (simclr, dino,
+    # mae+byol, ...) as HfsslVisionForContrastiveLearning; AutoModel gives any of them as a backbone.
     AutoModelForPreTraining.register(HfsslTextConfig, HfsslTextForContrastiveLearning, exist_ok=True)
     AutoConfig.register(HfsslVisionConfig.model_type, HfsslVisionConfig, exist_ok=True)
     AutoModel.register(HfsslVisionConfig, HfsslVisionModel, exist_ok=True)
-    AutoModelForPreTraining.register(HfsslVisionConfig, HfsslVisionForMaskedImageModeling, exist_ok=True)
+    AutoModelForPreTraining.register(
+        HfsslVisionConfig, (HfsslVisionForMaskedImageModeling, HfsslVisionForContrastiveLearning), exist_ok=True)
     AutoModelForImageClassification.register(HfsslVisionConfig, HfsslVisionForImageClassification, exist_ok=True)
 
 
@@ -56,6 +58,7 @@ __all__ = [
     "HfsslTextForSequenceClassification",
     "HfsslTextModel",
     "HfsslVisionConfig",
+    "HfsslVisionForContrastiveLearning",
     "HfsslVisionForImageClassification",
     "HfsslVisionForMaskedImageModeling",
     "HfsslVisionModel",

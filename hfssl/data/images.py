@@ -494,7 +494,8 @@ def build_image_processor(
 
     Bicubic resize to image_size x image_size, rescale by 1/255, normalize with `mean`/`std`.
     It saves as "ViTImageProcessor" and loads back with `AutoImageProcessor.from_pretrained`.
-    Callers convert inputs to mode "L" (1 channel) or "RGB" (3 channels) first.
+    Callers convert inputs to mode "L" (1 channel) or "RGB" (3 channels) first; a 1-channel processor also takes RGB
+    images (normalized alike), for the models' luma of RGB pixel values.
     """
     import transformers
 
@@ -509,6 +510,16 @@ def build_image_processor(
         do_rescale=True,
         rescale_factor=1 / 255,
         do_normalize=True,
-        image_mean=[float(m) for m in mean],
-        image_std=[float(s) for s in std],
+        # One channel: scalars, which normalize grayscale images and the RGB ones transformers' image pipelines
+        # load alike (the model takes the luma of RGB pixel values).
+        image_mean=float(mean[0]) if num_channels == 1 else [float(m) for m in mean],
+        image_std=float(std[0]) if num_channels == 1 else [float(s) for s in std],
     )
+
+
+def processor_stats(processor: Any) -> tuple[list[float], list[float]]:
+    """An image processor's normalization (mean, std) as per-channel lists; a 1-channel processor stores scalars."""
+    def as_list(value: Any) -> list[float]:
+        return [float(v) for v in value] if isinstance(value, (list, tuple)) else [float(value)]
+
+    return as_list(processor.image_mean), as_list(processor.image_std)

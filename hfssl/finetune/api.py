@@ -50,7 +50,7 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
 )
 
-from ..data.images import build_image_processor, compute_mean_std
+from ..data.images import build_image_processor, compute_mean_std, processor_stats
 from ..data.tokenizer import load_tokenizer
 from ..training.rundir import RunDirectory, check_can_start, open_run
 from .data import (
@@ -293,7 +293,7 @@ def prepare_inputs(splits, parent: Parent, model: PreTrainedModel, modality: str
         processor = build_image_processor(size, channels, mean, std)
         logger.info("The parent has no image processor; built one with the training split's mean %s and std %s.",
                     mean, std)
-    return encoded, processor, ImageClassificationCollator(list(processor.image_mean), list(processor.image_std))
+    return encoded, processor, ImageClassificationCollator(*processor_stats(processor))
 
 
 def _saved_image_processor(model_path: str):

@@ -116,6 +116,10 @@ class HfsslVisionConfig(PretrainedConfig):
         self.norm_pix_loss = norm_pix_loss
         self.sparse_last_layer = sparse_last_layer
         kwargs.setdefault("auto_map", _auto_map())
+        # AutoModelForPreTraining holds two classes for this config (MAE, contrastive) and picks by `architectures`;
+        # transformers iterates it, so a fresh config's is an empty list (from_config then gives MAE), not None.
+        if kwargs.get("architectures") is None:
+            kwargs["architectures"] = []
         super().__init__(**kwargs)
         self._validate()
 

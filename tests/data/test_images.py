@@ -260,3 +260,26 @@ def test_image_processor_round_trip_matches_training_pixels(tmp_path: Path) -> N
     served = processor(image, return_tensors="pt")["pixel_values"]  # (1, 3, 16, 16)
     trained = normalize(to_float_pixels(torch.tensor(convert_image(image, 16, 3))[None]), mean, std)
     torch.testing.assert_close(served, trained, atol=1e-5, rtol=1e-5)
+
+
+def test_a_grayscale_runs_processor_serves_the_image_pipelines_rgb_images(tmp_path: Path) -> None:
+    """transformers' image pipelines load every image as RGB: the 1-channel processor (scalar mean and std) takes
+    them, and the model reads their luma, so features match those of the image converted to grayscale."""
+    from transformers import pipeline
+
+    import hfssl  # noqa: F401  (registers the Auto classes)
+    from hfssl.data.images import processor_stats
+    from hfssl.models import HfsslVisionConfig, HfsslVisionModel
+
+    processor = build_image_processor(16, 1, [0.3], [0.35])
+    assert processor_stats(processor) == ([0.3], [0.35])
+    torch.manual_seed(0)
+    config = HfsslVisionConfig(image_size=16, patch_size=4, num_channels=1, hidden_size=32, num_hidden_layers=1,
+                               num_attention_heads=2, intermediate_size=64)
+    HfsslVisionModel(config).save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    extract = pipeline("image-feature-extraction", model=str(tmp_path / "model"))
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (20, 24, 3), dtype=np.uint8))
+    rgb, gray = (np.asarray(extract(picture, pool=True)) for picture in (image, image.convert("L")))
+    assert rgb.shape == (1, 32)
+    np.testing.assert_allclose(rgb, gray, atol=0.05)  # L rounds the luma to whole grey levels

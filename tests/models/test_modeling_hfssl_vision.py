@@ -3,7 +3,6 @@ import copy
 import pytest
 import torch
 from transformers import (
-    AutoConfig,
     AutoModel,
     AutoModelForImageClassification,
     AutoModelForPreTraining,
@@ -12,6 +11,7 @@ from transformers import (
 )
 from transformers.models.vit_mae.modeling_vit_mae import build_2d_sinusoidal_position_embedding
 
+import hfssl  # noqa: F401  (registers the Auto classes as users get them)
 from hfssl.models.configuration_hfssl_vision import VISION_SIZES, HfsslVisionConfig
 from hfssl.models.modeling_hfssl_vision import (
     HfsslVisionForImageClassification,
@@ -22,11 +22,6 @@ from hfssl.models.modeling_hfssl_vision import (
 )
 
 from .model_tester import ModelTesterMixin, run_without_hfssl
-
-AutoConfig.register(HfsslVisionConfig.model_type, HfsslVisionConfig, exist_ok=True)
-AutoModel.register(HfsslVisionConfig, HfsslVisionModel, exist_ok=True)
-AutoModelForPreTraining.register(HfsslVisionConfig, HfsslVisionForMaskedImageModeling, exist_ok=True)
-AutoModelForImageClassification.register(HfsslVisionConfig, HfsslVisionForImageClassification, exist_ok=True)
 
 HIDDEN = 32
 
@@ -447,3 +442,15 @@ def test_mae_gradient_checkpointing_gives_the_same_gradients():
 
     for plain, recomputed in zip(grads(False), grads(True), strict=True):
         torch.testing.assert_close(plain, recomputed)
+
+
+def test_auto_model_for_pretraining_loads_each_vision_checkpoint_as_its_own_class(tmp_path):
+    """MAE and joint-embedding checkpoints share a config class: transformers picks by `architectures`, instead of
+    loading a SimCLR checkpoint as MAE with a random decoder; a fresh config builds MAE."""
+    from hfssl.models import HfsslVisionForContrastiveLearning
+
+    config = tiny_config(ssl={"method": "simclr"})
+    for cls in (HfsslVisionForMaskedImageModeling, HfsslVisionForContrastiveLearning):
+        cls(config).save_pretrained(tmp_path / cls.__name__)
+        assert type(AutoModelForPreTraining.from_pretrained(tmp_path / cls.__name__)) is cls
+    assert type(AutoModelForPreTraining.from_config(tiny_config())) is HfsslVisionForMaskedImageModeling
