@@ -167,35 +167,59 @@ def train_tokenizer(
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=model_max_length, **specials)
 
 
-def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
-    """Load a tokenizer from a folder or Hub id; a missing pad token becomes eos (or unk)."""
-    looks_local = Path(name_or_path).expanduser().is_absolute() or name_or_path.startswith((".", "~"))
-    if looks_local and not Path(name_or_path).expanduser().exists():
-        raise FileNotFoundError(f"Tokenizer folder {name_or_path!r} does not exist. Check --tokenizer.")
+# Tokens that are padding by name: a tokenizer that has one in its vocabulary but declares no pad token pads with it.
+PAD_NAMES = ("[PAD]", "<pad>", "<|pad|>", BPE_PAD)
+# Files one of which every saved tokenizer has (fast: tokenizer.json; slow: a vocabulary or sentencepiece model).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model",
+                   "spiece.model", "sentencepiece.bpe.model")
+
+
+def load_tokenizer(name_or_path: str, flag: str = "--tokenizer") -> PreTrainedTokenizerBase:
+    """Load a tokenizer from a folder or Hub id (`flag` names where it came from in messages); a missing pad token
+    becomes the vocabulary's padding token ([PAD], <pad>), else eos, else unk."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        raise ValueError(f"{flag} {name_or_path} is a file; give the folder holding the tokenizer files "
+                         "(tokenizer.json, tokenizer_config.json) that save_pretrained writes.")
+    looks_local = path.is_absolute() or name_or_path.startswith((".", "~"))
+    if looks_local and not path.exists():
+        raise FileNotFoundError(f"{flag} {name_or_path}: no such folder. Check {flag}.")
     try:
+        if path.is_dir() and not any((path / name).is_file() for name in TOKENIZER_FILES):
+            # AutoTokenizer would build a tokenizer of the model type's class with no vocabulary from config.json
+            # alone: every text would become [UNK].
+            raise OSError(f"none of {', '.join(TOKENIZER_FILES)}")
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as error:
-        raise ValueError(
-            f"Could not load a tokenizer from {name_or_path!r}: {error}. Give a folder written by "
-            "save_pretrained (tokenizer.json, tokenizer_config.json) or a Hub id reachable from here."
-        ) from error
+        where = ("the folder holds no tokenizer files" if path.is_dir() else "no folder of that name exists here, "
+                 "and it could not be loaded as a Hub id (offline, a Hub tokenizer loads only from the local cache)")
+        fix = ("Pass the tokenizer the model was trained with: --tokenizer <folder or Hub id>." if flag == "--init-from"
+               else "Give a folder written by save_pretrained (tokenizer.json, tokenizer_config.json) or a Hub id "
+                    "reachable from here.")
+        raise ValueError(f"Could not load a tokenizer from {flag} {name_or_path}: {where} "
+                         f"({str(error).splitlines()[0] if str(error) else type(error).__name__}). {fix}") from error
     if tokenizer.pad_token is None:
         # Packed blocks never need padding, but collators and pipelines ask for a pad token.
-        fallback = tokenizer.eos_token or tokenizer.unk_token
+        vocab = tokenizer.get_vocab()
+        fallback = next((t for t in PAD_NAMES if t in vocab), None) or tokenizer.eos_token or tokenizer.unk_token
         if fallback is None:
             logger.warning("Tokenizer %s has no pad, eos or unk token; batches cannot be padded.", name_or_path)
         else:
+            logger.info("Tokenizer %s declares no pad token: padding with %s.", name_or_path, fallback)
             tokenizer.pad_token = fallback
     return tokenizer
 
 
-def check_tokenizer_fits(tokenizer: PreTrainedTokenizerBase, vocab_size: int, objective: str) -> None:
-    """Raise when token ids could overflow the embedding, or a masked objective has no mask token."""
+def check_tokenizer_fits(tokenizer: PreTrainedTokenizerBase, vocab_size: int, objective: str,
+                         init_from: str | None = None) -> None:
+    """Raise when token ids could overflow the embedding (of the `init_from` checkpoint's model, when given), or a
+    masked objective has no mask token."""
     if len(tokenizer) > vocab_size:
+        fix = (f"Pass the tokenizer --init-from {init_from}'s model was trained with (--tokenizer)" if init_from else
+               f"Use --config-overrides vocab_size={len(tokenizer)} or a tokenizer with at most that many tokens")
         raise ValueError(
             f"The tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {vocab_size}: "
-            f"ids >= {vocab_size} would overflow the embedding. Use --config-overrides vocab_size={len(tokenizer)} "
-            "or a tokenizer with at most that many tokens."
+            f"ids >= {vocab_size} would overflow the embedding. {fix}."
         )
     if is_masked_objective(objective) and tokenizer.mask_token is None:
         raise ValueError(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,14 @@ from transformers import AutoConfig, PreTrainedModel
 
 from ..data.tokenizer import load_tokenizer
 from .distributed import is_main_process
+from .init_from import (
+    HFSSL_MODALITY,
+    check_stock_objective,
+    checkpoint_modality,
+    init_source,
+    load_stock_model,
+    stock_objectives,
+)
 from .objectives import OBJECTIVES, Objective
 from .rundir import RunDirectory, write_json_atomic
 
@@ -26,15 +35,17 @@ def resolve_init_path(init_from: str) -> str:
     return str(run.model_dir) if run.model_dir.is_dir() else init_from
 
 
-def load_init_model(objective: Objective, init_from: str, config_extra: dict[str, Any] | None = None):
+def load_init_model(objective: Objective, init_from: str, config_extra: dict[str, Any] | None = None,
+                    block_size: int | None = None):
     """The checkpoint to continue pretraining from, under the objective's head.
 
     An hfssl checkpoint (any head) loads into the objective's class, with `config_extra` (the objective's
-    method and hybrid weight) set on its config, so an MLM run can continue as simcse or mlm+simcse: the
-    backbone (and an MLM head) start from the checkpoint, new heads start fresh. Another checkpoint (a stock
-    BERT, GPT-2, ViT-MAE) goes through the objective's Auto class.
+    method and hybrid weight) and the objective's attention (causal or not) set on its config, so an MLM run can
+    continue as simcse, mlm+simcse or clm: the backbone (and an MLM head) start from the checkpoint, new heads
+    start fresh. Another checkpoint (a stock BERT, GPT-2, ViT-MAE) goes through the objective's Auto class
+    (`load_stock_model`, which checks its attention and, for text, that it takes `block_size` positions).
     """
-    source = resolve_init_path(init_from)
+    source = init_source(init_from)
     logger.info("Continuing pretraining from %s", source)
     config = AutoConfig.from_pretrained(source)
     if config.model_type == objective.config_class.model_type:
@@ -46,12 +57,8 @@ def load_init_model(objective: Objective, init_from: str, config_extra: dict[str
                                                             ignore_mismatched_sizes=True)
         start_decoder_from_embeddings(model, set(info["missing_keys"]))
         return model
-    if objective.method is not None:
-        raise ValueError(
-            f"--init-from {init_from} is a {config.model_type!r} model; objective {objective.name!r} continues "
-            f"only hfssl {objective.config_class.model_type!r} checkpoints."
-        )
-    return objective.auto_class.from_pretrained(source)
+    check_stock_objective(config, objective, init_from, stock_objectives(config, checkpoint_modality(config)))
+    return load_stock_model(objective, source, init_from, block_size)
 
 
 def start_decoder_from_embeddings(model: PreTrainedModel, missing: set[str]) -> None:
@@ -72,7 +79,15 @@ def apply_objective_fields(config, objective: Objective, config_extra: dict[str,
 
     The method's settings recorded in the checkpoint are kept when it continues with the same method (the
     options given now win); a hybrid weight the objective does not use is set to 0, so a continued
-    mlm+simcse run trained as simcse drops its MLM head."""
+    mlm+simcse run trained as simcse drops its MLM head. Next-token objectives get causal attention and masked ones
+    bidirectional attention (a masked LM continued as clm would otherwise read the tokens it predicts); SimCSE
+    keeps the checkpoint's."""
+    causal = True if objective.causal else False if objective.collator == "mlm" else None  # None: the checkpoint's
+    if causal is not None and getattr(config, "is_causal", causal) != causal:
+        # pooling follows the attention unless it was chosen (config.pooling's default is "last" for causal models)
+        if config.pooling == ("last" if config.is_causal else "mean"):
+            config.pooling = "last" if causal else "mean"
+        config.is_causal = causal
     if objective.method is not None:
         for hybrid in {o.hybrid for o in OBJECTIVES.values() if o.hybrid and o.hybrid != objective.hybrid}:
             if hasattr(config, f"{hybrid}_weight"):
@@ -90,9 +105,13 @@ NOT_MODEL_FIELDS = frozenset({"architectures", "auto_map", "transformers_version
 
 
 def checkpoint_objective(config) -> str | None:
-    """The objective an hfssl checkpoint was trained with, read from its head class, its method
-    (config.ssl) and its hybrid weight; None when no objective matches."""
+    """The objective a checkpoint was trained with, read from its head class, its method (config.ssl) and its
+    hybrid weight; for a stock model, the objective whose Auto class gives its head class. None when no objective
+    matches."""
     architectures = getattr(config, "architectures", None) or []
+    if config.model_type not in HFSSL_MODALITY:
+        return next((o for o in stock_objectives(config, checkpoint_modality(config))
+                     if OBJECTIVES[o].auto_class._model_mapping[type(config)].__name__ in architectures), None)
     ssl = getattr(config, "ssl", None)
     method = ssl.get("method") if isinstance(ssl, dict) else None
     hybrids = {o.hybrid for o in OBJECTIVES.values() if o.hybrid}
@@ -163,11 +182,13 @@ DATA_IDENTITY = ("text_column", "image_column", "train_rows", "validation_rows",
 DATA_RECORD = "data.json"  # in the run's checkpoints folder
 
 
-def record_run_data(run: RunDirectory, description: dict[str, Any]) -> None:
-    """Keep what identifies the run's data beside its checkpoints, for `check_resume_data` (main process)."""
+def record_run_data(run: RunDirectory, description: dict[str, Any], init_from: str | None = None) -> None:
+    """Keep what identifies the run's data, and the weights it started from, beside its checkpoints, for
+    `check_resume_data` and `resume_init_from` (main process)."""
     if not is_main_process():
         return
     record = {key: description.get(key) for key in (*DATA_IDENTITY, "fingerprint", "source")}
+    record["init_from"] = _comparable(init_from)
     run.checkpoints_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run.checkpoints_dir / DATA_RECORD, record)
 
@@ -195,4 +216,27 @@ def check_resume_data(run: RunDirectory, description: dict[str, Any]) -> None:
         f"would continue counting batches of the first data. Resume with the run's own data flags (--train-files, "
         f"--dataset, --max-train-examples, --text-column, --block-size as first given), or train on the new data "
         f"in a new run from its weights: --init-from {run.path} --output <new run>."
+    )
+
+
+def _comparable(init_from: str | None) -> str | None:
+    """`init_from` as an absolute path where it names a local folder (runs resume from any directory)."""
+    return os.path.abspath(init_from) if init_from and os.path.exists(init_from) else init_from
+
+
+def resume_init_from(run: RunDirectory, init_from: str | None) -> str | None:
+    """The `--init-from` the run started with, which a resumed run keeps (its weights come from the checkpoint,
+    so that source is not read again); refuses another one. Returns `init_from` for a run from before hfssl
+    recorded it."""
+    path = run.checkpoints_dir / DATA_RECORD
+    then = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if "init_from" not in then or _comparable(init_from) == then["init_from"]:
+        return init_from
+    if init_from is None:
+        return then["init_from"]
+    started = f"from --init-from {then['init_from']}" if then["init_from"] else "from a fresh model (no --init-from)"
+    raise ValueError(
+        f"--resume: the run {run.path} started {started}, not from --init-from {init_from}. --resume continues the "
+        f"run's own checkpoint (weights, optimizer, step); drop --init-from. To train {init_from}'s weights, start a "
+        f"new run: --init-from {init_from} --output <new run>."
     )

@@ -24,7 +24,7 @@ from .callbacks import (
     build_monitors,
     load_probe_data,
 )
-from .continuation import check_resume_data, record_run_data
+from .continuation import check_resume_data, record_run_data, resume_init_from
 from .environment import hardware, versions
 from .objectives import Objective, get_objective
 from .rundir import RunDirectory, check_can_start, open_run
@@ -64,15 +64,17 @@ def pretrain(
     resume_checkpoint = RunDirectory(run_path).last_checkpoint() if run_args.resume else None
     if resume_checkpoint:
         check_not_finished(resume_checkpoint, training_args)
-    prepared = prepare(model_args, data_args, objective, training_args.seed, resume_checkpoint,
-                       min_validation_rows=validation_rows_needed(objective, training_args))
+        model_args = dataclasses.replace(model_args, init_from=resume_init_from(RunDirectory(run_path),
+                                                                                model_args.init_from))
+    prepared = prepare(weights_from(model_args, resume_checkpoint), data_args, objective, training_args.seed,
+                       resume_checkpoint, min_validation_rows=validation_rows_needed(objective, training_args))
     check_split_sizes(objective, prepared, training_args, run_args)
     if resume_checkpoint:
         check_resume_data(RunDirectory(run_path), prepared.data)
     probe_data = load_run_probe_data(run_args, prepared, data_args)
     with open_run(run_path, run_args.overwrite, run_args.resume) as run:
         if not resume_checkpoint:
-            record_run_data(run, prepared.data)
+            record_run_data(run, prepared.data, model_args.init_from)
         trainer = build_trainer(prepared, training_args, run)
         monitors = attach_monitors(trainer, prepared, run_args, probe_data, training_args.seed)
         stats = train(trainer, resume_checkpoint, objective.modality == "text")
@@ -85,6 +87,14 @@ def pretrain(
             **describe_run(objective, trainer, prepared, stats, model_args, data_args, run_args, training_args)
         )
     return PretrainResult(run=run, manifest=manifest)
+
+
+def weights_from(model_args: ModelArguments, resume_checkpoint: str | None) -> ModelArguments:
+    """The model flags to build with: a resumed run that started from --init-from builds from its checkpoint (which
+    the Trainer then loads), so the weights it started from are not read again (a Hub id stays offline)."""
+    if resume_checkpoint and model_args.init_from:
+        return dataclasses.replace(model_args, init_from=resume_checkpoint)
+    return model_args
 
 
 def check_not_finished(checkpoint: str, training_args: PretrainingArguments) -> None:

@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import yaml
 from datasets import DatasetDict
 from transformers import PreTrainedModel, default_data_collator
 from transformers.data.data_collator import DataCollatorWithPadding
@@ -43,7 +42,15 @@ from .continuation import (
     resolve_init_path,
 )
 from .distributed import group_rank, group_world_size
+from .init_from import (
+    check_init_source,
+    check_init_tokenizer,
+    check_tokenizer_flags,
+    warn_unused_image_flags,
+    warn_unused_vocab_size,
+)
 from .objectives import OBJECTIVES, Objective
+from .options import parse_options, parse_overrides
 
 logger = logging.getLogger(__name__)
 
@@ -93,77 +100,6 @@ def process_seed(seed: int) -> int:
     """`seed` plus this process's rank: for draws that must differ between processes, such as the MLM
     collator's masks (with one seed, every rank would mask the same positions of its i-th block)."""
     return seed + group_rank()
-
-
-def parse_overrides(text: str | None, config_class) -> dict[str, Any]:
-    """'a=1,b=true,c=gelu' -> {'a': 1, 'b': True, 'c': 'gelu'}, checked against the config's fields."""
-    if not text:
-        return {}
-    known = config_class().to_dict()
-    overrides = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or key not in known:
-            valid = ", ".join(sorted(k for k in known if not k.startswith("_")))
-            raise ValueError(f"Bad --config-overrides item {item!r}: use field=value with a field among: {valid}.")
-        overrides[key] = _parse_value(value.strip(), known[key])
-    return overrides
-
-
-def _parse_value(value: str, like: Any) -> Any:
-    """`value` typed like the field's default `like`; a field whose default is None (chosen automatically)
-    takes a number, a boolean, none or text as written."""
-    if like is None:
-        for kind in (int, float):
-            try:
-                return kind(value)
-            except ValueError:
-                pass
-        if value.lower() in ("true", "false"):
-            return value.lower() == "true"
-    if isinstance(like, bool):
-        if value.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"Expected true or false, got {value!r} in --config-overrides.")
-        return value.lower() in ("true", "1")
-    for kind in (int, float):
-        if isinstance(like, kind):
-            try:
-                return kind(value)
-            except ValueError:
-                what = "an integer" if kind is int else "a number"
-                raise ValueError(f"Expected {what}, got {value!r} in --config-overrides.") from None
-    return None if value.lower() == "none" else value
-
-
-def parse_options(text: str | None, what: str) -> dict[str, Any]:
-    """'a=1,b=(0.2, 1.0)' -> {'a': 1, 'b': [0.2, 1.0]}: values read as YAML, for method and view options."""
-    if not text:
-        return {}
-    options = {}
-    for item in _split_top_level(text):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"Bad {what} item {item!r}: use name=value pairs separated by commas.")
-        parsed = yaml.safe_load(value.strip().replace("(", "[").replace(")", "]"))
-        options[key.strip()] = parsed
-    return options
-
-
-def _split_top_level(text: str) -> list[str]:
-    """Split on commas outside brackets: 'a=(1,2),b=3' -> ['a=(1,2)', 'b=3']."""
-    items, depth, current = [], 0, ""
-    for char in text:
-        if char in "([":
-            depth += 1
-        elif char in ")]":
-            depth -= 1
-        if char == "," and depth == 0:
-            items.append(current.strip())
-            current = ""
-        else:
-            current += char
-    return [item for item in items + [current.strip()] if item]
 
 
 def from_main_process(make: Callable[[], Any]) -> Any:
@@ -230,9 +166,12 @@ def prepare_tokenizer(model_args: ModelArguments, objective: Objective, raw, dat
     given = model_args.tokenizer or model_args.init_from
     source = resolve_init_path(given) if given else None
     if source:
-        tokenizer = load_tokenizer(str(source))
+        tokenizer = load_tokenizer(str(source), "--tokenizer" if model_args.tokenizer else "--init-from")
         if model_args.tokenizer and model_args.init_from:
             check_same_vocabulary(tokenizer, model_args.init_from, model_args.tokenizer)
+        if model_args.init_from:
+            check_init_tokenizer(tokenizer, objective, model_args.init_from)
+        warn_unused_vocab_size(model_args, tokenizer)
         return tokenizer, {"source": str(source), "vocab_size": len(tokenizer)}
     kind = model_args.tokenizer_type or default_tokenizer_kind(objective.name)
     logger.info("Training a %s tokenizer with %d tokens on the corpus", kind, model_args.vocab_size)
@@ -247,7 +186,7 @@ def build_text_model(model_args: ModelArguments, objective: Objective, tokenizer
     """A fresh model from a size preset and overrides, or an existing checkpoint (continued pretraining)."""
     if model_args.init_from:
         extra = objective.config_extra(parse_options(model_args.method_options, "--method-options"))
-        return load_init_model(objective, model_args.init_from, extra)
+        return load_init_model(objective, model_args.init_from, extra, block_size)
     overrides = {
         "vocab_size": len(tokenizer),
         "max_position_embeddings": max(512, block_size),
@@ -270,7 +209,7 @@ def prepare_text(model_args: ModelArguments, data_args: DataArguments, objective
     raw, description = load_corpus(data_args, seed)
     tokenizer, tokenizer_description = prepare_tokenizer(model_args, objective, raw, data_args, resume_checkpoint)
     model = build_text_model(model_args, objective, tokenizer, data_args.block_size)
-    check_tokenizer_fits(tokenizer, model.config.vocab_size, objective.collator)
+    check_tokenizer_fits(tokenizer, model.config.vocab_size, objective.collator, model_args.init_from)
     fit_block_size(tokenizer, model.config, data_args.block_size, tokenizer_description)
     if objective.collator == "padding":
         data = tokenize_documents(raw, tokenizer, data_args.block_size, num_proc=data_args.preprocessing_num_workers)
@@ -449,6 +388,7 @@ def prepare_images(model_args: ModelArguments, data_args: DataArguments, objecti
     image_size = 32 if data_args.image_size is None else data_args.image_size
     num_channels = data_args.num_channels or (1 if data_args.dataset in BUILTIN_IMAGE_SETS else 3)
     model = build_vision_model(model_args, objective, image_size, num_channels)
+    warn_unused_image_flags(data_args, model.config, model_args.init_from)
     image_size, num_channels = model.config.image_size, model.config.num_channels
     check_image_size(image_size, model.config.patch_size)
     data, description = load_images(data_args, image_size, num_channels, seed, min_validation_rows)
@@ -496,9 +436,10 @@ def check_model_flags(model_args: ModelArguments, objective: Objective) -> None:
     that lacks the special token the objective needs. A text config is built and validated here too (with the
     default vocabulary); an image config depends on the data's image size, so its checks stay with the build."""
     extra = objective.config_extra(parse_options(model_args.method_options, "--method-options"))
-    if model_args.init_from:
-        return
+    check_tokenizer_flags(model_args)
     overrides = parse_overrides(model_args.config_overrides, objective.config_class)
+    if model_args.init_from:
+        return check_init_source(model_args, objective, overrides)
     sizes = TEXT_SIZES if objective.modality == "text" else VISION_SIZES
     if model_args.model_size not in sizes:
         raise ValueError(f"Unknown --model-size {model_args.model_size!r}; valid sizes: {', '.join(sizes)}.")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import (
     AutoTokenizer,
     BertConfig,
@@ -127,11 +130,29 @@ def test_load_tokenizer_errors_name_the_path(tmp_path):
 
 
 def test_load_tokenizer_sets_a_missing_pad_token(saved, tmp_path):
-    tokenizer = AutoTokenizer.from_pretrained(saved["bpe"])
-    no_pad = PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend_tokenizer, eos_token="<|endoftext|>")
-    no_pad.save_pretrained(tmp_path)
-    assert AutoTokenizer.from_pretrained(tmp_path).pad_token is None
-    assert load_tokenizer(str(tmp_path)).pad_token == "<|endoftext|>"
+    """The vocabulary's own padding token where it has one (not [UNK], which MLM would then never mask), else eos."""
+    for kind, expected in (("bpe", "<|pad|>"), ("wordpiece", "[PAD]")):
+        tokenizer = AutoTokenizer.from_pretrained(saved[kind])
+        no_pad = PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend_tokenizer, eos_token="<|endoftext|>",
+                                         unk_token="[UNK]")
+        no_pad.save_pretrained(tmp_path / kind)
+        assert AutoTokenizer.from_pretrained(tmp_path / kind).pad_token is None
+        assert load_tokenizer(str(tmp_path / kind)).pad_token == expected
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train_from_iterator([SENTENCE] * 3, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"]))
+    PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>").save_pretrained(tmp_path / "eos")
+    assert load_tokenizer(str(tmp_path / "eos")).pad_token == "<|endoftext|>"
+
+
+def test_load_tokenizer_refuses_a_file_and_a_folder_without_tokenizer_files(saved, tmp_path):
+    """A model folder saved without its tokenizer: AutoTokenizer would build an empty BERT tokenizer from
+    config.json alone (every text [UNK]) and MLM would train on nothing but NaN losses."""
+    with pytest.raises(ValueError, match="is a file; give the folder"):
+        load_tokenizer(str(Path(saved["bpe"]) / "tokenizer.json"))
+    BertConfig(vocab_size=100).save_pretrained(tmp_path / "model-only")
+    with pytest.raises(ValueError, match="holds no tokenizer files.*--tokenizer <folder or Hub id>"):
+        load_tokenizer(str(tmp_path / "model-only"), "--init-from")
 
 
 def test_check_tokenizer_fits(wordpiece, bpe):
