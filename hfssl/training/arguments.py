@@ -46,7 +46,7 @@ class DataArguments:
     """Where the text comes from and how it becomes training blocks."""
 
     train_files: list[str] | None = field(
-        default=None, metadata={"help": "Local files, globs or folders (txt, json, jsonl, csv, parquet)."}
+        default=None, metadata={"help": "Local files, globs or folders (txt, json, jsonl, csv, tsv, parquet)."}
     )
     validation_files: list[str] | None = field(
         default=None, metadata={"help": "Validation files; default: carve a split off the training data."}
