@@ -118,11 +118,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 def link_copy(source: Path, target: Path) -> Path:
     """Copy a folder as hard links (no extra disk), falling back to a real copy across file systems."""
-    try:
-        shutil.copytree(source, target, copy_function=os.link)
-    except OSError:
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(source, target)
+    shutil.copytree(source, target, copy_function=_link_or_copy)
     return target
 
 

@@ -21,18 +21,13 @@ from .init_from import (
     checkpoint_modality,
     init_source,
     load_stock_model,
+    resolve_init_path,
     stock_objectives,
 )
 from .objectives import OBJECTIVES, Objective
 from .rundir import RunDirectory, write_json_atomic
 
 logger = logging.getLogger(__name__)
-
-
-def resolve_init_path(init_from: str) -> str:
-    """A run directory means its model/ folder; anything else (folder, Hub id) is passed on as is."""
-    run = RunDirectory(init_from)
-    return str(run.model_dir) if run.model_dir.is_dir() else init_from
 
 
 def load_init_model(objective: Objective, init_from: str, config_extra: dict[str, Any] | None = None,

@@ -17,6 +17,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .arguments import ModelArguments
 from .objectives import OBJECTIVES, Objective
+from .rundir import RunDirectory
 
 logger = logging.getLogger(__name__)
 
@@ -24,18 +25,23 @@ HFSSL_MODALITY = {"hfssl_text": "text", "hfssl_vision": "image"}
 WHERE = "a run directory, its model/ folder, one of its checkpoints/checkpoint-N folders, or a Hub id"
 
 
+def resolve_init_path(init_from: str) -> str:
+    """A run directory means its model/ folder; anything else (folder, Hub id) is passed on as is."""
+    run = RunDirectory(init_from)
+    return str(run.model_dir) if run.model_dir.is_dir() else init_from
+
+
 def init_source(init_from: str) -> str:
-    """The folder (or Hub id) that `--init-from` names: a run directory stands for its model/ folder. Raises
-    FileNotFoundError / ValueError naming what the path holds instead of a model."""
+    """The folder (or Hub id) that `--init-from` names, as `resolve_init_path` reads it, checked to hold a model.
+    Raises FileNotFoundError / ValueError naming what the path holds instead of a model."""
     path = Path(init_from).expanduser()
     if path.is_file():
         raise ValueError(f"--init-from {init_from} is a file; give the folder that holds the model's config.json: "
                          f"{WHERE}.")
     if path.is_dir():
-        if (path / "model" / "config.json").is_file():
-            return str(path / "model")
-        if (path / "config.json").is_file():
-            return str(path)
+        source = Path(resolve_init_path(str(path)))
+        if (source / "config.json").is_file():
+            return str(source)
         raise FileNotFoundError(f"--init-from {init_from} holds no model (no config.json){_what_it_holds(path)}")
     if _looks_local(init_from):
         raise FileNotFoundError(f"--init-from {init_from}: no such folder. Give {WHERE}.")

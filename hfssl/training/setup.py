@@ -39,13 +39,13 @@ from .continuation import (
     check_resume_objective,
     check_same_vocabulary,
     load_init_model,
-    resolve_init_path,
 )
 from .distributed import group_rank, group_world_size
 from .init_from import (
     check_init_source,
     check_init_tokenizer,
     check_tokenizer_flags,
+    resolve_init_path,
     warn_unused_image_flags,
     warn_unused_vocab_size,
 )

@@ -9,6 +9,25 @@ import textwrap
 
 import torch
 
+from hfssl.models import HfsslTextConfig, HfsslVisionConfig
+
+TINY_VOCAB = 61
+
+
+def tiny_text_config(**overrides) -> HfsslTextConfig:
+    """A 2-layer, 32-wide text config (vocabulary TINY_VOCAB, 64 positions, no hidden dropout); `overrides` win."""
+    fields = {"vocab_size": TINY_VOCAB, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "intermediate_size": 64, "max_position_embeddings": 64, "hidden_dropout_prob": 0.0, "num_labels": 2}
+    return HfsslTextConfig(**{**fields, **overrides})
+
+
+def tiny_vision_config(**overrides) -> HfsslVisionConfig:
+    """A 2-layer, 32-wide ViT config for 16 px RGB images in 4 px patches, with a 1-layer MAE decoder."""
+    fields = {"image_size": 16, "patch_size": 4, "num_channels": 3, "hidden_size": 32, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "intermediate_size": 64, "decoder_hidden_size": 32,
+              "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 4, "decoder_intermediate_size": 64}
+    return HfsslVisionConfig(**{**fields, **overrides})
+
 
 class ModelTesterMixin:
     """Subclasses define `model_classes`, `make_config(**overrides)` and `make_inputs(config)` (with labels)."""

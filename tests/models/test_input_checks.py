@@ -5,15 +5,15 @@ import pytest
 import torch
 
 from hfssl.models import (
-    HfsslTextConfig,
     HfsslTextForCausalLM,
     HfsslTextForMaskedLM,
     HfsslTextForSequenceClassification,
-    HfsslVisionConfig,
     HfsslVisionForImageClassification,
     HfsslVisionForMaskedImageModeling,
     HfsslVisionModel,
 )
+
+from .model_tester import tiny_text_config, tiny_vision_config
 
 VOCAB = 50
 IDS = torch.randint(0, VOCAB, (2, 8), generator=torch.Generator().manual_seed(0))
@@ -22,19 +22,14 @@ PIXELS = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
 
 def text_model(cls=HfsslTextForMaskedLM, **overrides):
     torch.manual_seed(0)
-    fields = {"vocab_size": VOCAB, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4,
-              "intermediate_size": 64, "max_position_embeddings": 16, "is_causal": cls is HfsslTextForCausalLM,
-              "num_labels": 3}
-    return cls(HfsslTextConfig(**{**fields, **overrides})).eval()
+    fields = {"vocab_size": VOCAB, "num_hidden_layers": 1, "max_position_embeddings": 16,
+              "is_causal": cls is HfsslTextForCausalLM, "num_labels": 3}
+    return cls(tiny_text_config(**{**fields, **overrides})).eval()
 
 
 def vision_model(cls=HfsslVisionModel, **overrides):
     torch.manual_seed(0)
-    fields = {"image_size": 16, "patch_size": 4, "num_channels": 3, "hidden_size": 32, "num_hidden_layers": 1,
-              "num_attention_heads": 4, "intermediate_size": 64, "decoder_hidden_size": 32,
-              "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 4, "decoder_intermediate_size": 64,
-              "num_labels": 3}
-    return cls(HfsslVisionConfig(**{**fields, **overrides})).eval()
+    return cls(tiny_vision_config(**{"num_hidden_layers": 1, "num_labels": 3, **overrides})).eval()
 
 
 @pytest.mark.parametrize(

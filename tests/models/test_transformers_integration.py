@@ -12,30 +12,17 @@ from transformers import AutoImageProcessor, pipeline
 
 import hfssl  # noqa: F401  (registers the Auto classes)
 from hfssl.models import (
-    HfsslTextConfig,
     HfsslTextForCausalLM,
     HfsslTextForMaskedLM,
     HfsslTextForSequenceClassification,
-    HfsslVisionConfig,
     HfsslVisionForImageClassification,
     HfsslVisionForMaskedImageModeling,
     HfsslVisionModel,
 )
 
-VOCAB = 61
+from .model_tester import TINY_VOCAB, tiny_text_config, tiny_vision_config
 
-
-def text_config(**overrides) -> HfsslTextConfig:
-    fields = {"vocab_size": VOCAB, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-              "intermediate_size": 64, "max_position_embeddings": 64, "hidden_dropout_prob": 0.0, "num_labels": 2}
-    return HfsslTextConfig(**{**fields, **overrides})
-
-
-def vision_config(**overrides) -> HfsslVisionConfig:
-    fields = {"image_size": 16, "patch_size": 4, "num_channels": 3, "hidden_size": 32, "num_hidden_layers": 2,
-              "num_attention_heads": 4, "intermediate_size": 64, "decoder_hidden_size": 32,
-              "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 4, "decoder_intermediate_size": 64}
-    return HfsslVisionConfig(**{**fields, **overrides})
+VOCAB = TINY_VOCAB
 
 
 def padded_batch():
@@ -60,7 +47,7 @@ def first_layer_weights(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.T
 @pytest.mark.parametrize("cls", [HfsslTextForMaskedLM, HfsslTextForCausalLM, HfsslTextForSequenceClassification])
 def test_text_models_return_the_attention_weights_of_every_layer(cls):
     torch.manual_seed(0)
-    model = cls(text_config(is_causal=cls is HfsslTextForCausalLM, position_embedding_type="learned")).eval()
+    model = cls(tiny_text_config(is_causal=cls is HfsslTextForCausalLM, position_embedding_type="learned")).eval()
     ids, mask = padded_batch()
     with torch.no_grad():
         plain = model(input_ids=ids, attention_mask=mask)
@@ -74,7 +61,7 @@ def test_text_models_return_the_attention_weights_of_every_layer(cls):
 
 def test_masked_lm_with_labels_returns_attentions_and_the_same_loss():
     torch.manual_seed(0)
-    model = HfsslTextForMaskedLM(text_config()).eval()
+    model = HfsslTextForMaskedLM(tiny_text_config()).eval()
     ids, _ = padded_batch()
     labels = torch.full_like(ids, -100)
     labels[:, 2] = ids[:, 2]
@@ -86,8 +73,8 @@ def test_masked_lm_with_labels_returns_attentions_and_the_same_loss():
 
 
 def test_output_flags_given_to_from_pretrained_are_the_defaults(tmp_path):
-    HfsslTextForMaskedLM(text_config()).save_pretrained(tmp_path / "text")
-    HfsslVisionForImageClassification(vision_config()).save_pretrained(tmp_path / "vision")
+    HfsslTextForMaskedLM(tiny_text_config()).save_pretrained(tmp_path / "text")
+    HfsslVisionForImageClassification(tiny_vision_config()).save_pretrained(tmp_path / "vision")
     flags = {"output_hidden_states": True, "output_attentions": True}
     text = HfsslTextForMaskedLM.from_pretrained(tmp_path / "text", attn_implementation="eager", **flags)
     vision = HfsslVisionForImageClassification.from_pretrained(tmp_path / "vision", attn_implementation="eager", **flags)
@@ -98,7 +85,7 @@ def test_output_flags_given_to_from_pretrained_are_the_defaults(tmp_path):
 @pytest.mark.parametrize("position_embedding_type", ["rope", "learned"])
 def test_static_cache_generates_what_the_dynamic_cache_does(position_embedding_type):
     torch.manual_seed(0)
-    model = HfsslTextForCausalLM(text_config(is_causal=True, position_embedding_type=position_embedding_type)).eval()
+    model = HfsslTextForCausalLM(tiny_text_config(is_causal=True, position_embedding_type=position_embedding_type)).eval()
     ids = torch.tensor([[0, 0, 0, 5, 6, 7], [3, 4, 5, 6, 7, 8]])
     mask = torch.tensor([[0, 0, 0, 1, 1, 1], [1] * 6])
     for kwargs in ({}, {"num_beams": 3}):
@@ -110,7 +97,7 @@ def test_static_cache_generates_what_the_dynamic_cache_does(position_embedding_t
 
 def test_vision_models_return_the_encoders_attention_weights():
     torch.manual_seed(0)
-    config = vision_config(num_labels=3)
+    config = tiny_vision_config(num_labels=3)
     pixels = torch.randn(2, 3, 16, 16)
     bare = HfsslVisionModel(config).eval()
     out = bare(pixels, output_attentions=True)
@@ -125,14 +112,14 @@ def test_vision_models_return_the_encoders_attention_weights():
 
 def test_pooler_output_is_the_pooled_features():
     for pooling in ("cls", "mean"):
-        model = HfsslVisionModel(vision_config(pooling=pooling)).eval()
+        model = HfsslVisionModel(tiny_vision_config(pooling=pooling)).eval()
         pixels = torch.randn(2, 3, 16, 16)
         torch.testing.assert_close(model(pixels).pooler_output, model.get_features(pixels))
         assert model(pixels, mask_ratio=0.5).pooler_output is None  # masked: not the image's features
 
 
 def test_rgb_pixels_given_to_a_grayscale_model_are_its_luma():
-    model = HfsslVisionModel(vision_config(num_channels=1)).eval()
+    model = HfsslVisionModel(tiny_vision_config(num_channels=1)).eval()
     rgb = torch.randn(2, 3, 16, 16)
     luma = (0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2])[:, None]
     torch.testing.assert_close(model(rgb).last_hidden_state, model(luma).last_hidden_state)
@@ -142,7 +129,7 @@ def test_image_pipelines_run_a_grayscale_model(tmp_path):
     """Image pipelines load every image as RGB; a grayscale model takes its luma. The processor normalizes with one
     mean and std (scalars), so it accepts grayscale and RGB images alike."""
     torch.manual_seed(0)
-    model = HfsslVisionForImageClassification(vision_config(num_channels=1, pooling="mean", num_labels=3)).eval()
+    model = HfsslVisionForImageClassification(tiny_vision_config(num_channels=1, pooling="mean", num_labels=3)).eval()
     model.save_pretrained(tmp_path)
     processor_cls = getattr(transformers, "ViTImageProcessorPil", None) or transformers.ViTImageProcessor
     processor_cls(size={"height": 16, "width": 16}, image_mean=0.5, image_std=0.25).save_pretrained(tmp_path)
