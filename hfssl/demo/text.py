@@ -101,6 +101,19 @@ def predict_masked(
     return results
 
 
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> dict[str, torch.Tensor]:
+    """`prompt` as a next-token model continues it: with the tokens the tokenizer puts before a text (a bos) but
+    none after it. Tokenizers made for encoders (RoBERTa's, BART's) end every text with eos, and after eos a
+    model trained on documents that each end with one starts a new document instead of continuing the prompt."""
+    ids = tokenizer(prompt)["input_ids"]
+    text = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    starts = [i for i in range(len(ids) - len(text) + 1) if ids[i:i + len(text)] == text] if text else []
+    if starts:
+        ids = ids[:starts[0] + len(text)]
+    input_ids = torch.tensor([ids])
+    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+
+
 def stream_generation(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -115,7 +128,7 @@ def stream_generation(
     temperature 0 decodes greedily; otherwise sampling with nucleus `top_p`, reproducible for a given `seed`.
     `generate` runs in a thread that feeds a `TextIteratorStreamer`; its errors are raised here.
     """
-    inputs = tokenizer(prompt, return_tensors="pt")
+    inputs = encode_prompt(tokenizer, prompt)
     _check_length(inputs["input_ids"].shape[1], model, extra=max_new_tokens)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True,
                                      timeout=GENERATION_TIMEOUT_S)

@@ -102,3 +102,31 @@ def test_generation_handler_refuses_missing_or_out_of_range_numbers(loaded_clm, 
 def test_fill_mask_handler_refuses_a_top_k_outside_the_slider(loaded_mlm, top_k):
     label, rows, status = FillMaskTab(loaded_mlm, Limits()).predict("Return the [MASK] of the list.", top_k)
     assert label is None and rows == [] and "top-k) must be a whole number from 1 to 20" in status
+
+
+def _byte_bpe(post_processor: str | None):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.train_from_iterator(["Return the value.", "Open the file and return it."] * 20, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<s>", "<pad>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    if post_processor:
+        backend.post_processor = processors.TemplateProcessing(
+            single=post_processor, special_tokens=[("<s>", 0), ("</s>", 2)])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", pad_token="<pad>", eos_token="</s>")
+
+
+@pytest.mark.parametrize("template, kept", [("<s> $A </s>", "<s>"), ("<s> $A", "<s>"), ("$A </s>", ""), (None, "")])
+def test_a_prompt_is_encoded_without_the_eos_an_encoders_tokenizer_appends(template, kept):
+    """After eos a next-token model starts a new document: RoBERTa's tokenizer (<s> text </s>) would make the
+    demo ignore the prompt. What the tokenizer puts before a text stays."""
+    from hfssl.demo.text import encode_prompt
+
+    tokenizer = _byte_bpe(template)
+    ids = encode_prompt(tokenizer, "Return the")["input_ids"]
+    assert tokenizer.decode(ids[0]) == kept + "Return the"
+    assert ids.shape == encode_prompt(tokenizer, "Return the")["attention_mask"].shape
+
