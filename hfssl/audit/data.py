@@ -309,14 +309,14 @@ def _require_columns(path: Path, found: list[str], required: tuple[str, ...]) ->
 
 
 def load_table(dataset: Any = None, test_files: list[str] | str | None = None, split: str | None = None):
-    """One `datasets.Dataset` to audit: `test_files` (csv/json/jsonl/parquet/txt, or images), or `dataset` (a
+    """One `datasets.Dataset` to audit: `test_files` (csv/tsv/json/jsonl/parquet/txt, or images), or `dataset` (a
     Dataset, a DatasetDict, a save_to_disk folder, a builder or Hub id). The split defaults to "test" when the
     source has one, else "validation", else "train"."""
     import datasets
 
     if (dataset is None) == (test_files is None):
         raise ValueError("Give exactly one labelled audit set: --dataset (a Hub id, a builder or a save_to_disk "
-                         "folder) or --test-files (csv/json/jsonl/parquet or image files).")
+                         "folder) or --test-files (csv/tsv/json/jsonl/parquet or image files).")
     if test_files is not None:
         return _load_files([test_files] if isinstance(test_files, str) else list(test_files))
     if isinstance(dataset, datasets.Dataset):

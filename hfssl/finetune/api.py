@@ -148,7 +148,7 @@ def finetune(
     fine-tuning, or any peft method by name). `lora_r`, `lora_alpha`, `lora_dropout`, `target_modules`,
     `peft_options` and `merge` left at None/False take the method's defaults; set for a method that has no use for
     them (`lora_r` with IA3, `merge` with full fine-tuning), they are refused rather than ignored.
-    Data: `train_files` + `test_files` (csv/json/jsonl/parquet with `text_column` and `label_column`, or image
+    Data: `train_files` + `test_files` (csv/tsv/json/jsonl/parquet with `text_column` and `label_column`, or image
     files or class folders), or `dataset` (a Hub id, a builder such as "imagefolder" with `data_dir`, a
     save_to_disk folder, "fashion-mnist", "digits" or "stdlib-docstrings").
     `training_args` overrides any `TrainingArguments` field.

@@ -46,7 +46,7 @@ _SKIPPED_DIRS = frozenset({"test", "tests", "idlelib", "__pycache__"})
 class DataSpec:
     """Where the labeled data comes from and how much of it to use."""
 
-    train_files: list[str] | None = None  # local csv/json/jsonl/parquet (text) or image files/globs
+    train_files: list[str] | None = None  # local csv/tsv/json/jsonl/parquet (text) or image files/globs
     test_files: list[str] | None = None
     dataset: str | None = None  # Hub id, builder ("csv", "imagefolder"), save_to_disk folder, or a built-in set
     dataset_config: str | None = None

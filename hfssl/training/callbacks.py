@@ -479,7 +479,7 @@ def load_probe_data(
     max_examples: int = 2000,
     data_dir: str | None = None,
 ) -> tuple[Examples, np.ndarray]:
-    """(examples, labels) for `OnlineProbeCallback` from a labelled source: a file (csv/json/parquet, or an
+    """(examples, labels) for `OnlineProbeCallback` from a labelled source: a file (csv/tsv/json/parquet, or an
     image), or anything `hfssl evaluate --dataset` takes (fashion-mnist, digits, a save_to_disk folder, a
     builder or Hub id). Checked like evaluation data (label column, classes, modality); at most
     `max_examples` rows of its training split. Call it before training starts, so bad input fails early."""
