@@ -123,20 +123,96 @@ def _load_source(
         )
     if train_files is not None:
         files = [train_files] if isinstance(train_files, str) else list(train_files)
-        raw = datasets.load_dataset(
-            "imagefolder", data_files={"train": image_files(files)}, split="train", cache_dir=cache_dir
-        )
+        builder = _table_builder(files)
+        if builder is not None:
+            # Tables (parquet, json lines, csv) hold the images as bytes or paths in a column, not as files.
+            raw = datasets.load_dataset(builder, data_files={"train": [str(f) for f in files]}, split="train",
+                                        cache_dir=cache_dir, **({"sep": "\t"} if _is_tsv(files) else {}))
+            return raw, f"files:{','.join(map(str, files))}"
+        found = image_files(files)
+        _check_readable(found)
+        raw = datasets.load_dataset("imagefolder", data_files={"train": found}, split="train", cache_dir=cache_dir)
         return raw, f"files:{','.join(map(str, files))}"
     if isinstance(dataset, datasets.Dataset):
         return dataset, f"in-memory:{dataset.info.dataset_name or 'dataset'}"
     if Path(dataset).is_dir() and _is_saved_to_disk(Path(dataset)):
         return _select_split(datasets.load_from_disk(dataset), split, dataset), f"disk:{dataset}"
+    if dataset == "imagefolder" and data_dir and Path(data_dir).is_dir():
+        _log_unread(Path(data_dir))
     raw = datasets.load_dataset(dataset, dataset_config, data_dir=data_dir, split=split, cache_dir=cache_dir)
     options = {"config": dataset_config, "data_dir": data_dir, "split": split}
     return raw, f"{dataset}(" + ", ".join(f"{k}={v}" for k, v in options.items() if v) + ")"
 
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+# Every suffix here is one `imagefolder` reads (files it does not know are left out of its dataset): the common
+# formats, and the other raster formats cameras, scanners and browsers save (.jfif, .jpe, .tga, .pbm, ...).
+IMAGE_SUFFIXES = frozenset({
+    ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
+    ".jfif", ".jpe", ".apng", ".dib", ".ico", ".jp2", ".j2k", ".pbm", ".pnm", ".pcx", ".psd", ".sgi", ".tga",
+})
+_TABLE_BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv"}
+_METADATA_FILES = frozenset({"metadata.csv", "metadata.jsonl", "metadata.json", "metadata.parquet"})
+_UNREAD_SHOWN = 3
+
+
+def _imagefolder_suffixes() -> frozenset[str]:
+    """The suffixes `imagefolder` reads (it drops other files without a word)."""
+    try:
+        from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
+
+        return frozenset(ext.lower() for ext in ImageFolder.EXTENSIONS)
+    except (ImportError, AttributeError):
+        return IMAGE_SUFFIXES
+
+
+def _table_builder(patterns: Sequence[Any]) -> str | None:
+    """`datasets` builder for tables of images (bytes or paths in a column), None for image files.
+
+    Raises:
+        ValueError: tables and image files, or tables of different formats, given together.
+    """
+    builders = {_TABLE_BUILDERS.get(Path(str(p)).suffix.lower()) for p in patterns}
+    if builders == {None}:
+        return None
+    if None in builders or len(builders) > 1:
+        raise ValueError(f"{[str(p) for p in patterns]} mixes image files and tables (or tables of different "
+                         f"formats); give image files/folders, or tables of one format (parquet, jsonl, csv) "
+                         f"with the images as bytes or paths in the column named by --image-column.")
+    return builders.pop()
+
+
+def _is_tsv(patterns: Sequence[Any]) -> bool:
+    return all(Path(str(p)).suffix.lower() == ".tsv" for p in patterns)
+
+
+def _check_readable(files: Sequence[str]) -> None:
+    """Say which files `imagefolder` would leave out of the data (it does so silently), by extension.
+
+    Raises:
+        ValueError: none of the files is an image `imagefolder` reads.
+    """
+    readable = _imagefolder_suffixes()
+    listed = [m for f in files for m in (sorted(glob.iglob(f, recursive=True)) if set("*?[") & set(f) else [f])]
+    listed = [f for f in listed if Path(f).is_file() and not Path(f).name.startswith(".")]
+    unread = [f for f in listed if Path(f).suffix.lower() not in readable]
+    if unread and len(unread) == len(listed):
+        raise ValueError(f"None of the {len(listed)} file(s) given is an image file that can be read (e.g. "
+                         f"{unread[0]!r}); give {', '.join(sorted(IMAGE_SUFFIXES))} files, or a table "
+                         f"(parquet, jsonl, csv) with --image-column.")
+    if unread:
+        logger.warning("Left out %d of %d file(s) given, whose extension is not an image format that can be read "
+                       "(e.g. %s); convert them to PNG or JPEG to use them.", len(unread), len(listed),
+                       ", ".join(unread[:_UNREAD_SHOWN]))
+
+
+def _log_unread(folder: Path) -> None:
+    """Log how many files under an `imagefolder` data_dir it leaves out (not images, by extension)."""
+    readable = _imagefolder_suffixes()
+    unread = sorted(str(f.relative_to(folder)) for f in folder.rglob("*")
+                    if f.is_file() and f.suffix.lower() not in readable and f.name not in _METADATA_FILES)
+    if unread:
+        logger.info("imagefolder leaves out %d file(s) under %s that are not images it reads, by extension "
+                    "(e.g. %s).", len(unread), folder, ", ".join(unread[:_UNREAD_SHOWN]))
 
 
 def image_files(patterns: Sequence[str], flag: str = "--train-files") -> list[str]:
@@ -151,17 +227,28 @@ def image_files(patterns: Sequence[str], flag: str = "--train-files") -> list[st
     for pattern in map(str, patterns):
         path = Path(pattern).expanduser()
         if set("*?[") & set(pattern):
-            if not any(Path(m).is_file() for m in glob.iglob(str(path), recursive=True)):
-                loose = [] if "[" in pattern else [
-                    m for m in glob.iglob(_any_case(str(path)), recursive=True) if Path(m).is_file()]
+            matched = {m for m in glob.iglob(str(path), recursive=True) if Path(m).is_file()}
+            loose = [] if "[" in pattern else sorted(
+                m for m in glob.iglob(_any_case(str(path)), recursive=True) if Path(m).is_file() and m not in matched)
+            if not matched:
                 hint = f" It would match {len(loose)} file(s) ignoring case, e.g. {loose[0]!r}." if loose else ""
                 raise FileNotFoundError(f"{pattern!r} (from {flag}) matches no file.{hint}")
+            if loose:
+                # Globs are case-sensitive: 'photos/*.jpg' leaves out the camera's IMG_0001.JPG.
+                logger.warning("%r (from %s) matches %d file(s) and leaves out %d that differ only in the case of "
+                               "their letters (e.g. %r); globs are case-sensitive: pass the folder to take every "
+                               "image in it.", pattern, flag, len(matched), len(loose), loose[0])
             found.append(str(path))
         elif path.is_dir():
-            inside = sorted(str(f) for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(f for f in path.rglob("*") if f.is_file())
+            inside = [str(f) for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
             if not inside:
                 raise FileNotFoundError(f"The folder {pattern!r} (from {flag}) holds no image file "
                                         f"({', '.join(sorted(IMAGE_SUFFIXES))}).")
+            left_out = [str(f.relative_to(path)) for f in files if f.suffix.lower() not in IMAGE_SUFFIXES]
+            if left_out:
+                logger.info("Reading %d image file(s) from %s; left out %d other file(s), by extension (e.g. %s).",
+                            len(inside), pattern, len(left_out), ", ".join(left_out[:_UNREAD_SHOWN]))
             found.extend(inside)
         elif path.is_file():
             found.append(str(path))
@@ -173,6 +260,17 @@ def image_files(patterns: Sequence[str], flag: str = "--train-files") -> list[st
 def _any_case(pattern: str) -> str:
     """A glob that matches `pattern` whatever the case of its letters."""
     return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in pattern)
+
+
+def _base_dir(train_files: str | Sequence[str] | None, data_dir: str | None) -> str | None:
+    """Where relative image paths in a table are read from when not from the working directory: the folder of
+    the (first) table given, or data_dir."""
+    if train_files is not None:
+        first = Path(str(train_files if isinstance(train_files, str) else next(iter(train_files), "")))
+        while set("*?[") & set(first.name):
+            first = first.parent
+        return str(first.parent if first.suffix else first)
+    return data_dir
 
 
 def _is_saved_to_disk(folder: Path) -> bool:
@@ -208,19 +306,31 @@ def find_image_column(features: datasets.Features, image_column: str | None = No
         if isinstance(feature, datasets.Image):
             return name
     for name, feature in features.items():
+        if _is_image_struct(feature):
+            return name
+    for name, feature in features.items():
         if _array_depth(feature) in (2, 3):
             return name
     raise ValueError(
-        f"No image column found among {list(features)} (looked for a datasets.Image feature or a "
-        f"2/3-dim array); pass image_column= (--image-column) naming the column that holds the images."
+        f"No image column found among {list(features)} (looked for a datasets.Image feature, a struct of "
+        f"bytes and path, or a 2/3-dim array); pass image_column= (--image-column) naming the column that holds "
+        f"the images (encoded bytes and image paths are read too)."
     )
+
+
+_PATH_OR_BYTES = tuple(datasets.Value(t) for t in ("string", "large_string", "binary", "large_binary"))
+
+
+def _is_image_struct(feature: Any) -> bool:
+    """{'bytes': binary, 'path': string}: how `datasets` stores images, as parquet files written elsewhere hold it."""
+    return isinstance(feature, dict) and "bytes" in feature and set(feature) <= {"bytes", "path"}
 
 
 def _undecoded(raw: datasets.Dataset, column: str) -> datasets.Dataset:
     """Make `column` hand over encoded bytes/paths so that decoding failures can be caught per image."""
     feature = raw.features[column]
-    if isinstance(feature, datasets.Image) or feature == datasets.Value("string"):
-        # A string column of paths is accepted too when named explicitly.
+    if isinstance(feature, datasets.Image) or feature in _PATH_OR_BYTES or _is_image_struct(feature):
+        # Columns of paths or encoded bytes (parquet's large_string/binary included) are accepted when named.
         return raw.cast_column(column, datasets.Image(decode=False))
     if _array_depth(feature) in (2, 3):
         return raw.with_format("numpy", columns=[column], output_all_columns=True)
@@ -233,13 +343,23 @@ def _undecoded(raw: datasets.Dataset, column: str) -> datasets.Dataset:
 # ---------------------------------------------------------------- decoding one image
 
 
-def _open(value: Any) -> tuple[PILImage.Image, str | None]:
-    """Decode one stored value (Image storage dict or pixel array) into a loaded PIL image."""
+def _open(value: Any, base_dir: str | None = None) -> tuple[PILImage.Image, str | None]:
+    """Decode one stored value (Image storage dict or pixel array) into a loaded PIL image.
+
+    A relative path that does not exist from the working directory is read from `base_dir` (the folder of the
+    table or data_dir that lists it), as in `imagefolder`'s metadata files.
+    """
+    if value is None:
+        raise ValueError("the value is missing (None)")
     if isinstance(value, dict):
         path = value.get("path")
+        if path and not value.get("bytes") and base_dir and not Path(path).is_absolute() and not Path(path).exists():
+            beside = Path(base_dir) / path
+            path = str(beside) if beside.exists() else path
         source = io.BytesIO(value["bytes"]) if value.get("bytes") else path
-        if source is None:
-            raise ValueError("neither bytes nor path stored")
+        if not source:
+            raise ValueError("the stored bytes are empty (0 bytes)" if value.get("bytes") == b""
+                             else "neither bytes nor path stored")
         image = PILImage.open(source)
         image.load()  # force the full decode here, so truncated files fail inside the try
         return image, path
@@ -287,7 +407,8 @@ def convert_image(image: PILImage.Image, image_size: int, num_channels: int) -> 
 
 
 def _decode_batch(
-    batch: dict[str, list], indices: list[int], image_column: str, image_size: int, num_channels: int
+    batch: dict[str, list], indices: list[int], image_column: str, image_size: int, num_channels: int,
+    base_dir: str | None = None,
 ) -> dict[str, list]:
     """Batched `.map` body: decode, convert and resize; record failures instead of raising."""
     pixels, errors = [], []
@@ -295,12 +416,14 @@ def _decode_batch(
     for index, value in zip(indices, batch[image_column]):
         path = value.get("path") if isinstance(value, dict) else None
         try:
-            image, path = _open(value)
+            image, path = _open(value, base_dir)
             pixels.append(convert_image(image, image_size, num_channels))
             errors.append(None)
         except _DECODE_ERRORS as error:
             pixels.append(blank)  # placeholder row, filtered out right after the map
-            errors.append(f"row {index} ({path or 'in-memory bytes'}): {type(error).__name__}: {error}")
+            where = path or ("in-memory bytes" if isinstance(value, dict) and value.get("bytes") is not None
+                             else "no image" if value is None or isinstance(value, dict) else "pixel array")
+            errors.append(f"row {index} ({where}): {type(error).__name__}: {error}")
     return {"pixel_values": pixels, _ERROR_COLUMN: errors}
 
 
@@ -358,7 +481,7 @@ def _report_skipped(errors: list[str], strict: bool, total: int) -> None:
 
 def _decode_all(
     raw: datasets.Dataset, column: str, label: str | None, image_size: int, num_channels: int,
-    num_proc: int | None,
+    num_proc: int | None, base_dir: str | None = None,
 ) -> tuple[datasets.Dataset, list[str]]:
     """Batched, cached `.map` to `pixel_values` (+ `label`); returns it and the decoding errors."""
     features = {"pixel_values": datasets.Array3D((num_channels, image_size, image_size), "uint8")}
@@ -369,7 +492,8 @@ def _decode_all(
         _decode_batch,
         batched=True,
         with_indices=True,
-        fn_kwargs={"image_column": column, "image_size": image_size, "num_channels": num_channels},
+        fn_kwargs={"image_column": column, "image_size": image_size, "num_channels": num_channels,
+                   "base_dir": base_dir},
         remove_columns=[name for name in raw.column_names if name != label],
         features=datasets.Features(features),
         num_proc=num_proc,
@@ -425,7 +549,8 @@ def load_image_dataset(
         raw = raw.shuffle(seed=seed).select(range(max_examples))
     if len(raw) == 0:
         raise ValueError(f"The image source {source} has no rows; check the paths, split or data_dir.")
-    decoded, errors = _decode_all(raw, column, label, image_size, num_channels, num_proc)
+    decoded, errors = _decode_all(raw, column, label, image_size, num_channels, num_proc,
+                                  _base_dir(train_files, data_dir))
     _report_skipped(errors, strict, len(decoded))
     if errors:
         decoded = decoded.filter(lambda e: [x is None for x in e], input_columns=_ERROR_COLUMN, batched=True)
@@ -503,6 +628,9 @@ def build_image_processor(
         raise ValueError(f"mean/std need {num_channels} values each, got {list(mean)} and {list(std)}.")
     # ViTImageProcessor needs torchvision in transformers 5; the PIL backend saves the same config.
     processor_class = getattr(transformers, "ViTImageProcessorPil", None) or transformers.ViTImageProcessor
+    # 3 channels: grayscale, palette, CMYK and transparent images given as they open are converted to RGB (on
+    # white), as `convert_image` does for training, instead of failing on their channel count.
+    rgb = {"do_convert_rgb": True} if num_channels == 3 else {}
     return processor_class(
         do_resize=True,
         size={"height": image_size, "width": image_size},
@@ -514,6 +642,7 @@ def build_image_processor(
         # load alike (the model takes the luma of RGB pixel values).
         image_mean=float(mean[0]) if num_channels == 1 else [float(m) for m in mean],
         image_std=float(std[0]) if num_channels == 1 else [float(s) for s in std],
+        **rgb,
     )
 
 

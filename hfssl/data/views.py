@@ -155,13 +155,21 @@ def _presets(image_size: int) -> dict[str, dict[str, Any]]:
 VIEW_METHODS = tuple(sorted(_presets(_REFERENCE_SIZE)))
 
 
-def _resolve_size(size: int | float, image_size: int, name: str) -> int:
-    """A float is a fraction of image_size, an int a size in pixels."""
+def _resolve_size(size: int | float, image_size: int, name: str, patch_size: int | None = None) -> int:
+    """A float is a fraction of image_size, an int a size in pixels; with `patch_size`, a multiple of it (a ViT
+    cannot tile other sizes, and would fail at the first training step, after the data is decoded)."""
     pixels = round(size * image_size) if isinstance(size, float) else int(size)
     if pixels < _MIN_VIEW_SIZE:
         raise ValueError(
             f"{name}={size} gives {pixels}-pixel views at image_size={image_size}; views need at least "
             f"{_MIN_VIEW_SIZE} pixels: pass a larger {name} or image_size."
+        )
+    if patch_size and pixels % patch_size:
+        fit = max(patch_size, round(pixels / patch_size) * patch_size)
+        raise ValueError(
+            f"{name}={size} gives {pixels}-pixel views at image_size={image_size}, not a multiple of the patch "
+            f"size {patch_size}, so the model cannot tile them; pass {name}={fit} (pixels) or a fraction of the "
+            f"image that gives a multiple of {patch_size}."
         )
     return pixels
 
@@ -248,15 +256,16 @@ class MultiViewTransform(nn.Module):
 
 def build_views(
     method: str, image_size: int, num_channels: int,
-    mean: Sequence[float], std: Sequence[float], **overrides: Any,
+    mean: Sequence[float], std: Sequence[float], patch_size: int | None = None, **overrides: Any,
 ) -> MultiViewTransform:
     """The paper views of `method` for (B, num_channels, image_size, image_size) batches.
 
     `overrides` replace `ViewConfig` fields of the preset, e.g. `n_local_crops=2, blur_p=(1.0, 0.0)`.
+    With `patch_size`, view sizes that are not a multiple of it are refused here (ValueError naming the option).
     Returns a MultiViewTransform with n_global_views + n_local_crops views.
     """
     config = view_config(method, image_size, **overrides)
-    return build_views_from_config(config, image_size, num_channels, mean, std)
+    return build_views_from_config(config, image_size, num_channels, mean, std, patch_size=patch_size)
 
 
 def view_config(method: str, image_size: int, **overrides: Any) -> ViewConfig:
@@ -273,20 +282,22 @@ def view_config(method: str, image_size: int, **overrides: Any) -> ViewConfig:
 
 
 def build_views_from_config(
-    config: ViewConfig, image_size: int, num_channels: int, mean: Sequence[float], std: Sequence[float]
+    config: ViewConfig, image_size: int, num_channels: int, mean: Sequence[float], std: Sequence[float],
+    patch_size: int | None = None,
 ) -> MultiViewTransform:
-    """A MultiViewTransform for an explicit ViewConfig: global views, then local crops."""
+    """A MultiViewTransform for an explicit ViewConfig: global views, then local crops (with `patch_size`, of
+    sizes that are multiples of it)."""
     if num_channels not in (1, 3):
         raise ValueError(f"num_channels={num_channels} is not supported; use 1 (grayscale) or 3 (RGB).")
     if len(mean) != num_channels:
         raise ValueError(f"mean/std need {num_channels} values (one per channel), got mean={list(mean)}.")
-    global_size = _resolve_size(config.global_crop_size, image_size, "global_crop_size")
+    global_size = _resolve_size(config.global_crop_size, image_size, "global_crop_size", patch_size)
     views = [
         _pipeline(config, num_channels, image_size, global_size, config.global_crop_scale, blur, solarize)
         for blur, solarize in zip(config.per_view("blur_p"), config.per_view("solarize_p"))
     ]
     if config.n_local_crops:
-        local_size = _resolve_size(config.local_crop_size, image_size, "local_crop_size")
+        local_size = _resolve_size(config.local_crop_size, image_size, "local_crop_size", patch_size)
         local = (local_size, config.local_crop_scale, config.local_blur_p, config.local_solarize_p)
         views += [_pipeline(config, num_channels, image_size, *local) for _ in range(config.n_local_crops)]
     return MultiViewTransform(views, mean, std, n_global_views=config.n_global_views)

@@ -391,12 +391,16 @@ def prepare_images(model_args: ModelArguments, data_args: DataArguments, objecti
     warn_unused_image_flags(data_args, model.config, model_args.init_from)
     image_size, num_channels = model.config.image_size, model.config.num_channels
     check_image_size(image_size, model.config.patch_size)
+    view_options = parse_options(data_args.view_overrides, "--view-overrides")
+    view_options.setdefault("local_crop_size", local_crop_pixels(image_size, model.config.patch_size))
+    # Bad view options (a crop off the patch grid) are refused here, not after every image is decoded.
+    build_views(objective.views, image_size, num_channels, [0.0] * num_channels, [1.0] * num_channels,
+                patch_size=model.config.patch_size, **view_options)
     data, description = load_images(data_args, image_size, num_channels, seed, min_validation_rows)
     mean, std = compute_mean_std(data["train"])
     processor = build_image_processor(image_size, num_channels, mean, std)
-    view_options = parse_options(data_args.view_overrides, "--view-overrides")
-    view_options.setdefault("local_crop_size", local_crop_pixels(image_size, model.config.patch_size))
-    views = build_views(objective.views, image_size, num_channels, mean, std, **view_options)
+    views = build_views(objective.views, image_size, num_channels, mean, std, patch_size=model.config.patch_size,
+                        **view_options)
     description["views"] = {"method": objective.views, **_plain(view_config(objective.views, image_size, **view_options))}
     processor_description = {"mean": mean, "std": std, "image_size": image_size, "num_channels": num_channels}
     return Prepared(model, processor, data["train"], data["validation"], default_data_collator, description,
@@ -419,7 +423,8 @@ def check_modality(objective: Objective, data_args: DataArguments) -> None:
     suffixes = {f.suffix.lower() for f in files}
     if suffixes and suffixes <= IMAGE_SUFFIXES:
         builtin = "image"
-    elif suffixes and objective.modality == "image" and file_format(files[0]) is not None:
+    elif suffixes and objective.modality == "image" and file_format(files[0]) == "text":
+        # Plain text; tables (parquet, jsonl, csv) may hold images as bytes or paths (loading names the column).
         builtin = "text"
     if builtin is not None and builtin != objective.modality:
         other = ", ".join(o.name for o in OBJECTIVES.values() if o.modality == builtin)

@@ -230,6 +230,38 @@ def test_text_data_for_an_image_objective(tmp_path, capsys):
            message="trains on image")
 
 
+def test_a_table_of_encoded_images_given_as_train_files_trains(tmp_path):
+    """A parquet file of PNG bytes (how images leave a database or another tool) is image data, not text."""
+    import io
+
+    import datasets
+
+    def png(value: int) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(np.full((12, 12), value, np.uint8)).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    datasets.Dataset.from_dict({"img": [png(v) for v in range(0, 240, 6)], "id": list(range(40))}).to_parquet(
+        tmp_path / "images.parquet")
+    out = tmp_path / "run"
+    assert pretrain("--objective", "simclr", "--method-options", SMALL_HEADS["simclr"], "--dataset", "",
+                    "--train-files", tmp_path / "images.parquet", "--image-column", "img", "--output", out,
+                    "--max-steps", "2", "--per-device-train-batch-size", "8") == 0
+    assert manifest(out)["data"]["train_rows"] + manifest(out)["data"]["validation_rows"] == 40
+
+
+def test_a_table_of_text_given_to_an_image_objective_names_the_image_column(tmp_path, capsys):
+    (tmp_path / "rows.jsonl").write_text('{"text": "a", "label": 1}\n' * 10)
+    refuse(capsys, tmp_path / "run", "--objective", "mae", "--dataset", "", "--train-files", tmp_path / "rows.jsonl",
+           message="--image-column")
+
+
+def test_a_view_size_off_the_patch_grid_is_refused_before_training(tmp_path, capsys):
+    refuse(capsys, tmp_path / "run", "--objective", "dino", "--method-options", SMALL_HEADS["dino"],
+           "--view-overrides", "n_local_crops=2,local_crop_size=9", message="not a multiple of the patch size 2")
+    assert "Decoding images" not in capsys.readouterr().err  # refused before the data is read
+
+
 def test_images_for_a_text_objective(tmp_path, capsys):
     code = main(["pretrain", "--objective", "mlm", "--dataset", "digits", "--output", str(tmp_path / "run")])
     assert code == 2 and "trains on text" in capsys.readouterr().err
