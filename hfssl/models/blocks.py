@@ -8,6 +8,8 @@ use_bias, hidden_dropout_prob, attention_dropout_prob, layer_norm_eps, and `_att
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -288,3 +290,22 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
 
+def keep_saved_auto_map(model) -> None:
+    """Drop from `model.config.auto_map` the classes whose module `save_pretrained` will not write beside the weights.
+
+    save_pretrained copies the model's module, the modules it imports and the config's. The config names more: a
+    joint-embedding checkpoint (SimCLR, DINO, SimCSE, ...) names its wrapper's module as AutoModelForPreTraining, so a
+    backbone or classifier loaded from it (a fine-tuned one) would be saved naming a file its folder lacks:
+    `trust_remote_code` loading of that class fails, and `hfssl publish` refuses the folder."""
+    auto_map = getattr(model.config, "auto_map", None)
+    files = [getattr(sys.modules.get(type(obj).__module__), "__file__", None) for obj in (model, model.config)]
+    if not auto_map or not all(files):  # no code is copied for a class defined in __main__: leave it as it is
+        return
+    from transformers.dynamic_module_utils import get_relative_import_files
+
+    saved = {Path(name).stem for file in files for name in (file, *get_relative_import_files(file))}
+
+    def written(ref) -> bool:  # "module.Class", or "repo--module.Class" for another repository's code
+        return not isinstance(ref, str) or "--" in ref or ref.split(".")[0] in saved
+
+    model.config.auto_map = {key: ref for key, ref in auto_map.items() if written(ref)}

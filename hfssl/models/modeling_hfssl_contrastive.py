@@ -175,6 +175,18 @@ def _read_ssl_config(config) -> tuple[str, dict[str, Any]]:
         f'{{"method": "simcse", "temperature": 0.05}}. Methods: {", ".join(METHOD_DEFAULTS)}.'
     )
     if ssl is None:
+        saved = [a for a in getattr(config, "architectures", None) or () if "ContrastiveLearning" not in a]
+        if saved:  # e.g. AutoModelForPreTraining on a masked or next-token LM: name the class that loads it
+            heads = {"ForMaskedLM": "AutoModelForMaskedLM", "ForCausalLM": "AutoModelForCausalLM",
+                     "ForSequenceClassification": "AutoModelForSequenceClassification",
+                     "ForImageClassification": "AutoModelForImageClassification"}
+            auto = next((v for k, v in heads.items() if saved[0].endswith(k)), "AutoModel")
+            raise ValueError(
+                f"This checkpoint is a {saved[0]} (config.json architectures), not a joint-embedding model, so it has "
+                f"no `ssl` method to load: load it with {auto}.from_pretrained (AutoModel for the backbone). To "
+                f"pretrain it with a method instead, set the method on its config and pass that: config = "
+                f"AutoConfig.from_pretrained(path); config.ssl = {{'method': 'simcse'}}; "
+                f"AutoModelForPreTraining.from_pretrained(path, config=config). Methods: {', '.join(METHOD_DEFAULTS)}.")
         raise ValueError(f"{type(config).__name__} has no `ssl` attribute. {fix}")
     if not isinstance(ssl, dict) or "method" not in ssl:
         raise ValueError(f"config.ssl must be a dict with a 'method' key, got {ssl!r}. {fix}")

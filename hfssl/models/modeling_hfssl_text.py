@@ -7,6 +7,7 @@ everything that `from_pretrained(..., trust_remote_code=True)` needs.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,7 @@ from .blocks import (
     RotaryEmbedding,
     build_attention_mask,
     classification_loss,
+    keep_saved_auto_map,
     pool,
     prepared_attention_mask,
 )
@@ -33,6 +35,9 @@ from .configuration_hfssl_text import HfsslTextConfig
 from .cpu_gemm import Linear
 from .input_checks import check_token_inputs, check_token_labels, describe, output_flag
 from .linear_cross_entropy import default_chunk_rows, linear_cross_entropy
+
+
+logger = logging.getLogger(__name__)
 
 
 def _cache_field(output_cls) -> str:
@@ -62,6 +67,12 @@ class HfsslTextPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["Block"]
     _supports_sdpa = True
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, with a config.json whose auto_map names only code the folder holds
+        (see `keep_saved_auto_map`)."""
+        keep_saved_auto_map(self)
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def get_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Deterministic pooled features: input_ids (b, t) -> (b, hidden). No masking, no dropout.
@@ -372,6 +383,14 @@ class HfsslTextForCausalLM(HfsslTextPreTrainedModel, GenerationMixin):
 
     def __init__(self, config: HfsslTextConfig):
         super().__init__(config)
+        if not config.is_causal:
+            # A masked-LM or SimCSE checkpoint (bidirectional) loaded as a next-token model: with its attention
+            # each position would read the token it predicts (training leaks the targets, generation is noise).
+            logger.warning("HfsslTextForCausalLM predicts the next token, so it attends causally: config.is_causal "
+                           "was False (a bidirectional checkpoint, e.g. a masked LM) and is set to True.")
+            if config.pooling == "mean":  # the bidirectional default follows the attention, as hfssl's clm runs do
+                config.pooling = "last"
+            config.is_causal = True
         self.model = HfsslTextModel(config)
         self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()

@@ -16,7 +16,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.utils import ModelOutput
 
-from .blocks import Block, classification_loss, pool
+from .blocks import Block, classification_loss, keep_saved_auto_map, pool
 from .configuration_hfssl_vision import HfsslVisionConfig
 from .cpu_gemm import Linear
 from .input_checks import output_flag, prepare_pixel_values
@@ -150,6 +150,12 @@ class HfsslVisionPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["Block"]
     _supports_sdpa = True
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, with a config.json whose auto_map names only code the folder holds
+        (see `keep_saved_auto_map`)."""
+        keep_saved_auto_map(self)
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
