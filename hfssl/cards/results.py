@@ -111,7 +111,7 @@ def _description(protocol: str, result: dict[str, Any], arms: list[str], spread:
     data = result.get("data") or {}
     legend = [ARM_NOTES[arm] for arm in arms if arm in ARM_NOTES]
     paragraphs = [" ".join(p for p in (PROTOCOL_NOTES.get(protocol, ""), spread) if p),
-                  " ".join(p for p in (_data_note(data), class_note(data)) if p),
+                  " ".join(p for p in (_data_note(data), class_note(data) if "curves" not in result else "") if p),
                   "Arms: " + "; ".join(legend) + "." if legend else ""]
     return "\n\n".join(p for p in paragraphs if p)
 

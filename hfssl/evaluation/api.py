@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -220,6 +221,10 @@ def run_finetune(setup: Setup, run: RunDirectory, options: DataOptions, batch_si
     (the HF Trainer), into the child run <run>/eval/finetune/; plus supervised training from scratch when asked.
     `epochs` and `learning_rate` default to `hfssl.finetune.finetune`'s.
 
+    The fine-tune reads the rows this evaluation loaded (`setup.data.rows`, saved to a temporary folder), not the
+    source again: `hfssl.finetune` carves a missing test split and draws --max-*-examples subsets its own way, so
+    from the source it would score other test examples than the supervised baseline and the other protocols.
+
     A "random-init" fine-tune is training from scratch: ask for the "supervised" baseline instead.
     """
     try:
@@ -230,21 +235,35 @@ def run_finetune(setup: Setup, run: RunDirectory, options: DataOptions, batch_si
             "Use --protocol linear-probe, knn or label-efficiency, or install an hfssl with fine-tuning."
         ) from None
     task = "image-classification" if setup.modality == "image" else "text-classification"
-    data = {k: v for k, v in vars(options).items()
-            if k in ("dataset", "data_dir", "train_files", "test_files", "train_split", "test_split", "text_column",
-                     "image_column", "label_column", "max_train_examples", "max_test_examples", "seed")
-            and v is not None}
+    column = setup.data.description["input_column"]
+    data = {"image_column" if setup.modality == "image" else "text_column": column,
+            "label_column": options.label_column, "seed": options.seed}
     schedule = {k: v for k, v in (("epochs", epochs), ("learning_rate", learning_rate)) if v is not None}
-    outcome = finetune(run.path, task=task, output=run.eval_dir / "finetune", peft="none", batch_size=batch_size,
-                       overwrite=True, **schedule, **data)
+    with tempfile.TemporaryDirectory(prefix="hfssl-evaluate-finetune-") as folder:
+        setup.data.rows.save_to_disk(folder)
+        outcome = finetune(run.path, task=task, output=run.eval_dir / "finetune", peft="none", batch_size=batch_size,
+                           overwrite=True, dataset=folder, train_split="train", test_split="test", **schedule, **data)
+    _record_evaluation_rows(outcome.get("run_dir"), setup.data.description)
     metrics = outcome.get("metrics", {})
     protocol = {"name": "full fine-tuning (hfssl.finetune, HF Trainer)", "run_dir": outcome.get("run_dir"),
+                "data": "the train and test rows of this evaluation (see data)",
                 **{k: outcome.get(k) for k in ("epochs", "learning_rate", "batch_size", "train_examples",
                                                "test_examples", "trainable_parameters", "wall_time_s")}}
     arms = {"pretrained": {"accuracy": metrics.get("accuracy"), "macro_f1": metrics.get("macro_f1"), "protocol": protocol}}
     if "supervised" in setup.baselines:
         arms["supervised"] = setup.train_supervised()
     return {"arms": arms}
+
+
+def _record_evaluation_rows(run_dir: str | None, data: dict[str, Any]) -> None:
+    """The fine-tuned child run read the evaluation's rows from a temporary folder, gone by now: record the
+    evaluation's own source in its run.json instead, so its card and provenance name data that exists."""
+    if not run_dir or not (Path(run_dir) / "run.json").is_file():
+        return
+    child = RunDirectory(Path(run_dir))
+    recorded = child.read_manifest().get("data") or {}
+    child.update_manifest(data={**recorded, "source": data.get("source"), "data_dir": None,
+                                "rows": "the train and test rows of the parent's `hfssl evaluate` (its eval/finetune.json)"})
 
 
 # ---------------------------------------------------------------------------------------------- outputs

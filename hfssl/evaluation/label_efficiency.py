@@ -36,20 +36,39 @@ def _per_class_counts(labels: np.ndarray, fraction: float) -> dict[int, tuple[in
     return {int(c): (math.floor(fraction * n + 0.5), int(n)) for c, n in zip(classes, counts)}
 
 
+def smallest_fraction(examples: int) -> float:
+    """The smallest label fraction, at 4 significant digits, that keeps one of `examples` examples: 0.5 / n rounded
+    up, since a suggestion rounded down (0.01562 for 32 examples) keeps none."""
+    exact = 0.5 / examples
+    scale = 10 ** (3 - math.floor(math.log10(exact)))
+    fraction = math.ceil(exact * scale) / scale
+    while math.floor(fraction * examples + 0.5) < 1:  # float noise in the product
+        fraction += 1 / scale
+    return min(fraction, 1.0)
+
+
 def check_fractions(labels: np.ndarray, fractions: Sequence[float], class_names: Sequence[str] | None = None) -> None:
-    """ValueError when a fraction is outside (0, 1] or leaves some class without examples (named, with the fix)."""
+    """ValueError when a fraction is outside (0, 1] or leaves some class without examples (named, with the fix: the
+    smallest fraction that keeps every class, which is set by the smallest class, not by the one named)."""
     if not fractions:
         raise ValueError("No label fractions given; pass e.g. 0.01,0.1,1.0.")
+
+    def name(label: int) -> Any:
+        return class_names[label] if class_names is not None and label < len(class_names) else label
+
     for fraction in fractions:
         if not 0 < fraction <= 1:
             raise ValueError(f"Label fraction {fraction} is outside (0, 1]; give fractions such as 0.01,0.1,1.0.")
-        for label, (kept, available) in _per_class_counts(labels, fraction).items():
+        counts = _per_class_counts(labels, fraction)
+        for label, (kept, available) in counts.items():
             if kept == 0:
-                name = class_names[label] if class_names is not None and label < len(class_names) else label
+                smallest = min(counts, key=lambda c: counts[c][1])
+                fewest = counts[smallest][1]
+                which = (f" (the smallest class, {name(smallest)!r}, has {fewest})" if fewest < available else "")
                 raise ValueError(
-                    f"Label fraction {fraction} leaves class {name!r} (id {label}) with zero examples: it has "
-                    f"{available} training example(s). Use a fraction of at least {0.5 / available:.4g}, "
-                    f"or more training data."
+                    f"Label fraction {fraction} leaves class {name(label)!r} (id {label}) with zero examples: it has "
+                    f"{available} training example(s). Use a fraction of at least {smallest_fraction(fewest):g}"
+                    f"{which}, or more training data."
                 )
 
 

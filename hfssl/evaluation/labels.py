@@ -14,20 +14,40 @@ logger = logging.getLogger(__name__)
 
 
 def _is_missing_label(value: Any, feature: Any) -> bool:
-    """None, NaN (a blank CSV cell), or a ClassLabel's -1 (datasets' "no label")."""
+    """None, NaN (a blank CSV cell), a blank name (JSON "" or "  "), or a ClassLabel's -1 (datasets' "no label")."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return True
+    if isinstance(value, str):
+        return not value.strip()
     return isinstance(feature, datasets.ClassLabel) and value < 0
 
 
+def _check_one_label_per_row(ds: datasets.Dataset, label_column: str, role: str) -> None:
+    """ValueError for a label column of lists or records: each distinct list would silently become a class."""
+    feature = ds.features[label_column]
+    if not isinstance(feature, (datasets.ClassLabel, datasets.Value)):
+        example = next((v for v in ds[label_column] if v is not None), None)
+        raise ValueError(  # noqa: TRY004 -- bad input data, not a programming error: the CLI maps it to exit 2
+            f"The label column {label_column!r} of the {role} split holds {type(feature).__name__} "
+            f"values such as {example!r}, not one label per row. Give one label (a name or a number) "
+            "per row, or name the column that holds it with --label-column.")
+
+
 def drop_missing_labels(ds: datasets.Dataset, label_column: str, role: str) -> datasets.Dataset:
-    """Drop rows without a label, with a warning giving the count (as `hfssl finetune` does).
+    """Drop rows without a label, with a warning giving the count (as `hfssl finetune` does). Label names are read
+    without surrounding whitespace (" pos" and "pos" are one class, as in `hfssl finetune`), with a warning.
 
     Raises:
-        ValueError: no row of the split has a label.
+        ValueError: no row of the split has a label, or the column holds lists or records.
     """
+    _check_one_label_per_row(ds, label_column, role)
     feature = ds.features[label_column]
-    keep = [i for i, value in enumerate(ds[label_column]) if not _is_missing_label(value, feature)]
+    values = ds[label_column]
+    padded = sorted({v for v in values if isinstance(v, str) and v.strip() and v != v.strip()})
+    if padded:
+        logger.warning("Read %d %s label name(s) without their surrounding whitespace (%s): they are the same classes "
+                       "as the names without it.", len(padded), role, ", ".join(map(repr, padded[:5])))
+    keep = [i for i, value in enumerate(values) if not _is_missing_label(value, feature)]
     if len(keep) == len(ds):
         return ds
     if not keep:
@@ -39,10 +59,11 @@ def drop_missing_labels(ds: datasets.Dataset, label_column: str, role: str) -> d
 
 
 def _label_name(value: Any) -> str:
-    """A label as a class name; whole-number floats (a CSV label column with blanks is read as floats) as integers."""
+    """A label as a class name; whole-number floats (a CSV label column with blanks is read as floats) as integers,
+    strings without surrounding whitespace."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value)
+    return value.strip() if isinstance(value, str) else str(value)
 
 
 def class_names(feature: Any, values: list[Any]) -> list[str]:
@@ -50,7 +71,7 @@ def class_names(feature: Any, values: list[Any]) -> list[str]:
         return list(feature.names)
     names = {_label_name(v): v for v in values}
     try:
-        return [_label_name(v) for v in sorted(set(names.values()))]
+        return [_label_name(v) for v in sorted(names.values(), key=lambda v: v.strip() if isinstance(v, str) else v)]
     except TypeError:  # mixed types (JSON numbers and strings): order by name
         return sorted(names)
 
@@ -144,15 +165,16 @@ def carve_test_split(train: datasets.Dataset, label_column: str, fraction: float
 
 
 def drop_missing_inputs(ds: datasets.Dataset, column: str, modality: str, role: str) -> datasets.Dataset:
-    """Drop rows whose text is missing (None: a blank CSV cell), with a warning giving the count. (Images that do
-    not decode are skipped, and counted, where they are decoded.)"""
+    """Drop rows whose text is missing (None: a blank CSV cell) or blank (JSON "" or whitespace only: no text to
+    encode, and `hfssl finetune` drops them too, so every protocol sees the same rows), with a warning giving the
+    count. (Images that do not decode are skipped, and counted, where they are decoded.)"""
     if modality != "text":
         return ds
-    keep = [i for i, text in enumerate(ds[column]) if text is not None]
+    keep = [i for i, text in enumerate(ds[column]) if isinstance(text, str) and text.strip()]
     if len(keep) == len(ds):
         return ds
     if not keep:
-        raise ValueError(f"No {role} row has a text in column {column!r} (all {len(ds)} are empty). Check the file, "
-                         "or name the column that holds the texts with --text-column.")
+        raise ValueError(f"No {role} row has a text in column {column!r} (all {len(ds)} are empty or blank). Check "
+                         "the file, or name the column that holds the texts with --text-column.")
     logger.warning("Dropped %d of %d %s row(s) without a text (column %r).", len(ds) - len(keep), len(ds), role, column)
     return ds.select(keep)

@@ -63,12 +63,17 @@ class LabeledSplit:
 
 @dataclass
 class LabeledData:
-    """Train and test splits sharing one label encoding, and their description for run.json."""
+    """Train and test splits sharing one label encoding, and their description for run.json.
+
+    rows: the same train and test rows as `datasets` splits (input and label columns as loaded), for protocols that
+    read the data themselves (finetune), so that they score the very test examples the other protocols do.
+    """
 
     train: LabeledSplit
     test: LabeledSplit
     class_names: list[str]
     description: dict[str, Any] = field(default_factory=dict)
+    rows: datasets.DatasetDict | None = None
 
     @property
     def num_classes(self) -> int:
@@ -197,8 +202,12 @@ def _load_text_files(builder: str, files: list[Path], role: str, options: DataOp
     Raises:
         ValueError: a csv/parquet file lacks the label column or the --text-column (names the file and its columns).
     """
-    from ..data.text import file_columns, load_files, read_only_if_headers_differ
+    from ..data.text import file_columns, read_only_if_headers_differ
 
+    empty = [str(f) for f in files if f.stat().st_size == 0]
+    if empty:
+        raise ValueError(f"The {role} file {empty[0]!r} (from --{role}-files) is empty; give a file with a header and "
+                         "rows of texts and labels.")
     headers = {path: file_columns(path, builder) for path in files}
     needed = [c for c in (options.label_column, options.text_column) if c is not None]
     for path, columns in headers.items():
@@ -210,11 +219,44 @@ def _load_text_files(builder: str, files: list[Path], role: str, options: DataOp
     known = [c for c in headers.values() if c is not None]
     shared = [c for c in known[0] if all(c in other for other in known)] if known else []  # what they all have
     kwargs = read_only_if_headers_differ(builder, known, shared)
-    split = load_files(builder, {"train": [str(f) for f in files]}, split="train", **kwargs)
+    split = _read_split(builder, files, role, kwargs)
     if options.label_column not in split.column_names:  # json/txt: no header to check up front
         raise ValueError(f"The {role} files ({', '.join(map(str, files))}) have no column {options.label_column!r}; "
                          f"their columns are {split.column_names}. Give files with labels, or name the column that "
                          "holds them with --label-column.")
+    return split
+
+
+def _read_split(builder: str, files: list[Path], role: str, kwargs: dict[str, Any]) -> datasets.Dataset:
+    """`load_files` of one split, with a ValueError naming the file for what `datasets` reports as a generation
+    traceback or as 'Instruction "train" corresponds to no data' (which names neither the file nor the role): a file
+    that is not UTF-8 (with its first bad line), and files without any row."""
+    from datasets.exceptions import DatasetGenerationError
+
+    from ..data.text import load_files, scan_file
+
+    flag = f"--{role}-files"
+    no_rows = (f"The {role} file(s) {', '.join(map(str, files))} (from {flag}) hold no rows (a header at most); give "
+               "files with a header and rows of texts and labels.")
+    try:
+        split = load_files(builder, {"train": [str(f) for f in files]}, split="train", **kwargs)
+    except DatasetGenerationError as error:
+        cause = error.__cause__ or error
+        if isinstance(cause, UnicodeDecodeError):
+            bad = next((scan for scan in (scan_file(f, builder) for f in files) if scan.bad_lines), None)
+            where = f"{str(bad.path)!r} (line {bad.first_bad_line})" if bad else ", ".join(map(str, files))
+            raise ValueError(  # noqa: TRY004 -- bad input data, not a programming error: the CLI maps it to exit 2
+                f"The {role} file {where} (from {flag}) is not UTF-8 text; save it as UTF-8 (e.g. "
+                "`iconv -f latin1 -t utf-8`) and run the evaluation again.") from None
+        raise ValueError(f"The {role} file(s) {', '.join(map(str, files))} (from {flag}) could not be read as "
+                         f"{builder}: {type(cause).__name__}: {cause}. Check that each is a valid {builder} file."
+                         ) from error
+    except ValueError as error:
+        if "corresponds to no data" in str(error):  # every file is a header only
+            raise ValueError(no_rows) from None
+        raise
+    if len(split) == 0:
+        raise ValueError(no_rows)
     return split
 
 
@@ -324,6 +366,10 @@ def load_labeled_data(options: DataOptions, modality: str, model_config: Any = N
 
     Images are decoded to the model's `image_size` and `num_channels` (from `model_config`).
     """
+    for flag, limit in (("--max-train-examples", options.max_train_examples),
+                        ("--max-test-examples", options.max_test_examples)):
+        if limit is not None and limit < 1:  # before the source is read: fashion-mnist would read 0 images
+            raise ValueError(f"{flag}={limit} must be >= 1.")
     train, test, source = load_source(options, modality)
     check_label_column(train.features, options.label_column)
     column = input_column(train.features, modality, options)
@@ -359,8 +405,28 @@ def load_labeled_data(options: DataOptions, modality: str, model_config: Any = N
         "modality": modality, "train_examples": len(train_y), "test_examples": len(test_y), "test_split": test_note,
         **_subset_notes(options, sizes),
         "num_classes": len(names), "class_names": names, **class_coverage(train_y, test_y, names),
+        **_overlap(train_x, test_x),
     }
-    return LabeledData(LabeledSplit(train_x, train_y), LabeledSplit(test_x, test_y), names, description)
+    rows = datasets.DatasetDict(train=train.select_columns([column, options.label_column]),
+                                test=test.select_columns([column, options.label_column]))
+    return LabeledData(LabeledSplit(train_x, train_y), LabeledSplit(test_x, test_y), names, description, rows)
+
+
+def _overlap(train_x: list[str] | np.ndarray, test_x: list[str] | np.ndarray) -> dict[str, int]:
+    """{"test_examples_also_in_training": n} when n test inputs equal a training input (texts without surrounding
+    whitespace, images pixel for pixel), with a warning: duplicated rows, common in scraped or merged data, land in
+    both splits of a carved test split and a nearest neighbour then recalls their labels, inflating every score."""
+    def key(x: Any) -> Any:
+        return x.strip() if isinstance(x, str) else x.tobytes()
+
+    seen = {key(x) for x in train_x}
+    shared = sum(key(x) in seen for x in test_x)
+    if not shared:
+        return {}
+    logger.warning("%d of %d test example(s) are also in the training split (the same %s): scores on them measure "
+                   "recall, not generalization. Drop duplicated rows (e.g. pandas drop_duplicates) before splitting.",
+                   shared, len(test_x), "text" if isinstance(test_x, list) else "pixels")
+    return {"test_examples_also_in_training": shared}
 
 
 def _test_source(options: DataOptions) -> dict[str, str]:

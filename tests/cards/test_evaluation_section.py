@@ -105,6 +105,19 @@ def test_arms_tables_show_four_decimals_the_k_used_and_the_macro_f1_classes(tmp_
     assert "Arms: random-init: the same probe on a randomly initialized copy" in probe
 
 
+def test_a_curve_which_reports_accuracy_only_carries_no_macro_f1_note(tmp_path):
+    run = make_pretrain_run(tmp_path, "mae")
+    manifest = run.read_manifest()
+    coverage = {"macro_f1_classes": ["cat", "dog"], "classes_without_test_examples": ["bird"],
+                "classes_without_training_examples": []}
+    for protocol in ("linear-probe", "label-efficiency"):
+        manifest["eval"][protocol]["data"] = {**manifest["eval"][protocol]["data"], **coverage}
+    run.update_manifest(**manifest)
+    text = render_card(run.path).read_text()
+    assert "Macro-F1 averages" in text.split("### Linear probe")[1].split("###")[0]
+    assert "Macro-F1" not in text.split("### Label efficiency")[1].split("###")[0]
+
+
 def test_summary_and_hyperparameters_read_as_sentences(tmp_path):
     run = make_pretrain_run(tmp_path, "mae", with_eval=False)
     manifest = run.read_manifest()
