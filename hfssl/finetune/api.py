@@ -188,8 +188,10 @@ def run_finetune(parent_source: str, task: str, output: Path, method: PeftMethod
         trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], data_collator=collator,
                           callbacks=method_callbacks(model))
         stats = train_and_measure(trainer)
-        metrics, coverage = evaluate_classifier(trainer, encoded["test"], id2label)
+        metrics, coverage = evaluate_classifier(trainer, encoded["test"], id2label, encoded["train"]["label"])
         folders = save_outputs(run, trainer.model, processor, merge, parent.model_path)
+        if folders.get("base_dir") and "peft_config" in peft_description:  # what adapter/adapter_config.json names
+            peft_description["peft_config"]["base_model_name_or_path"] = str(Path(folders["base_dir"]).resolve())
         _remove_if_empty(run.checkpoints_dir)  # save_strategy "no": the Trainer made it and put nothing in it
         summary = {
             "parent": describe_parent(parent), "task": task, **peft_description, "id2label": id2label,
@@ -462,31 +464,39 @@ def train_and_measure(trainer: Trainer) -> dict[str, Any]:
             "peak_memory_mb": round(memory, 1), "peak_memory_measure": how}
 
 
-def evaluate_classifier(trainer: Trainer, test, id2label: dict[int, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+def evaluate_classifier(trainer: Trainer, test, id2label: dict[int, str],
+                        train_labels: list[int] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Accuracy and macro-F1 of argmax predictions on the test split, and the test loss; then the classes macro-F1
-    averaged over (`macro_f1_classes`) and the training classes the test split lacks (`test_missing_classes`).
+    averaged over (`macro_f1_classes`), the training classes the test split lacks (`test_missing_classes`) and the
+    test classes the training split lacks (`train_missing_classes`).
 
     Macro-F1 is the unweighted mean of the per-class F1 = 2TP / (2TP + FP + FN) over the classes present in the test
     split, whatever was predicted (as `hfssl evaluate`'s probes compute it): a prediction of a class the test split
     lacks is an error against the true class. A training class without test examples is therefore not measured; it
-    is named in a warning.
+    is named in a warning. A test class without training examples is measured, as in `hfssl evaluate`: no example
+    taught its output to win, so its examples are errors and its F1 is 0 in all but freak cases.
+
+    `train_labels`: the training split's label ids (None: every class of id2label is a training class).
     """
     output = trainer.predict(test)
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
     predicted, labels = np.asarray(logits).argmax(-1), np.asarray(test["label"])
     present = np.unique(labels)
-    missing = [id2label[i] for i in sorted(set(id2label) - set(present.tolist()))]
+    trained = set(id2label) if train_labels is None else set(np.unique(np.asarray(train_labels)).tolist())
+    missing = [id2label[i] for i in sorted(trained - set(present.tolist()))]
     if missing:
         logger.warning(
             "The test split has no example of %d of the %d training classes (%s): accuracy and macro-F1 do not "
             "measure them (macro-F1 averages over the %d classes the test split has). Add test examples of every "
-            "class for a complete measure.", len(missing), len(id2label), ", ".join(missing), len(present))
+            "class for a complete measure.", len(missing), len(trained), ", ".join(missing), len(present))
     metrics = {
         "accuracy": float(accuracy_score(labels, predicted)),
         "macro_f1": float(f1_score(labels, predicted, labels=present, average="macro", zero_division=0)),
         "test_loss": output.metrics.get("test_loss"),
     }
-    return metrics, {"macro_f1_classes": [id2label[int(i)] for i in present], "test_missing_classes": missing}
+    unseen = [id2label[i] for i in sorted(set(present.tolist()) - trained)]
+    return metrics, {"macro_f1_classes": [id2label[int(i)] for i in present], "test_missing_classes": missing,
+                     "train_missing_classes": unseen}
 
 
 def _remove_if_empty(folder: Path) -> None:

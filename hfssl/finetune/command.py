@@ -138,6 +138,9 @@ def format_result(result: dict[str, Any]) -> str:
     ]
     if result.get("test_missing_classes"):
         lines[-1:-1] = [f"  (the test split has no example of: {', '.join(result['test_missing_classes'])})"]
+    if result.get("train_missing_classes"):
+        unseen = ", ".join(result["train_missing_classes"])
+        lines[-1:-1] = [f"  (never in training, so not learned and scored F1 0: {unseen})"]
     for key in ("adapter_dir", "base_dir", "model_dir", "merged_dir"):
         if result.get(key):
             lines.append(f"  {key.removesuffix('_dir'):8} {result[key]}")

@@ -1,8 +1,8 @@
 """Labeled data for fine-tuning: text or images with a label, split into `train` and `test`.
 
 Steps, each a function: `load_splits` (files, a Hub id or builder, a `save_to_disk` folder, or a built-in
-set) -> `encode_labels` (one id per label value, from the training split; test labels must all occur in
-training) -> `subsample` (stratified `label_fraction` and example caps, seeded) -> `tokenize_texts` or
+set) -> `encode_labels` (one id per label value, from the training split; test-only labels are numbered after
+them, with a warning) -> `subsample` (stratified `label_fraction` and example caps, seeded) -> `tokenize_texts` or
 `decode_images`. Built-in sets: `fashion-mnist` (IDX files in --data-dir or $HFSSL_DATA_DIR/fashion_mnist),
 `digits` (scikit-learn) and `stdlib-docstrings` (docstrings of the standard library labeled by package).
 """
@@ -194,8 +194,8 @@ def _local(spec: DataSpec, modality: str) -> DatasetDict:
             )
         return splits
     resolved = {role: resolve_files(files, f"--{role}-files") for role, files in roles.items() if files}
-    fmt = infer_format([f for files in resolved.values() for f in files])
-    return DatasetDict({role: _load_text_split(fmt, files, spec) for role, files in resolved.items()})
+    # A format per split (train.jsonl with test.parquet is fine): each split is loaded on its own.
+    return DatasetDict({role: _load_text_split(infer_format(files), files, spec) for role, files in resolved.items()})
 
 
 def _load_text_split(fmt: str, files: list[Path], spec: DataSpec) -> Dataset:
@@ -318,10 +318,15 @@ def _check_label_column(split: Dataset, column: str, role: str) -> None:
 def encode_labels(splits: DatasetDict, label_column: str) -> tuple[DatasetDict, dict[int, str]]:
     """Replace `label_column` by an int `label` column numbered from the training split; returns id2label.
 
-    A ClassLabel column keeps its ids and names. Otherwise labels are sorted values of the training split.
+    A ClassLabel column keeps its ids and names (a test split with a ClassLabel of its own, or names against a
+    training ClassLabel, is matched by name). Otherwise labels are sorted values of the training split, then
+    (sorted, with a warning) test labels the training split never shows: as in `hfssl evaluate`, whose finetune
+    protocol hands its rows here, such a class is scored rather than refused. The model is never trained to predict
+    it, so its test examples count as errors and its F1 is 0 in macro-F1; numbering it after the training classes
+    keeps the training ids what they would be without it.
 
     Raises:
-        ValueError: the column is missing, or the test split holds labels that training never shows (named).
+        ValueError: the column is missing, or no test label is a training label (the splits name classes apart).
     """
     splits = DatasetDict({role: clean_labels(split, label_column, role) for role, split in splits.items()})
     splits = _match_label_types(splits, label_column)
@@ -330,11 +335,9 @@ def encode_labels(splits: DatasetDict, label_column: str) -> tuple[DatasetDict, 
         names = list(feature.names)
         train_values = {names[i] for i in set(splits["train"][label_column])}
         test_values = {names[i] for i in set(splits["test"][label_column])}
-        to_id = {name: i for i, name in enumerate(names)}
     else:
         train_values, test_values = set(splits["train"][label_column]), set(splits["test"][label_column])
         names = sorted(train_values, key=lambda v: (str(type(v)), v))
-        to_id = {value: i for i, value in enumerate(names)}
     if len(train_values) < 2:
         raise ValueError(
             f"The training split has a single label ({', '.join(map(str, train_values))}): nothing to classify. "
@@ -346,13 +349,10 @@ def encode_labels(splits: DatasetDict, label_column: str) -> tuple[DatasetDict, 
                        "per class. If the column holds scores or ids rather than classes, name the label column with "
                        "--label-column, or bin the values into classes first.", len(train_values), rows, label_column,
                        rows / len(train_values))
-    unseen = sorted(map(str, test_values - train_values))
-    if unseen:
-        raise ValueError(
-            f"The test split has label(s) {', '.join(unseen)} that the training split never shows "
-            f"(training labels: {', '.join(sorted(map(str, train_values)))}). Add training examples of them "
-            "or remove them from the test data."
-        )
+    _check_test_labels(splits["test"], label_column, train_values, test_values, feature)
+    if not isinstance(feature, ClassLabel):
+        names += sorted(test_values - train_values, key=lambda v: (str(type(v)), v))
+    to_id = {value: i for i, value in enumerate(names)}
     if label_column != "label" and "label" in splits["train"].column_names:
         splits = splits.remove_columns("label")  # another column called label would shadow the chosen one
     if not isinstance(feature, ClassLabel):
@@ -365,6 +365,29 @@ def encode_labels(splits: DatasetDict, label_column: str) -> tuple[DatasetDict, 
     return splits, {i: str(name) for i, name in enumerate(names)}
 
 
+def _check_test_labels(test: Dataset, column: str, train_values: set, test_values: set, feature: Any) -> None:
+    """Warn about test labels the training split never shows (they are scored, as errors); refuse test labels that
+    share no class with training, which means the splits name their classes differently."""
+    train_names, test_names = sorted(map(str, train_values)), sorted(map(str, test_values))
+    if not train_values & test_values:
+        raise ValueError(
+            f"None of the test labels ({', '.join(test_names[:10])}) is a label of the training split "
+            f"({', '.join(train_names[:10])}): the two splits must name their classes alike. Check the files and "
+            f"--label-column ({column!r})."
+        )
+    unseen = test_values - train_values
+    if unseen:
+        values = test[column]
+        if isinstance(feature, ClassLabel):
+            values = [feature.names[v] for v in values]
+        count = sum(v in unseen for v in values)
+        logger.warning(
+            "%d of %d test example(s) belong to label(s) the training split never shows: %s. They are scored (as in "
+            "hfssl evaluate) and the classifier gets an output for each, but no training example teaches it to "
+            "predict them: expect these examples to count as errors and these classes to score F1 0 in macro-F1. "
+            "Give a training split that covers every class.", count, len(values), ", ".join(sorted(map(str, unseen))))
+
+
 def _match_label_types(splits: DatasetDict, column: str) -> DatasetDict:
     """Read the test labels as the training labels' type (JSON "1" and 1, or CSV 1.0 and 1, are the same label).
 
@@ -375,8 +398,12 @@ def _match_label_types(splits: DatasetDict, column: str) -> DatasetDict:
     """
     splits = DatasetDict({role: _integral_floats_as_ints(split, column) for role, split in splits.items()})
     train, test = splits["train"].features[column], splits["test"].features[column]
-    if train == test or (isinstance(train, ClassLabel) and isinstance(test, ClassLabel)):
+    if train == test:
         return splits
+    names_against_class_label = isinstance(test, ClassLabel) or (
+        isinstance(train, ClassLabel) and isinstance(test, datasets.Value) and "string" in test.dtype)
+    if names_against_class_label:
+        return _one_class_label(splits, column)
     try:
         cast = splits["test"].cast_column(column, train)
     except (ValueError, TypeError, NotImplementedError):
@@ -387,6 +414,34 @@ def _match_label_types(splits: DatasetDict, column: str) -> DatasetDict:
             "numbers)."
         ) from None
     return DatasetDict(train=splits["train"], test=cast)
+
+
+def _one_class_label(splits: DatasetDict, column: str) -> DatasetDict:
+    """Both splits under one ClassLabel, matched by class name, when the test split names its classes through a
+    ClassLabel of its own or the training split has a ClassLabel and the test split writes names.
+
+    Ids alone would mislabel: two ClassLabels (two save_to_disk folders, two Hub configs) may number the same names
+    differently, and a string split cast to a ClassLabel fails on a name the ClassLabel lacks. The training split's
+    classes keep their ids (a ClassLabel's, else its sorted values); test-only names follow, sorted.
+    """
+    def names(role: str) -> list[str]:
+        feature, values = splits[role].features[column], set(splits[role][column])
+        if isinstance(feature, ClassLabel):  # training: every name keeps its id; test: the names it uses
+            return [n.strip() for n in feature.names] if role == "train" else [feature.names[v].strip() for v in values]
+        return [str(v) for v in sorted(values, key=lambda v: (str(type(v)), v))]
+
+    train_names = names("train")
+    merged = ClassLabel(names=train_names + sorted(set(names("test")) - set(train_names)))
+
+    def relabel(split: Dataset) -> Dataset:
+        feature = split.features[column]
+        name = (lambda v: feature.names[v].strip()) if isinstance(feature, ClassLabel) else str
+        features = split.features.copy()
+        features[column] = merged
+        return split.map(lambda batch: {column: [merged.str2int(name(v)) for v in batch[column]]}, batched=True,
+                         features=features)
+
+    return DatasetDict({role: relabel(split) for role, split in splits.items()})
 
 
 def _integral_floats_as_ints(split: Dataset, column: str) -> Dataset:
@@ -412,7 +467,8 @@ def _examples(split: Dataset, column: str, count: int = 4) -> str:
 
 def clean_labels(split: Dataset, column: str, role: str) -> Dataset:
     """The split with usable labels only: one value per row (not a list), names without surrounding whitespace
-    (" pos" and "pos" are one label; stripped with a warning), and rows with a missing or blank label dropped.
+    (" pos" and "pos" are one label; stripped with a warning), and rows with a missing or blank label (or a
+    ClassLabel's -1, datasets' "no label") dropped.
 
     Raises:
         ValueError: the column is missing (names the split's columns), holds lists or records, or no row has a label.
@@ -436,12 +492,20 @@ def clean_labels(split: Dataset, column: str, role: str) -> Dataset:
         if unclean or "" in split.unique(column):
             split = split.map(lambda batch: {column: [(v.strip() or None) if isinstance(v, str) else v
                                                       for v in batch[column]]}, batched=True)
-    kept = split.filter(lambda batch: [v is not None for v in batch[column]], batched=True)
+    unlabeled = -1 if isinstance(feature, ClassLabel) else None  # datasets' ClassLabel id for "no label" (GLUE tests)
+    kept = split.filter(lambda batch: [v is not None and v != unlabeled for v in batch[column]], batched=True)
     if len(kept) < len(split):
         logger.warning("Dropped %d %s row(s) without a label.", len(split) - len(kept), role)
     if len(kept) == 0:
-        raise ValueError(f"The {role} split has no labeled rows (column {column!r}).")
+        raise ValueError(f"The {role} split has no labeled rows (column {column!r}){_unlabeled_hint(unlabeled)}.")
     return kept
+
+
+def _unlabeled_hint(unlabeled: int | None) -> str:
+    if unlabeled is None:
+        return ""
+    return (": its class labels are all -1, datasets' mark for an unlabeled row (benchmarks such as GLUE hide their "
+            "test labels so). Use a labeled split as --test-split, or give no test split to carve one from training")
 
 
 # ----------------------------------------------------------------------------------------------- subsets
@@ -450,16 +514,34 @@ def clean_labels(split: Dataset, column: str, role: str) -> Dataset:
 def stratified_indices(labels: list[int] | np.ndarray, size: int, seed: int) -> list[int]:
     """`size` row indices (at least one per class) drawn per class in proportion to its count; sorted.
 
-    labels: (n,) class ids. Reproducible for a given seed.
+    labels: (n,) class ids. Reproducible for a given seed. Exactly `min(size, n)` rows unless there are more classes
+    than that (then one per class): the per-class shares are rounded by largest remainder, since rounding each on its
+    own drifts (four classes of 5 rows and size 10 gave 4 x round(2.5) = 8 rows, a cap of 10 on [99, 1] gave 11).
     """
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
+    values, counts = np.unique(labels, return_counts=True)
+    quotas = _largest_remainder_quotas(counts, min(size, len(labels)))
     chosen = []
-    for value in np.unique(labels):
+    for value, quota in zip(values.tolist(), quotas.tolist(), strict=True):
         rows = np.flatnonzero(labels == value)
-        quota = min(len(rows), max(1, round(size * len(rows) / len(labels))))
         chosen.append(rng.permutation(rows)[:quota])
     return sorted(np.concatenate(chosen).tolist())
+
+
+def _largest_remainder_quotas(counts: np.ndarray, size: int) -> np.ndarray:
+    """Rows per class summing to `size` (or to the number of classes, if larger): each class's share of `size` in
+    proportion to its count, at least 1 and at most its count, rounded by largest remainder (ties: first class)."""
+    exact = size * counts / counts.sum()
+    quotas = np.clip(np.floor(exact).astype(int), 1, counts)
+    target = max(size, len(counts))
+    while quotas.sum() < target:  # the classes furthest below their exact share gain a row
+        room = np.where(quotas < counts, exact - quotas, -np.inf)
+        quotas[int(np.argmax(room))] += 1
+    while quotas.sum() > target:  # forced up to 1: the classes furthest above their exact share give one back
+        excess = np.where(quotas > 1, quotas - exact, -np.inf)
+        quotas[int(np.argmax(excess))] -= 1
+    return quotas
 
 
 def carve_test_split(full: Dataset, test_fraction: float, seed: int, label_column: str = "label") -> DatasetDict:

@@ -27,10 +27,12 @@ def test_target_modules_matching_nothing_name_the_linear_modules(text_parent, tm
            text_parent, task="text-classification", dataset="stdlib-docstrings", target_modules=["query"])
 
 
-def test_test_labels_missing_from_training_are_named(text_parent, tmp_path):
+def test_test_labels_that_name_no_training_class_are_refused(text_parent, tmp_path):
+    """Some test-only classes are scored (F1 0); none in common means the splits spell their classes differently."""
     (tmp_path / "train.csv").write_text("text,label\ngood film,pos\nbad film,neg\n", encoding="utf-8")
-    (tmp_path / "test.csv").write_text("text,label\nfine film,neutral\nbad,neg\n", encoding="utf-8")
-    refuse(ValueError, "label\\(s\\) neutral that the training split never shows", tmp_path / "run", text_parent,
+    (tmp_path / "test.csv").write_text("text,label\nfine film,positive\nbad,negative\n", encoding="utf-8")
+    refuse(ValueError, "None of the test labels \\(negative, positive\\) is a label of the training", tmp_path / "run",
+           text_parent,
            task="text-classification", train_files=[str(tmp_path / "train.csv")],
            test_files=[str(tmp_path / "test.csv")])
 
