@@ -92,6 +92,42 @@ def without_full_attention_mask(batch: dict[str, torch.Tensor]) -> dict[str, tor
 
 
 @dataclass
+class AtLeastOneMasked:
+    """Wrap `DataCollatorForLanguageModeling` so that every batch has a masked token to predict.
+
+    It picks each token on its own with probability p, so a small batch of short blocks (block size 8, batch 1:
+    0.85^7 = 32% of batches) can come out with none; the mean loss over zero masked tokens is NaN and stops the
+    run. Such a batch gets one of its non-special tokens replaced by [MASK] and predicted.
+    """
+
+    collator: DataCollatorForLanguageModeling
+
+    def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = self.collator(examples)
+        labels = batch["labels"]
+        if bool((labels != -100).any()):
+            return batch
+        tokenizer = self.collator.tokenizer
+        ids = batch["input_ids"]  # unchanged: nothing was selected
+        maskable = ~torch.isin(ids, torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=ids.dtype))
+        candidates = maskable.flatten().nonzero().flatten()
+        if not len(candidates):
+            special = ", ".join(sorted({tokenizer.convert_ids_to_tokens(i) for i in ids.flatten().tolist()}))
+            raise ValueError(
+                f"A masked-LM batch holds only special tokens ({special}), so no token can be masked. If they are "
+                f"{tokenizer.unk_token}, the tokenizer does not cover the corpus: train one on it (leave out "
+                "--tokenizer)."
+            )
+        generator = getattr(self.collator, "generator", None)
+        pick = candidates[torch.randint(len(candidates), (1,),
+                                        generator=generator if isinstance(generator, torch.Generator) else None)]
+        row, col = divmod(int(pick), ids.shape[1])
+        labels[row, col] = ids[row, col]
+        ids[row, col] = tokenizer.mask_token_id
+        return batch
+
+
+@dataclass
 class UnpaddedBatches:
     """Wrap a collator so that batches without padding carry no `attention_mask` (see above)."""
 
@@ -130,6 +166,6 @@ def build_collator(
         if objective != "mlm":
             raise ValueError(f"--mlm-static-masking works with objective 'mlm' only, not {objective!r}.")
         return StaticMaskingCollator(tokenizer, mlm_probability, seed)
-    return UnpaddedBatches(DataCollatorForLanguageModeling(
+    return UnpaddedBatches(AtLeastOneMasked(DataCollatorForLanguageModeling(
         tokenizer=tokenizer, mlm=True, mlm_probability=mlm_probability, seed=seed, return_tensors="pt"
-    ))
+    )))

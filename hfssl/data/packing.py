@@ -2,12 +2,15 @@
 
 Documents are joined with a separator (eos for next-token objectives, [SEP] otherwise) and cut into
 blocks; the remainder of each map batch is dropped, as transformers' run_mlm.py `group_texts` does, so
-a map-style dataset and the same data streamed give identical blocks (with one process). Blocks for
+a map-style dataset and the same data streamed give identical blocks (with one process). A batch takes enough
+documents for `BLOCKS_PER_BATCH` blocks (unless told its size), so that remainder stays a small share of the tokens. Blocks for
 encoder objectives start with [CLS], so position 0 always holds a pooling token.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from functools import partial
 from itertools import chain
 
@@ -16,10 +19,17 @@ from transformers import PreTrainedTokenizerBase
 
 from .tokenizer import is_causal_objective
 
+logger = logging.getLogger(__name__)
 AnyDataset = Dataset | IterableDataset
 AnyData = Dataset | DatasetDict | IterableDataset | IterableDatasetDict
 
 MIN_BLOCK_SIZE = 8
+# A packing batch takes enough documents for about this many blocks, so the tail each batch drops (under one block)
+# stays under 1/64 of its tokens however short the documents are.
+BLOCKS_PER_BATCH = 64
+MIN_DOCS_PER_BATCH = 1000
+# Above this share of unknown tokens in a split's first documents, packing warns that the tokenizer does not fit.
+MAX_UNKNOWN_SHARE = 0.05
 # int32 halves the cache on disk; collators turn ids into int64 tensors.
 PACKED_FEATURES = Features({"input_ids": List(Value("int32"))})
 
@@ -73,15 +83,55 @@ def _count_tokens(ds: AnyDataset, tokenizer: PreTrainedTokenizerBase, batch_size
     return total
 
 
+def _first_documents(ds: AnyDataset, tokenizer: PreTrainedTokenizerBase, count: int) -> list[list[int]]:
+    """Token ids of the first `count` documents (the same for a dataset and its stream)."""
+    sample = next(iter(ds.iter(batch_size=count)), None)
+    if not sample:
+        return []
+    return tokenizer(sample["text"], add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
+
+
+def _docs_per_batch(first: list[list[int]], block_size: int) -> int:
+    """Documents per packing batch: `MIN_DOCS_PER_BATCH`, or more when that many documents (estimated from the
+    first ones) hold fewer than `BLOCKS_PER_BATCH` blocks of tokens.
+
+    Each batch drops its tail of up to block_size - 1 tokens: with short documents and long blocks (tweets into
+    4096-token blocks) a batch of 1000 documents lost most of its tokens, or all of them, so a corpus of many
+    blocks' worth of tokens could pack into none.
+    """
+    if not first:
+        return MIN_DOCS_PER_BATCH
+    tokens_per_doc = sum(len(doc) + 1 for doc in first) / len(first)
+    return max(MIN_DOCS_PER_BATCH, math.ceil(BLOCKS_PER_BATCH * block_size / tokens_per_doc))
+
+
+def _warn_unknown_tokens(ids: list[list[int]], tokenizer: PreTrainedTokenizerBase, name: str) -> None:
+    """Warn when many tokens of a split's first documents are the unknown token: a tokenizer made for another
+    language or script (--tokenizer from another run) turns the corpus into [UNK]s, and training still runs."""
+    unk, total = tokenizer.unk_token_id, sum(len(doc) for doc in ids)
+    if unk is None or unk == tokenizer.eos_token_id or not total:  # byte-level BPE: eos doubles as unk, never unknown
+        return
+    share = sum(doc.count(unk) for doc in ids) / total
+    if share > MAX_UNKNOWN_SHARE:
+        logger.warning(
+            "%.0f%% of the tokens of the %s split's first %d documents are %s: the tokenizer does not cover this "
+            "text (another language or script?). Train one on this corpus (leave out --tokenizer) or pass one that "
+            "covers it.", 100 * share, name, len(ids), tokenizer.unk_token,
+        )
+
+
 def _pack_split(
     ds: AnyDataset, tokenizer: PreTrainedTokenizerBase, block_size: int, objective: str,
-    num_proc: int | None, batch_size: int,
+    num_proc: int | None, batch_size: int | None, name: str = "data",
 ) -> AnyDataset:
-    """Pack one split and make sure at least one block came out."""
+    """Pack one split (`name` says which in errors and warnings) and make sure at least one block came out."""
     columns = ds.column_names or ["text"]
     if "text" not in columns:
         raise ValueError(f"Packing needs a 'text' column; the data has {columns}. Load it with load_text_dataset.")
     separator, prefix = _special_ids(tokenizer, objective)
+    first = _first_documents(ds, tokenizer, batch_size or MIN_DOCS_PER_BATCH)
+    _warn_unknown_tokens(first, tokenizer, name)
+    batch_size = batch_size or _docs_per_batch(first, block_size)
     function = partial(_tokenize_batch, tokenizer=tokenizer, block_size=block_size, separator=separator, prefix=prefix)
     kwargs = dict(batched=True, batch_size=batch_size, remove_columns=columns, features=PACKED_FEATURES)
     if isinstance(ds, Dataset):
@@ -92,9 +142,16 @@ def _pack_split(
         empty = next(iter(packed), None) is None
     if empty:
         total = _count_tokens(ds, tokenizer, batch_size)
+        if total < block_size:
+            raise ValueError(
+                f"texts are shorter than the block size everywhere ({total} tokens in total < block_size "
+                f"{block_size}) in the {name} split; lower --block-size or add text"
+                + (" to the validation split (--validation-files, --validation-fraction)." if name == "validation"
+                   else ".")
+            )
         raise ValueError(
-            f"texts are shorter than the block size everywhere ({total} tokens in total < block_size "
-            f"{block_size}); lower --block-size or add text."
+            f"no block of {block_size} tokens came out of the {name} split ({total} tokens in all): packing cuts "
+            f"blocks within batches of {batch_size} documents and none held {block_size} tokens. Lower --block-size."
         )
     return packed
 
@@ -111,12 +168,13 @@ def tokenize_and_pack(
     block_size: int,
     objective: str,
     num_proc: int | None = None,
-    batch_size: int = 1000,
+    batch_size: int | None = None,
 ) -> AnyData:
     """Turn a `text` column into blocks: the same container type, with only `input_ids` (block_size ints each).
 
     Map-style data is cached by `datasets`. With `num_proc > 1` each process drops its own remainder,
-    so the blocks differ slightly from a single-process or streamed run.
+    so the blocks differ slightly from a single-process or streamed run. `batch_size`: documents per packing
+    batch; None (the default) takes at least `MIN_DOCS_PER_BATCH`, more for short documents (`_docs_per_batch`).
     """
     max_length = tokenizer.model_max_length
     check_block_size(block_size)
@@ -125,14 +183,14 @@ def tokenize_and_pack(
             f"block_size must be at most the tokenizer's model_max_length ({max_length}), got {block_size}. "
             "Change --block-size."
         )
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     pack = partial(
         _pack_split, tokenizer=tokenizer, block_size=block_size, objective=objective,
         num_proc=num_proc, batch_size=batch_size,
     )
     if isinstance(ds, (DatasetDict, IterableDatasetDict)):
-        return type(ds)({name: pack(split) for name, split in ds.items()})
+        return type(ds)({name: pack(split, name=name) for name, split in ds.items()})
     return pack(ds)
 
 

@@ -12,6 +12,7 @@ import csv
 import glob
 import gzip
 import hashlib
+import io
 import logging
 import lzma
 import os
@@ -24,6 +25,7 @@ from typing import IO, Any
 from datasets import (
     Dataset,
     DatasetDict,
+    Features,
     IterableDataset,
     IterableDatasetDict,
     Json,
@@ -96,7 +98,9 @@ def resolve_files(patterns: list[str] | str, flag: str = "--train-files") -> lis
     for pattern in patterns:
         path = Path(pattern).expanduser()
         if _GLOB_CHARS & set(pattern):
-            matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True) if Path(m).is_file())
+            # As in a folder, files of other types that a glob also matches (README.md, LICENSE) are left out.
+            matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True)
+                             if Path(m).is_file() and file_format(Path(m)))
         elif path.is_dir():
             matches = _files_in_folder(path)
         elif path.is_file():
@@ -217,14 +221,17 @@ def _check_encoding(scans: list[FileScan], strict: bool) -> int:
 
 
 def _decode_kwargs(fmt: str, replace: bool) -> dict[str, str]:
-    """`load_dataset` keywords that read undecodable bytes as `_UNDECODABLE_MARK` instead of failing."""
+    """`load_dataset` keywords that read undecodable bytes as `_UNDECODABLE_MARK` instead of failing, and read
+    past a UTF-8 byte-order mark at the start of a text file (Windows editors write one) instead of keeping it
+    as an invisible U+FEFF at the start of the first row (the csv and json readers skip it on their own)."""
+    sig = {"encoding": "utf-8-sig"} if fmt == "text" else {}
     if not replace or fmt == "parquet":
-        return {}
+        return sig
     if fmt == "json":
         # The json builder applies `encoding_errors` only when `encoding` is not literally "utf-8";
         # "utf8" is the same codec under another name, which routes each chunk through that decode step.
         return {"encoding": "utf8", "encoding_errors": _MARK_ERRORS}
-    return {"encoding_errors": _MARK_ERRORS}
+    return {**sig, "encoding_errors": _MARK_ERRORS}
 
 
 def file_columns(path: Path, fmt: str) -> list[str] | None:
@@ -270,13 +277,50 @@ def _load_split(fmt: str, files: list[Path], role: str, args: DataArguments, rep
                 f"columns are {columns}. Pass the column that holds the text with --text-column, or give files "
                 "that all have it."
             )
+    if fmt == "text" and any(f.suffix.lower() in _OPENERS for f in files):
+        return _load_compressed_text(files, args.streaming, replace)
     kwargs = {**_decode_kwargs(fmt, replace),
-              **read_only_if_headers_differ(fmt, list(headers.values()), [args.text_column])}
+              **(_separated_text_kwargs(args.text_column) if fmt in SEPARATED else
+                 read_only_if_headers_differ(fmt, list(headers.values()), [args.text_column]))}
     return load_files(fmt, {"train": [str(f) for f in files]}, split="train", streaming=args.streaming, **kwargs)
 
 
+def _text_lines(files: list[str], errors: str, content: str) -> Iterator[dict[str, str]]:
+    """One row per line of each file, decompressed and decoded here (universal newlines, as the text builder
+    reads them). `content` is unused: it keys the generator's cache to the files' bytes, not only their names."""
+    del content
+    for name in files:
+        with _open_bytes(Path(name)) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors=errors) as lines:
+            for line in lines:
+                yield {"text": line.rstrip("\n")}
+
+
+def _load_compressed_text(files: list[Path], streaming: bool, replace: bool) -> AnyDataset:
+    """Text files of which some are compressed, read line by line here instead of by `datasets`' text builder.
+
+    That builder opens a compressed file through fsspec without the `encoding` and `encoding_errors` it was given,
+    so one non-UTF-8 line failed the whole load (instead of being skipped and counted), the text was decoded with
+    the locale's encoding, and a byte-order mark stayed in the first row.
+    """
+    kwargs = {"files": [str(f) for f in files], "errors": _MARK_ERRORS if replace else "strict",
+              "content": fingerprint_files(files)}
+    maker = IterableDataset if streaming else Dataset
+    return maker.from_generator(_text_lines, features=Features({"text": Value("string")}), gen_kwargs=kwargs)
+
+
+def _separated_text_kwargs(column: str) -> dict[str, Any]:
+    """csv/tsv keywords that read only the text column, every cell as the string it is.
+
+    pandas would otherwise turn cells such as "NA", "None", "null" or "nan" into missing values (dropped later as
+    empty rows), and type each 10,000-row chunk on its own: a chunk of number-only cells becomes an int column
+    that the next chunk's text cannot be cast to (a failure), or, in a stream, rows that are dropped as not text.
+    Other columns are not needed, and their chunk types could fail the same way.
+    """
+    return {"usecols": [column], "keep_default_na": False, "features": Features({column: Value("string")})}
+
+
 def _load_local(args: DataArguments) -> tuple[AnyDatasetDict, dict[str, Any], bool, dict[str, str]]:
-    """Load `args.train_files` (+ `validation_files`) with one builder.
+    """Load `args.train_files` (+ `validation_files`), each split with the builder of its files' format.
 
     Returns:
         (splits, description, has_bad, origins): origins names each split's files for error messages.
@@ -285,8 +329,9 @@ def _load_local(args: DataArguments) -> tuple[AnyDatasetDict, dict[str, Any], bo
     if args.validation_files:
         roles["validation"] = resolve_files(args.validation_files, "--validation-files")
     all_files = [f for files in roles.values() for f in files]
-    fmt = infer_format(all_files)
-    scans = {f: scan_file(f, fmt) for f in all_files}
+    # Each split is loaded on its own, so train and validation files may be of different formats.
+    formats = {role: infer_format(files) for role, files in roles.items()}
+    scans = {f: scan_file(f, formats[role]) for role, files in roles.items() for f in files}
     bad_lines = _check_encoding(list(scans.values()), args.strict)
     splits, origins = {}, {}
     for role, files in roles.items():
@@ -297,11 +342,13 @@ def _load_local(args: DataArguments) -> tuple[AnyDatasetDict, dict[str, Any], bo
                 f"corpus is empty: the {role} files hold no text ({', '.join(map(str, files))}). "
                 "Give files with at least one non-blank line."
             )
-        splits[role] = _load_split(fmt, kept, role, args, bool(bad_lines))
+        splits[role] = _load_split(formats[role], kept, role, args, bool(bad_lines))
         origins[role] = f"the {role} files ({', '.join(map(str, kept))})"
     description = {
         "source": [str(f) for f in all_files],
-        "format": fmt,
+        "format": formats["train"],
+        **({"validation_format": formats["validation"]} if formats.get("validation", formats["train"])
+           != formats["train"] else {}),
         "skipped_undecodable": bad_lines,
         "fingerprint": hashlib.sha256(
             "".join(fingerprint_files(files, role) for role, files in roles.items()).encode()
