@@ -22,6 +22,7 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from .. import __version__
 from ..hub.bundle import is_adapter_run, sanitize_manifest
+from ..hub.client import check_repo_id
 from ..hub.metadata import KNOWN_LICENSES, check_card
 from ..hub.publish import REPO_ID_SLOT, parent_hub_id
 from ..training.rundir import RunDirectory
@@ -51,10 +52,13 @@ def template_text() -> str:
 
 
 def resolve_license(manifest: dict[str, Any], license: str | None) -> tuple[str, str]:
-    """(license id, how it was chosen): the argument, else run.json's `license`, else the default."""
+    """(license id, how it was chosen): the argument, else run.json's `license`, else the one given when the card was
+    last rendered (rendering it again after an evaluation, or to name the repo, must not drop it), else the default."""
     chosen, how = license, "given with --license"
     if chosen is None and manifest.get("license"):
         chosen, how = str(manifest["license"]), "recorded in run.json"
+    if chosen is None and (manifest.get(CARD_SECTION) or {}).get("license"):
+        chosen, how = str(manifest[CARD_SECTION]["license"]), "given with --license"
     if chosen is None:
         chosen, how = DEFAULT_LICENSE, ("hfssl's default, the licence of the modeling code in this repository; it "
                                          "was not derived from the training data's terms, so check those too")
@@ -78,12 +82,22 @@ def _base_model(run: RunDirectory, manifest: dict[str, Any]) -> str | None:
 
 
 def snippet(family: str, config: dict[str, Any], manifest: dict[str, Any], repo: str,
-            adapter: bool) -> tuple[str, str]:
-    """(Python code that loads and runs the model from `repo`, a note under it)."""
+            adapter: bool, revision: str | None = None) -> tuple[str, str]:
+    """(Python code that loads and runs the model from `repo`, a note under it).
+
+    `revision`: the branch the model is published on, when not main: every load names it, or the code would load
+    what main holds (another model, or nothing)."""
     note = ("The model code ships in the repository (`modeling_*.py`), so hfssl need not be installed; "
             "`trust_remote_code=True` runs that code, so read it first.")
+    code = _snippet(family, config, manifest, repo, adapter)
+    if revision:
+        code = code.replace(f'"{repo}"', f'"{repo}", revision="{revision}"')
+    return code, note
+
+
+def _snippet(family: str, config: dict[str, Any], manifest: dict[str, Any], repo: str, adapter: bool) -> str:
     if family == "classifier":
-        return _classifier_snippet(config, manifest, repo, adapter), note
+        return _classifier_snippet(config, manifest, repo, adapter)
     if family == "mlm":
         code = ["from transformers import pipeline", "",
                 f'fill = pipeline("fill-mask", model="{repo}", trust_remote_code=True)',
@@ -96,13 +110,14 @@ def snippet(family: str, config: dict[str, Any], manifest: dict[str, Any], repo:
         code = _vision_snippet(config, repo)
     else:
         code = ["import torch", "from transformers import AutoModel, AutoTokenizer", "",
-                f'tokenizer = AutoTokenizer.from_pretrained("{repo}")',
+                # Without trust_remote_code, AutoTokenizer reads config.json's auto_map and asks whether to run it.
+                f'tokenizer = AutoTokenizer.from_pretrained("{repo}", trust_remote_code=True)',
                 f'model = AutoModel.from_pretrained("{repo}", trust_remote_code=True).eval()',
                 'batch = tokenizer(["A first sentence.", "Another sentence."], padding=True, return_tensors="pt")',
                 "with torch.no_grad():",
                 '    embeddings = model.get_features(batch["input_ids"], batch["attention_mask"])  # (2, hidden)',
                 "print(torch.nn.functional.cosine_similarity(embeddings[0], embeddings[1], dim=0))"]
-    return "\n".join(code), note
+    return "\n".join(code)
 
 
 def _vision_snippet(config: dict[str, Any], repo: str) -> list[str]:
@@ -139,7 +154,8 @@ def _classifier_snippet(config: dict[str, Any], manifest: dict[str, Any], repo: 
     else:
         load = [f"from transformers import {auto}, {processor}", "",
                 f'model = {auto}.from_pretrained("{repo}", trust_remote_code=True).eval()']
-    body = [f'processor = {processor}.from_pretrained("{repo}")', example,
+    # Without trust_remote_code, AutoTokenizer reads config.json's auto_map and asks whether to run it.
+    body = [f'processor = {processor}.from_pretrained("{repo}", trust_remote_code=True)', example,
             "inputs = {k: v for k, v in inputs.items() if k != \"token_type_ids\"}",
             "with torch.no_grad():", "    predicted = model(**inputs).logits.argmax(-1).item()",
             "print(model.config.id2label[predicted])"]
@@ -229,8 +245,12 @@ def _copy_plots(run: RunDirectory, plots: dict[str, list[str]]) -> None:
         copies.rmdir()
 
 
-def card_context(run: RunDirectory, repo_id: str | None, license: str | None) -> tuple[ModelCardData, dict[str, Any]]:
-    """The card's metadata and the template variables, from run.json and model/config.json."""
+def card_context(run: RunDirectory, repo_id: str | None, license: str | None, revision: str | None = None
+                 ) -> tuple[ModelCardData, dict[str, Any]]:
+    """The card's metadata and the template variables, from run.json and model/config.json; `revision` is the branch
+    the card's code loads from (None: main)."""
+    if repo_id is not None:
+        check_repo_id(repo_id)
     from ..audit.api import run_family
 
     raw = run.read_manifest()
@@ -255,7 +275,7 @@ def card_context(run: RunDirectory, repo_id: str | None, license: str | None) ->
         library_name="peft" if adapter else "transformers", pipeline_tag=task, license=license_id, tags=tags,
         datasets=sections.hub_dataset_ids((manifest.get("data") or {}).get("source")) or None,
         base_model=base_model, model_name=title, eval_results=results or None)
-    code, note = snippet(family, config, manifest, repo_id or REPO_ID_SLOT, adapter)
+    code, note = snippet(family, config, manifest, repo_id or REPO_ID_SLOT, adapter, revision)
     blocks, missing = evaluation_blocks(manifest, existing_plots(run, raw))
     intended, out_of_scope = sections.intended_uses(family)
     context = {
@@ -271,10 +291,12 @@ def card_context(run: RunDirectory, repo_id: str | None, license: str | None) ->
     return card_data, context
 
 
-def card_text(run_dir: str | os.PathLike, repo_id: str | None = None, license: str | None = None) -> str:
-    """The rendered card (not written), checked offline: metadata, no placeholder, no local path."""
+def card_text(run_dir: str | os.PathLike, repo_id: str | None = None, license: str | None = None,
+              revision: str | None = None) -> str:
+    """The rendered card (not written), checked offline: metadata, no placeholder, no local path. `revision`: the
+    branch the model is published on, when not main (its code snippet loads from there)."""
     run = RunDirectory(run_dir)
-    card_data, context = card_context(run, repo_id, license)
+    card_data, context = card_context(run, repo_id, license, revision)
     text = str(ModelCard.from_template(card_data, template_str=template_text(), **context))
     check_card(text, "model")
     leaked = next((p for p in (str(run.path.resolve()), str(Path.home())) if len(p) > 1 and p in text), None)
@@ -288,10 +310,11 @@ def render_card(run_dir: str | os.PathLike, repo_id: str | None = None, license:
     returns its path.
 
     `repo_id`: the Hub repo the card is for; None leaves `{{repo_id}}` for `hfssl publish` to fill in.
-    `license`: a Hub license id; default run.json's `license`, else apache-2.0 (stated on the card).
+    `license`: a Hub license id; default run.json's `license`, else the one given when this run's card was last
+    rendered, else apache-2.0 (stated on the card).
     """
-    text = card_text(run_dir, repo_id, license)
     run = RunDirectory(run_dir)
+    text = card_text(run_dir, repo_id, license)
     path = run.card_dir / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     _copy_plots(run, existing_plots(run, run.read_manifest()))
@@ -306,6 +329,8 @@ def render_card(run_dir: str | os.PathLike, repo_id: str | None = None, license:
         raise
     # What `hfssl publish` needs to tell this card from one edited by hand, and to render it again with the run's
     # later results (an evaluation or audit run after the card).
+    # A license given once stays through later renders (see resolve_license), however many there are.
+    license = license or (run.read_manifest().get(CARD_SECTION) or {}).get("license")
     run.update_manifest(**{CARD_SECTION: {"sha256": card_digest(text), "repo_id": repo_id, "license": license}})
     return path
 

@@ -203,6 +203,10 @@ def evaluation_blocks(manifest: dict[str, Any], plots: dict[str, list[str]] | No
         note = _data_note({"source": (manifest.get("data") or {}).get("source"),
                            "train_examples": finetune.get("train_examples"),
                            "test_examples": finetune.get("test_examples")})
+        classes = class_note({"macro_f1_classes": finetune.get("macro_f1_classes"),
+                              "classes_without_test_examples": finetune.get("test_missing_classes"),
+                              "classes_without_training_examples": finetune.get("train_missing_classes")})
+        note = " ".join(p for p in (note, classes) if p)
         blocks.append(Block("Fine-tuned classifier on its test split", note, ["metric", "value"], rows))
     missing = [title for key, title in PROTOCOL_TITLES.items()
                if key not in evaluations and not (key == "finetune" and finetune.get("metrics"))]

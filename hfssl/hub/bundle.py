@@ -18,6 +18,15 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 EVAL_SUFFIXES = (".json", ".png", ".svg", ".csv", ".md", ".txt")
 SECRET_KEY = re.compile(r"(^|_)(token|secret|password|passwd|api_?key|access_?key|private_?key|credentials?)$", re.IGNORECASE)
 SECRET_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{16,}\b")
+# hfssl's data-source strings put a kind before the paths: "files:/data/train.csv,/data/test.csv", "disk:/data/ds",
+# "fashion-mnist:/data/fashion_mnist". A one-letter kind would be a Windows drive, "kind://" a URL.
+PREFIXED_PATHS = re.compile(r"^([A-Za-z][\w.+-]+):(?!//)(.+)$", re.DOTALL)
+# How a tokenizer or processor was loaded on this machine, which transformers saves back into its config
+# (`is_local`, `local_files_only` after a load from a local folder): meaningless, even misleading, on the Hub.
+LOAD_STATE_KEYS = ("is_local", "local_files_only", "cache_dir", "_commit_hash")
+LOAD_STATE_FILES = ("tokenizer_config.json", "preprocessor_config.json", "processor_config.json",
+                    "image_processor_config.json")
+TEXT_SUFFIXES = (".json", ".md", ".txt", ".csv", ".py", ".svg", ".yaml", ".yml", ".jinja", ".model", ".vocab")
 
 
 def is_adapter_run(run_path: Path) -> bool:
@@ -115,9 +124,76 @@ def sanitize_manifest(manifest: dict[str, Any], secrets: tuple[str, ...] = (),
             return value
         if looks_like_local_path(value):
             return Path(value.rstrip("/\\")).name
+        prefixed = _prefixed_local_paths(value)
+        if prefixed is not None:
+            return prefixed
         return value.replace(home, "~") if len(home) > 1 else value
 
     return clean({k: v for k, v in manifest.items() if k not in ("publish", "card")})
+
+
+def _prefixed_local_paths(value: str) -> str | None:
+    """A data-source string with its local paths cut to their names ("files:/data/train.csv" -> "files:train.csv"),
+    or None when it names no local path (a Hub id, a builtin, "key: value" text)."""
+    match = PREFIXED_PATHS.match(value)
+    if match is None or "\n" in value:
+        return None
+    parts = match.group(2).split(",")
+    if not any(looks_like_local_path(part) for part in parts):
+        return None
+    names = [Path(part.rstrip("/\\")).name if looks_like_local_path(part) else part for part in parts]
+    return f"{match.group(1)}:{','.join(names)}"
+
+
+def public_json(content: bytes, secrets: tuple[str, ...] = (), run_path: Path | None = None) -> bytes:
+    """A JSON file as published (eval/*.json, bias_audit.json): sanitized like run.json, since evaluations record
+    where their data and models were read from. Content that is not a JSON object or list is returned as it is."""
+    try:
+        data = json.loads(content)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return content
+    if not isinstance(data, (dict, list)):
+        return content
+    clean = sanitize_manifest({"_": data}, secrets, run_path=run_path)["_"]
+    return (json.dumps(clean, indent=2, default=str) + "\n").encode()
+
+
+def without_load_state(rel: str, content: bytes) -> bytes:
+    """A tokenizer or processor config as published: without the keys that record how it was loaded here."""
+    if rel.rsplit("/", 1)[-1] not in LOAD_STATE_FILES:
+        return content
+    try:
+        config = json.loads(content)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return content
+    if not isinstance(config, dict) or not any(key in config for key in LOAD_STATE_KEYS):
+        return content
+    kept = {k: v for k, v in config.items() if k not in LOAD_STATE_KEYS}
+    return (json.dumps(kept, indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode()
+
+
+def local_prefixes(run_path: Path) -> list[str]:
+    """Absolute local folders no published file may name: the home folder, the working directory, the run's folder
+    and the folder holding it (where sibling and parent runs live). Other folders of one component (/tmp, /data)
+    are too common to flag."""
+    home = Path.home()
+    folders = [Path.cwd(), run_path.resolve(), run_path.resolve().parent]
+    found = [str(f) for f in folders if len(f.parts) > 2] + ([str(home)] if len(home.parts) > 1 else [])
+    return sorted(set(found), key=len, reverse=True)
+
+
+def find_local_path(files: dict[str, bytes], prefixes: list[str]) -> tuple[str, str] | None:
+    """(repo path, local folder) of the first text file that names one of `prefixes`, or None. Weights and images
+    are not text and are not searched."""
+    # A folder name, not the start of a longer one (/home/al must not flag /home/alice).
+    patterns = [(p, re.compile(re.escape(p.encode()) + rb"(?![\w.-])")) for p in prefixes if p]
+    for path, content in files.items():
+        if not path.lower().endswith(TEXT_SUFFIXES) and "." in path.rsplit("/", 1)[-1]:
+            continue
+        for prefix, pattern in patterns:
+            if pattern.search(content):
+                return path, prefix
+    return None
 
 
 def _inside_run(value: str, run_path: Path) -> bool:

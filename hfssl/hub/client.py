@@ -56,11 +56,23 @@ class Target:
 
 
 def check_repo_id(repo_id: str) -> str:
-    """`namespace/name` with the Hub's allowed characters; ValueError otherwise."""
+    """`namespace/name` with the Hub's allowed characters and huggingface_hub's rules (no leading or trailing '-' or
+    '.', no '--' or '..', no '.git' ending, at most 96 characters); ValueError otherwise, before any request."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
     parts = repo_id.split("/") if isinstance(repo_id, str) else []
-    if len(parts) != 2 or not all(parts) or any(not p.replace("-", "").replace("_", "").replace(".", "").isalnum()
-                                                  for p in parts):
-        raise ValueError(f"--repo-id must look like 'namespace/name' (letters, digits, '-', '_', '.'), got {repo_id!r}.")
+    valid = len(parts) == 2 and all(parts) and all(p.replace("-", "").replace("_", "").replace(".", "").isalnum()
+                                                   for p in parts)
+    reason = ""
+    if valid:
+        try:
+            validate_repo_id(repo_id)
+        except HFValidationError as error:
+            valid, reason = False, f" ({str(error).split(':')[0]})"
+    if not valid:
+        raise ValueError(f"--repo-id must look like 'namespace/name' (letters, digits, '-', '_', '.'; no leading or "
+                         f"trailing '-' or '.', no '--' or '..'), got {repo_id!r}{reason}.")
     return repo_id
 
 
@@ -106,6 +118,13 @@ def upload_files(
     def attempt() -> CommitInfo:
         api.create_repo(target.repo_id, repo_type=target.repo_type, private=True if target.private else None,
                         exist_ok=True, space_sdk=target.space_sdk)
+        # create_repo leaves an existing repository as it is: asked for a private one, never upload to a public one.
+        if target.private and not api.repo_info(target.repo_id, repo_type=target.repo_type).private:
+            raise PublishError(
+                f"{target.repo_type.capitalize()} repo {target.repo_id!r} already exists and is public, so --private "
+                "(which applies when the repository is created) cannot keep this upload private. Nothing was "
+                "uploaded. Make the repository private in its settings on the Hub, or publish without --private."
+            )
         if target.revision not in (None, constants.DEFAULT_REVISION) and not target.create_pr:
             api.create_branch(target.repo_id, repo_type=target.repo_type, branch=target.revision, exist_ok=True)
         operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=content) for path, content in files.items()]

@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import posixpath
+import re
 import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from huggingface_hub import HfApi, constants, get_token
 from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
@@ -25,10 +28,14 @@ from ..training.rundir import RunDirectory, replace_dir
 from .bundle import (
     check_model_folder,
     eval_files,
+    find_local_path,
     find_secret,
     folder_files,
     is_adapter_run,
+    local_prefixes,
+    public_json,
     sanitize_manifest,
+    without_load_state,
 )
 from .client import (
     DEFAULT_RETRY_FOR_S,
@@ -82,9 +89,15 @@ def publish_run(
     """
     run = RunDirectory(run_dir)
     check_repo_id(repo_id)
+    if base_model_id is not None and not _is_repo_id(base_model_id):
+        raise ValueError(f"--base-model-id must be the base model's Hub id, NAMESPACE/NAME (a published model), got "
+                         f"{base_model_id!r}.")
     endpoint = resolve_endpoint(endpoint)
     token = (token or get_token()) if dry_run else resolve_token(token)
-    files = build_repo_files(run, repo_id, base_model_id=base_model_id, secrets=(token,) if token else ())
+    # A branch other than main: the card's code loads from it (a pull request's ref is not known before it opens).
+    branch = revision if revision not in (None, constants.DEFAULT_REVISION) and not create_pr else None
+    files = build_repo_files(run, repo_id, base_model_id=base_model_id, secrets=(token,) if token else (),
+                             revision=branch)
     if dry_run:
         folder = write_dry_run(files, Path(dry_run_dir) if dry_run_dir else run.path / DRY_RUN_FOLDER)
         logger.info("Dry run: %d files written to %s; nothing uploaded.", len(files), folder)
@@ -104,9 +117,11 @@ def publish_run(
 
 
 def build_repo_files(
-    run: RunDirectory, repo_id: str, *, base_model_id: str | None = None, secrets: tuple[str, ...] = ()
+    run: RunDirectory, repo_id: str, *, base_model_id: str | None = None, secrets: tuple[str, ...] = (),
+    revision: str | None = None,
 ) -> dict[str, bytes]:
-    """Every file of the repository, path in repo -> bytes, checked (card metadata, no secrets) before upload."""
+    """Every file of the repository, path in repo -> bytes, checked (card metadata, no secrets, no local paths)
+    before upload. `revision`: the branch they go to, when not main (the card's code loads from it)."""
     if not run.path.is_dir():
         raise FileNotFoundError(f"Run directory {run.path} does not exist.")
     manifest = run.read_manifest()
@@ -117,17 +132,43 @@ def build_repo_files(
         files, _, base = _adapter_files(run, manifest, base_model_id)
     else:
         files, base = _model_files(run), None
-    files.update({rel: path.read_bytes() for rel, path in eval_files(run.path).items()})
+    # Evaluation and audit JSON record where their data and models were read from: published sanitized, as run.json.
+    for rel, path in eval_files(run.path).items():
+        files[rel] = public_json(path.read_bytes(), secrets, run.path) if rel.endswith(".json") else path.read_bytes()
     if (run.path / "bias_audit.json").is_file():
-        files["bias_audit.json"] = (run.path / "bias_audit.json").read_bytes()
-    files["README.md"] = _card(run, repo_id, base)
+        files["bias_audit.json"] = public_json((run.path / "bias_audit.json").read_bytes(), secrets, run.path)
+    files["README.md"] = _card(run, repo_id, base, revision)
     # The file list lets the next publish to this repository delete what this one uploaded and it does not.
     listed = sorted({*files, "run.json"})
     files["run.json"] = (json.dumps({**public_manifest, PUBLISHED_FILES: listed}, indent=2, default=str) + "\n").encode()
     leaked = find_secret(files, secrets)
     if leaked:
         raise ValueError(f"{leaked} contains the Hub token; remove it from the run before publishing.")
+    missing = broken_links(files["README.md"].decode("utf-8"), set(files))
+    if missing:
+        logger.warning("The card links %s, which the repository will not hold: those links and images will be broken "
+                       "on the Hub. Link files under eval/ (uploaded next to README.md) or full URLs.",
+                       ", ".join(missing))
+    local = find_local_path(files, local_prefixes(run.path))
+    if local:
+        raise ValueError(f"{local[0]} would publish the local path {local[1]!r}; remove it from that file in "
+                         f"{run.path} (or the file itself) before publishing.")
     return dict(sorted(files.items()))
+
+
+def broken_links(card: str, repo_files: set[str]) -> list[str]:
+    """Relative links and images of a card (Markdown or HTML) that name no file of the repository (a hand-edited card
+    may point at files in the run directory that are not uploaded); fenced code is not searched."""
+    text = re.sub(r"```.*?```", "", card, flags=re.DOTALL)
+    links = re.findall(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)", text) + re.findall(r"(?:src|href)\s*=\s*[\"']([^\"']+)", text)
+    missing = []
+    for link in links:
+        if re.match(r"^([a-z][\w+.-]*:|#|//)", link, flags=re.IGNORECASE):
+            continue  # a URL, mailto:, or an anchor in the card
+        target = posixpath.normpath(unquote(link.split("#")[0].split("?")[0]).lstrip("/"))
+        if target and target != "." and target not in repo_files and link not in missing:
+            missing.append(link)
+    return missing
 
 
 def stale_files(api: HfApi, target: Target, files: dict[str, bytes]) -> list[str]:
@@ -166,7 +207,7 @@ def _model_files(run: RunDirectory) -> dict[str, bytes]:
         )
     found = folder_files(run.model_dir, skip=("README.md",))
     check_model_folder(found, run.model_dir)
-    return {rel: path.read_bytes() for rel, path in found.items()}
+    return {rel: without_load_state(rel, path.read_bytes()) for rel, path in found.items()}
 
 
 def _adapter_files(
@@ -178,7 +219,7 @@ def _adapter_files(
     if not any(rel.endswith(".safetensors") for rel in found):
         raise FileNotFoundError(f"{folder} has no adapter_model.safetensors; save the adapter with peft's save_pretrained.")
     base = base_model_id or parent_hub_id(run, manifest)
-    files = {rel: path.read_bytes() for rel, path in found.items()}
+    files = {rel: without_load_state(rel, path.read_bytes()) for rel, path in found.items()}
     config = json.loads(files["adapter_config.json"])
     config["base_model_name_or_path"] = base
     if base_model_id is None:
@@ -233,6 +274,14 @@ def _find_parent(run: RunDirectory, parent: str) -> RunDirectory | None:
     return next((RunDirectory(c) for c in candidates if (c / "run.json").is_file()), None)
 
 
+def _is_repo_id(value: str) -> bool:
+    try:
+        check_repo_id(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _parent_as_hub_id(run: RunDirectory, parent: str) -> str:
     """A parent that was a Hub id to begin with is the base; a local parent that is gone is an error."""
     if not Path(parent).expanduser().exists():
@@ -245,7 +294,7 @@ def _parent_as_hub_id(run: RunDirectory, parent: str) -> str:
     )
 
 
-def _card(run: RunDirectory, repo_id: str, base_model: str | None) -> bytes:
+def _card(run: RunDirectory, repo_id: str, base_model: str | None, revision: str | None = None) -> bytes:
     """The repository's README.md, checked offline.
 
     The card is rendered from run.json as `hfssl card` renders it, so it shows every evaluation and audit the
@@ -260,11 +309,11 @@ def _card(run: RunDirectory, repo_id: str, base_model: str | None) -> bytes:
     license = record.get("license")
     # adapter/README.md is peft's template until `hfssl card` (which records it) writes the card there.
     if not rendered.is_file() or (rendered.parent == run.adapter_dir and not record):
-        text = card_text(run.path, repo_id, license)
+        text = card_text(run.path, repo_id, license, revision)
     else:
         existing = rendered.read_text(encoding="utf-8")
         if record.get("sha256") == card_digest(existing):
-            text = card_text(run.path, repo_id, license)
+            text = card_text(run.path, repo_id, license, revision)
             if card_digest(card_text(run.path, record.get("repo_id"), license)) != record["sha256"]:
                 logger.info("The run has results newer than %s: the published card is rendered again with them.",
                             rendered)

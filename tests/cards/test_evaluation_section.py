@@ -118,6 +118,16 @@ def test_a_curve_which_reports_accuracy_only_carries_no_macro_f1_note(tmp_path):
     assert "Macro-F1" not in text.split("### Label efficiency")[1].split("###")[0]
 
 
+def test_the_fine_tuned_classifiers_table_names_classes_one_split_lacks(tmp_path):
+    run = make_pretrain_run(tmp_path, "mae")
+    run.update_manifest(finetune={"metrics": {"accuracy": 0.6, "macro_f1": 0.4}, "train_examples": 40,
+                                  "test_examples": 10, "macro_f1_classes": ["cat", "dog", "fox"],
+                                  "test_missing_classes": ["bird"], "train_missing_classes": ["fox"]})
+    block = render_card(run.path).read_text().split("Fine-tuned classifier on its test split")[1].split("###")[0]
+    assert ("Macro-F1 averages the 3 class(es) with test examples (cat, dog, fox); left out, without test examples: "
+            "bird; never in training, so never predicted (F1 0): fox.") in block
+
+
 def test_summary_and_hyperparameters_read_as_sentences(tmp_path):
     run = make_pretrain_run(tmp_path, "mae", with_eval=False)
     manifest = run.read_manifest()
