@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
+import socket
 from collections.abc import Sequence
 
 from .loading import DEMO_KINDS, POOLING_RULES
@@ -37,12 +39,30 @@ def run_demo_from_args(args: argparse.Namespace) -> int:
 
     if not 1 <= args.port <= 65535:
         raise ValueError(f"--port {args.port} is not a port number; pass one from 1 to 65535 (default 7860).")
+    check_host(args.host)
     demo = build_demo(args.model, kind=args.kind, pooling=args.pooling)
     try:
         launch_demo(demo, host=args.host, port=args.port, share=args.share)
     except OSError as error:
         raise ValueError(f"Cannot serve on {args.host}:{args.port}: {error}. Pass another --port.") from error
     return 0
+
+
+def check_host(host: str) -> None:
+    """ValueError when `host` is no address this machine can listen on. Gradio reports an unknown or foreign
+    address as "Cannot find empty port", which sends users after the port instead of the host."""
+    fix = "pass 127.0.0.1 (this machine only), 0.0.0.0 (every interface) or an address of this machine"
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as error:
+        raise ValueError(f"--host {host} is not a known address ({error}); {fix}.") from error
+    with socket.socket(family, kind) as sock:
+        try:
+            sock.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRNOTAVAIL:
+                raise ValueError(f"--host {host} is not an address of this machine ({error.strerror}); {fix}.") \
+                    from error
 
 
 def cmd_demo(argv: Sequence[str]) -> int:

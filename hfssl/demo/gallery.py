@@ -30,8 +30,8 @@ from .loading import (
     DemoInputError,
     Limits,
     LoadedModel,
+    check_image,
     check_number,
-    check_pixels,
     check_text,
     encode,
     reports_input_errors,
@@ -358,7 +358,7 @@ class GalleryTab:
             raise DemoInputError("Give a query: " + ("upload an image or click an example." if self.image
                                                      else "type a text or click an example."))
         if self.image:
-            check_pixels(query.width, query.height, self.limits, what="query image")
+            query = check_image(query, self.limits, what="query image")
         else:
             query = check_text(query, self.limits, what="query")
         k = int(check_number(k, "number of neighbours (k)", 1, MAX_K, whole=True))
@@ -398,7 +398,10 @@ class GalleryTab:
         with gr.Row():
             with gr.Column():
                 if self.image:
-                    query = gr.Image(value=self.queries[0], type="pil", label="Query image", elem_id="gallery-query")
+                    # image_mode None: the query reaches `preprocess_images` as uploaded, so it is converted like
+                    # the gallery and the training data (transparency on white, 16-bit scaled), not by Gradio.
+                    query = gr.Image(value=self.queries[0], type="pil", image_mode=None, label="Query image",
+                                     elem_id="gallery-query")
                 else:
                     query = gr.Textbox(value=self.queries[0], label="Query text", lines=2, elem_id="gallery-query")
                 k = gr.Slider(1, MAX_K, value=8, step=1, label="Neighbours (k)")
@@ -406,8 +409,9 @@ class GalleryTab:
                 source = gr.Radio([(d, key) for key, d in self.sources.items()], value=next(iter(self.sources)),
                                   label="Gallery", elem_id="gallery-source")
                 if self.image:
-                    uploads = gr.File(file_count="multiple", file_types=["image", ".zip"],
-                                      label="Gallery images or a .zip (for 'my images')")
+                    # No file_types: Gradio would refuse the whole upload for one stray file (a README, a
+                    # .DS_Store in a dropped folder); `_uploaded_images` skips such files and says which.
+                    uploads = gr.File(file_count="multiple", label="Gallery images or a .zip (for 'my images')")
                 else:
                     uploads = gr.Textbox(label="Gallery lines (for 'my lines')", lines=4,
                                          placeholder=f"positive{LABEL_SEPARATOR}A delightful film.\n"

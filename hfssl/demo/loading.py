@@ -135,6 +135,12 @@ def load_demo_model(ref: str | os.PathLike, kind: str | None = None, pooling: st
             raise ValueError(f"{ref} cannot show the {kind} demo: {problem}. Choose another --kind.")
         logger.warning("%s: %s; showing the gallery demo instead.", ref, problem)
         chosen, (model, _) = "gallery", _load_model(model_path, "gallery")
+    if chosen == "gallery" and not hasattr(model, "get_features") and getattr(model.config, "mask_ratio", 0):
+        # A stock MAE encoder (ViTMAEModel) hides a random mask_ratio of the patches in every forward: its
+        # features would change from call to call and see a quarter of the image. Features see every patch.
+        logger.info("Encoding with mask_ratio 0 instead of %s: gallery features see every patch.",
+                    model.config.mask_ratio)
+        model.config.mask_ratio = 0.0
     loaded = LoadedModel(ref=str(ref), kind=chosen, modality=model_modality(model), model=model.eval(),
                          manifest=manifest, card_text=card_text, pooling=pooling)
     _attach_processor(loaded, model_path)
@@ -150,6 +156,7 @@ def resolve_model_source(ref: str) -> tuple[str, dict[str, Any], str | None]:
         run = RunDirectory(path) if (path / "model").is_dir() else RunDirectory(path.parent)
         model_dir = run.model_dir if (path / "model").is_dir() else path
         if not (model_dir / "config.json").is_file():
+            _refuse_adapter_or_empty_run(path)
             raise FileNotFoundError(
                 f"{ref} is neither a run directory (with model/config.json) nor a model folder (with config.json); "
                 "pass runs/<name> or the folder written by save_pretrained."
@@ -164,6 +171,25 @@ def resolve_model_source(ref: str) -> tuple[str, dict[str, Any], str | None]:
             f"{ref} does not exist. Pass a run directory (runs/<name>), a model folder, or a Hub id owner/name."
         )
     return ref, _hub_json(ref, "run.json") or {}, _hub_text(ref, "README.md")
+
+
+def _refuse_adapter_or_empty_run(path: Path) -> None:
+    """A clearer error than "not a model folder" for the two folders users pass by mistake: a fine-tuned run's
+    adapter/ (its run directory holds the merged model/) and a run directory without model/ (a pretraining that
+    stopped before saving, whose checkpoints still load)."""
+    if (path / "adapter_config.json").is_file():
+        run = path.parent
+        hint = (f"pass the run directory {run} (its model/ is the merged classifier)" if (run / "model").is_dir()
+                else "the demo loads full models only; load the adapter with peft (AutoPeftModel...from_pretrained)")
+        raise FileNotFoundError(f"{path} is a peft adapter folder, not a model: {hint}.")
+    if (path / "run.json").is_file():
+        steps = [int(c.parent.name.split("-")[-1]) for c in (path / "checkpoints").glob("checkpoint-*/config.json")
+                 if c.parent.name.split("-")[-1].isdigit()]
+        error = RunDirectory(path).no_model_error("demo")
+        if steps:
+            error = FileNotFoundError(f"{error} Its last checkpoint loads: hfssl demo "
+                                      f"{path / 'checkpoints' / f'checkpoint-{max(steps)}'}")
+        raise error
 
 
 def decide_kind(objective: str | None, architectures: list[str] | None = None) -> str:
@@ -396,6 +422,18 @@ def check_number(value: Any, what: str, low: float, high: float, *, whole: bool 
 
 def _plain(number: float) -> str:
     return f"{number:,.0f}" if float(number).is_integer() else f"{number:g}"
+
+
+def check_image(image, limits: Limits, what: str = "image"):
+    """The uploaded PIL image, decoded; DemoInputError when it is over the pixel limit (checked on the header,
+    before decoding) or damaged (a truncated download fails only when its pixels are read)."""
+    check_pixels(image.width, image.height, limits, what)
+    try:
+        image.load()
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise DemoInputError(f"The {what} cannot be decoded ({error}); it is damaged or truncated. Upload an image "
+                             "that opens in an image viewer.") from error
+    return image
 
 
 def check_pixels(width: int, height: int, limits: Limits, what: str = "image") -> None:

@@ -75,7 +75,8 @@ def predict_masked(
     Special tokens are never proposed. In `MaskPrediction.text` the other masks hold their best candidate.
     """
     mask = tokenizer.mask_token
-    encoded = tokenizer(with_mask_token(text, mask), return_tensors="pt")
+    text = with_mask_token(text, mask)
+    encoded = tokenizer(text, return_tensors="pt", return_offsets_mapping=tokenizer.is_fast)
     ids = encoded["input_ids"]  # (1, t)
     _check_length(ids.shape[1], model)
     positions = (ids[0] == tokenizer.mask_token_id).nonzero().flatten()  # (m,)
@@ -87,18 +88,42 @@ def predict_masked(
     logits = model(input_ids=ids, attention_mask=encoded.get("attention_mask")).logits[0, positions]  # (m, vocab)
     logits[:, tokenizer.all_special_ids] = float("-inf")
     probs, candidates = logits.float().softmax(dim=-1).topk(min(top_k, logits.shape[-1]), dim=-1)  # (m, k) each
-    best = ids.clone()
-    best[0, positions] = candidates[:, 0]
+    spans = encoded["offset_mapping"][0, positions].tolist() if "offset_mapping" in encoded else None  # (m, 2)
+    best = candidates[:, 0].tolist()
     results = []
     for m, position in enumerate(positions.tolist()):
         row = []
         for rank, (p, token_id) in enumerate(zip(probs[m].tolist(), candidates[m].tolist()), start=1):
-            filled = best.clone()
-            filled[0, position] = token_id
-            row.append(MaskPrediction(m + 1, rank, tokenizer.convert_ids_to_tokens(token_id), p,
-                                      tokenizer.decode(filled[0], skip_special_tokens=True)))
+            fills = best[:m] + [token_id] + best[m + 1:]
+            if spans is None:  # a slow tokenizer has no offsets: decode (characters it does not know are lost)
+                filled = ids.clone()
+                filled[0, positions] = torch.tensor(fills)
+                shown = tokenizer.decode(filled[0], skip_special_tokens=True)
+            else:
+                shown = _fill_text(tokenizer, text, spans, fills)
+            row.append(MaskPrediction(m + 1, rank, tokenizer.convert_ids_to_tokens(token_id), p, shown))
         results.append(row)
     return results
+
+
+def _fill_text(tokenizer: PreTrainedTokenizerBase, text: str, spans: list[list[int]], token_ids: list[int]) -> str:
+    """`text` with the mask at each character span replaced by its token, everything else as the user typed it.
+
+    Decoding the filled ids instead would drop every character the vocabulary lacks (emoji, CJK in an English
+    vocabulary: [UNK], a special token), so "这是一个[MASK]测试" would come back as the candidate alone.
+    A WordPiece continuation ("##ing") joins the word before it; other tokens keep the spacing around the mask.
+    """
+    pieces, end = [], 0
+    for (start, stop), token_id in zip(spans, token_ids):
+        token = tokenizer.convert_ids_to_tokens(token_id)
+        before, original = text[end:start], text[start:stop]
+        if token.startswith("##"):
+            pieces += [before.rstrip(), token[2:]]
+        else:
+            lead = original[:len(original) - len(original.lstrip())]
+            pieces += [before, lead + tokenizer.convert_tokens_to_string([token]).strip()]
+        end = stop
+    return "".join(pieces) + text[end:]
 
 
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> dict[str, torch.Tensor]:

@@ -22,8 +22,8 @@ from .loading import (
     DemoInputError,
     Limits,
     LoadedModel,
+    check_image,
     check_number,
-    check_pixels,
     reports_input_errors,
     runnable_examples,
 )
@@ -171,7 +171,7 @@ class ReconstructionTab:
         """Event handler: (original, masked, reconstruction, status)."""
         if image is None:
             raise DemoInputError("Upload an image or click one of the examples first.")
-        check_pixels(image.width, image.height, self.limits)
+        image = check_image(image, self.limits)
         mask_ratio = check_number(mask_ratio, "mask ratio", 0, 1)
         seed = int(check_number(seed, "seed", 0, MAX_SEED, whole=True))
         start = time.perf_counter()
