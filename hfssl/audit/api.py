@@ -180,7 +180,7 @@ def run_audits(plan: tuple[str, ...], models: Models, budget: Budget,
             role, function = AUDITS[name]
             ctx = models.context(role)  # loaded before the share is taken, so loading counts against the budget
             share = budget.share(len(plan) - position)
-            logger.info("Audit %s (%s s)", name, "no limit" if share is None else f"{share:.0f}")
+            logger.info("Audit %s (%s)", name, "no time limit" if share is None else f"{share:.0f} s")
             results[name] = function(ctx, share, labelled)
         except MissingAuditData as error:
             logger.warning("Audit %s not evaluated: %s", name, error)

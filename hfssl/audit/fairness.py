@@ -88,19 +88,34 @@ def _estimate(value: float, ci: list[float] | None, n: int) -> dict[str, Any]:
     return {"value": value if np.isfinite(value) else None, "ci95": ci, "n": n}
 
 
+def _whole(name: str, metric: Metric, y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, ctx: AuditContext,
+           baseline_pred: np.ndarray | None) -> dict[str, Any]:
+    """The overall row of `metric` over every item, resampled within groups as the group rows are."""
+    def estimate(pred: np.ndarray) -> dict[str, Any]:
+        ci = bootstrap_ci(len(y_true), lambda i: metric(y_true[i], pred[i]), n_boot=ctx.n_boot, seed=ctx.seed,
+                          strata=groups)
+        return _estimate(metric(y_true, pred), ci, len(y_true))
+
+    return row(name, estimate(y_pred), None, baseline=None if baseline_pred is None else estimate(baseline_pred))
+
+
 def frame_rows(
     name: str, metric: Metric, y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, ctx: AuditContext, *,
     baseline_pred: np.ndarray | None = None, factor: str = "group", overall: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Table rows of `metric` overall (unless `overall` is False, for a second factor of the same items), per
     group, and its between-group difference (ideal 0) and ratio (min / max, ideal 1), with 95% intervals and the
-    baseline's values. Groups below `ctx.min_group_n` are left out of every row and returned as suppressed."""
+    baseline's values. Groups below `ctx.min_group_n` are left out of the group rows and the comparisons and
+    returned as suppressed; the overall row keeps their items, as a metric over the whole set must (without them
+    it disagreed with the flip rate's overall row and vanished when every group was small)."""
     groups = np.asarray(groups, dtype=object).astype(str)
     names, suppressed = split_groups(groups, ctx.min_group_n)
+    everything = [] if not overall else [_whole(name, metric, np.asarray(y_true), np.asarray(y_pred), groups, ctx,
+                                                None if baseline_pred is None else np.asarray(baseline_pred))]
     keep = np.isin(groups, names)
     y_true, y_pred, groups = np.asarray(y_true)[keep], np.asarray(y_pred)[keep], groups[keep]
     if not names:
-        return [], suppressed
+        return everything, suppressed
     arms = {"model": y_pred} | ({} if baseline_pred is None else {"baseline": np.asarray(baseline_pred)[keep]})
     stats = {arm: (_frame(metric, y_true, pred, groups), _intervals(metric, y_true, pred, groups, names, ctx))
              for arm, pred in arms.items()}
@@ -116,7 +131,7 @@ def frame_rows(
         baseline = pick("baseline") if "baseline" in stats else None
         return row(metric_name, pick("model"), ideal, group=group, baseline=baseline)
 
-    rows = [make(name, "overall", None)] if overall else []
+    rows = list(everything)
     rows += [make(f"{name} by {factor}", "by_group", None, group=g, sub=g) for g in names]
     if len(names) > 1:
         rows.append(make(f"{name}: difference across {factor} (max - min)", "difference", 0.0))
