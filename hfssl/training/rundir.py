@@ -57,7 +57,7 @@ class RunDirectory:
         return self.path / "adapter"
 
     def is_adapter_only(self) -> bool:
-        """A fine-tuned run whose method cannot merge (prompt learning): adapter/ (on base/) and no model/."""
+        """A fine-tuned run with adapter/ (on base/) and no model/: prompt learning, or a method whose merge failed."""
         return not (self.model_dir / "config.json").is_file() and (self.adapter_dir / "adapter_config.json").is_file()
 
     @property
@@ -71,12 +71,18 @@ class RunDirectory:
             finetune = self.read_manifest().get("finetune") or {}
             parent = (finetune.get("parent") or {}).get("path") or "its parent run"
             method = finetune.get("method") or "its method"
+            # Prompt-learning adapters never merge; another method ends adapter-only when its merge failed.
+            why = (f"{method} learns virtual tokens, which cannot merge into the weights"
+                   if method in ("prompt_tuning", "p_tuning", "prefix_tuning")
+                   else f"merging the {method} adapter into the weights failed when the run was made; see its log")
+            load = ("peft's AutoPeftModelForSequenceClassification.from_pretrained"
+                    f"('{self.adapter_dir}')" if finetune.get("task") != "image-classification" else
+                    f"peft's PeftModel.from_pretrained(AutoModelForImageClassification.from_pretrained"
+                    f"('{self.path / 'base'}'), '{self.adapter_dir}')")
             return FileNotFoundError(
-                f"{self.path} is a fine-tuned run with an adapter only (adapter/ on base/, no model/: {method} "
-                f"learns virtual tokens, which cannot merge into the weights), and `hfssl {command}` loads a model/ "
-                f"folder. Run it on {parent}, or fine-tune with a method that merges (e.g. --peft lora) to get model/; "
-                f"the adapter itself loads with peft's AutoPeftModelForSequenceClassification.from_pretrained"
-                f"('{self.adapter_dir}')."
+                f"{self.path} is a fine-tuned run with an adapter only (adapter/ on base/, no model/: {why}), and "
+                f"`hfssl {command}` loads a model/ folder. Run it on {parent}, or fine-tune with a method that merges "
+                f"(e.g. --peft lora) to get model/; the adapter itself loads with {load}."
             )
         return FileNotFoundError(
             f"No model in run directory {self.path}: {self.model_dir / 'config.json'} does not exist. Pass a run "

@@ -130,3 +130,21 @@ def test_training_changes_only_the_adapter_and_the_head(text_parent, tmp_path):
     changed = {name for name, value in model.state_dict().items() if not torch.equal(value, before[name])}
     assert changed and all("lora_" in name or "modules_to_save" in name for name in changed)
     assert any("lora_B" in name for name in changed) and any("classifier.modules_to_save" in name for name in changed)
+
+
+@pytest.mark.parametrize("method, task, why, load", [
+    ("prompt_tuning", "text-classification", "prompt_tuning learns virtual tokens", "AutoPeftModelForSequenceClassification"),
+    ("lora", "text-classification", "merging the lora adapter into the weights failed",
+     "AutoPeftModelForSequenceClassification"),
+    ("lora", "image-classification", "merging the lora adapter into the weights failed",
+     "PeftModel.from_pretrained(AutoModelForImageClassification.from_pretrained("),
+])
+def test_an_adapter_only_run_says_why_it_has_no_model_and_how_its_adapter_loads(tmp_path, method, task, why, load):
+    """A LoRA run ends adapter-only when its merge fails; the message must not say LoRA learns virtual tokens."""
+    run = RunDirectory(tmp_path / "run")
+    (run.adapter_dir).mkdir(parents=True)
+    (run.adapter_dir / "adapter_config.json").write_text("{}")
+    run.update_manifest(finetune={"method": method, "task": task, "parent": {"path": "runs/parent"}})
+    message = str(run.no_model_error("evaluate"))
+    assert run.is_adapter_only() and why in message and load in message and "Run it on runs/parent" in message
+    assert ("virtual tokens" in message) == (method == "prompt_tuning")
