@@ -229,7 +229,7 @@ def _group_count_caveats(groups: np.ndarray, group_column: str, min_group_n: int
         return []
     if not kept:
         message = (f"No {group_column!r} group has {min_group_n} or more rows ({len(suppressed)} group(s), the "
-                   f"largest with {max(suppressed.values())}), so no metric by group was reported; pass a coarser "
+                   f"largest with {max(suppressed.values(), default=0)}), so no metric by group was reported; pass a coarser "
                    "--group-column or a lower --min-group-n.")
     else:
         others = f"; {len(suppressed)} smaller group(s) were left out" if suppressed else ""
