@@ -248,8 +248,13 @@ def file_columns(path: Path, fmt: str) -> list[str] | None:
 
 
 def load_files(fmt: str, data_files: dict[str, list[str]], **kwargs: Any) -> AnyDatasetDict | AnyDataset:
-    """`load_dataset` for a format `infer_format` named: tsv is the csv builder with a tab separator."""
+    """`load_dataset` for a format `infer_format` named: tsv is the csv builder with a tab separator.
+
+    In csv/tsv only an empty cell is a missing value: pandas' default list would also read the text or label "NA"
+    (North America, a grade), "None", "null" or "n/a" as missing, and the rows holding them would be dropped as
+    unlabeled or empty. Callers may pass their own `keep_default_na` / `na_values`."""
     if fmt in SEPARATED:
+        kwargs = {"keep_default_na": False, "na_values": [""], **kwargs}
         return load_dataset("csv", data_files=data_files, sep=SEPARATED[fmt], **kwargs)
     return load_dataset(fmt, data_files=data_files, **kwargs)
 

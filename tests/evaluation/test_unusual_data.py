@@ -138,3 +138,14 @@ def test_a_zero_example_limit_is_refused_as_such_for_fashion_mnist(data_dir):
     options = DataOptions(dataset="fashion-mnist", data_dir=str(data_dir / "fashion_mnist"), max_train_examples=0)
     with pytest.raises(ValueError, match="--max-train-examples=0 must be >= 1"):
         load_labeled_data(options, "image")
+
+
+def test_csv_cells_reading_na_or_none_are_names_and_texts_not_missing_values(tmp_path):
+    """pandas reads "NA" (North America), "None" or "null" as missing: those rows were dropped as unlabeled or empty.
+    Only an empty cell is missing."""
+    rows = [f"review {i},{'NA' if i % 2 else 'EU'}" for i in range(20)] + ["None,EU", "null,NA", ",EU", "blank label,"]
+    (tmp_path / "regions.csv").write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    data = load([str(tmp_path / "regions.csv")], test_fraction=0.25)
+    assert data.class_names == ["EU", "NA"]
+    assert data.train.examples.count("None") + data.test.examples.count("None") == 1
+    assert len(data.train) + len(data.test) == 22  # the empty text and the empty label are the only rows dropped
