@@ -12,6 +12,7 @@ are a warning, recorded in the data description (`labels.class_coverage`).
 from __future__ import annotations
 
 import glob
+import hashlib
 import logging
 import os
 from collections.abc import Iterator
@@ -416,8 +417,8 @@ def _overlap(train_x: list[str] | np.ndarray, test_x: list[str] | np.ndarray) ->
     """{"test_examples_also_in_training": n} when n test inputs equal a training input (texts without surrounding
     whitespace, images pixel for pixel), with a warning: duplicated rows, common in scraped or merged data, land in
     both splits of a carved test split and a nearest neighbour then recalls their labels, inflating every score."""
-    def key(x: Any) -> Any:
-        return x.strip() if isinstance(x, str) else x.tobytes()
+    def key(x: Any) -> Any:  # images by a digest of their pixels, not a copy of them (a large set would double)
+        return x.strip() if isinstance(x, str) else hashlib.blake2b(np.ascontiguousarray(x).tobytes()).digest()
 
     seen = {key(x) for x in train_x}
     shared = sum(key(x) in seen for x in test_x)
