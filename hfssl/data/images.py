@@ -123,11 +123,12 @@ def _load_source(
         )
     if train_files is not None:
         files = [train_files] if isinstance(train_files, str) else list(train_files)
-        builder = _table_builder(files)
-        if builder is not None:
+        table_format = _table_format(files)
+        if table_format is not None:
+            from .text import load_files
+
             # Tables (parquet, json lines, csv) hold the images as bytes or paths in a column, not as files.
-            raw = datasets.load_dataset(builder, data_files={"train": [str(f) for f in files]}, split="train",
-                                        cache_dir=cache_dir, **({"sep": "\t"} if _is_tsv(files) else {}))
+            raw = load_files(table_format, {"train": [str(f) for f in files]}, split="train", cache_dir=cache_dir)
             return raw, f"files:{','.join(map(str, files))}"
         found = image_files(files)
         _check_readable(found)
@@ -150,7 +151,6 @@ IMAGE_SUFFIXES = frozenset({
     ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
     ".jfif", ".jpe", ".apng", ".dib", ".ico", ".jp2", ".j2k", ".pbm", ".pnm", ".pcx", ".psd", ".sgi", ".tga",
 })
-_TABLE_BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv"}
 _METADATA_FILES = frozenset({"metadata.csv", "metadata.jsonl", "metadata.json", "metadata.parquet"})
 _UNREAD_SHOWN = 3
 
@@ -165,24 +165,23 @@ def _imagefolder_suffixes() -> frozenset[str]:
         return IMAGE_SUFFIXES
 
 
-def _table_builder(patterns: Sequence[Any]) -> str | None:
-    """`datasets` builder for tables of images (bytes or paths in a column), None for image files.
+def _table_format(patterns: Sequence[Any]) -> str | None:
+    """The table format (`data.text.file_format`: parquet, json, csv, tsv) of files holding images as bytes or paths
+    in a column; None for image files.
 
     Raises:
         ValueError: tables and image files, or tables of different formats, given together.
     """
-    builders = {_TABLE_BUILDERS.get(Path(str(p)).suffix.lower()) for p in patterns}
-    if builders == {None}:
+    from .text import file_format
+
+    formats = {None if f == "text" else f for f in (file_format(Path(str(p))) for p in patterns)}  # .txt: no table
+    if formats == {None}:
         return None
-    if None in builders or len(builders) > 1:
+    if None in formats or len(formats) > 1:
         raise ValueError(f"{[str(p) for p in patterns]} mixes image files and tables (or tables of different "
                          f"formats); give image files/folders, or tables of one format (parquet, jsonl, csv) "
                          f"with the images as bytes or paths in the column named by --image-column.")
-    return builders.pop()
-
-
-def _is_tsv(patterns: Sequence[Any]) -> bool:
-    return all(Path(str(p)).suffix.lower() == ".tsv" for p in patterns)
+    return formats.pop()
 
 
 def _check_readable(files: Sequence[str]) -> None:

@@ -281,6 +281,15 @@ def view_config(method: str, image_size: int, **overrides: Any) -> ViewConfig:
     return dataclasses.replace(config, **overrides)
 
 
+def view_sizes(config: ViewConfig, image_size: int, patch_size: int | None = None) -> tuple[int, int | None]:
+    """(global view, local crop) sizes in pixels, None without local crops; ValueError for a size under the minimum
+    or, with `patch_size`, off the patch grid. Cheap: callers check options with it before decoding any image."""
+    global_size = _resolve_size(config.global_crop_size, image_size, "global_crop_size", patch_size)
+    local_size = (_resolve_size(config.local_crop_size, image_size, "local_crop_size", patch_size)
+                  if config.n_local_crops else None)
+    return global_size, local_size
+
+
 def build_views_from_config(
     config: ViewConfig, image_size: int, num_channels: int, mean: Sequence[float], std: Sequence[float],
     patch_size: int | None = None,
@@ -291,13 +300,12 @@ def build_views_from_config(
         raise ValueError(f"num_channels={num_channels} is not supported; use 1 (grayscale) or 3 (RGB).")
     if len(mean) != num_channels:
         raise ValueError(f"mean/std need {num_channels} values (one per channel), got mean={list(mean)}.")
-    global_size = _resolve_size(config.global_crop_size, image_size, "global_crop_size", patch_size)
+    global_size, local_size = view_sizes(config, image_size, patch_size)
     views = [
         _pipeline(config, num_channels, image_size, global_size, config.global_crop_scale, blur, solarize)
         for blur, solarize in zip(config.per_view("blur_p"), config.per_view("solarize_p"))
     ]
-    if config.n_local_crops:
-        local_size = _resolve_size(config.local_crop_size, image_size, "local_crop_size", patch_size)
+    if local_size is not None:
         local = (local_size, config.local_crop_scale, config.local_blur_p, config.local_solarize_p)
         views += [_pipeline(config, num_channels, image_size, *local) for _ in range(config.n_local_crops)]
     return MultiViewTransform(views, mean, std, n_global_views=config.n_global_views)

@@ -183,12 +183,10 @@ def _refuse_adapter_or_empty_run(path: Path) -> None:
                 else "the demo loads full models only; load the adapter with peft (AutoPeftModel...from_pretrained)")
         raise FileNotFoundError(f"{path} is a peft adapter folder, not a model: {hint}.")
     if (path / "run.json").is_file():
-        steps = [int(c.parent.name.split("-")[-1]) for c in (path / "checkpoints").glob("checkpoint-*/config.json")
-                 if c.parent.name.split("-")[-1].isdigit()]
-        error = RunDirectory(path).no_model_error("demo")
-        if steps:
-            error = FileNotFoundError(f"{error} Its last checkpoint loads: hfssl demo "
-                                      f"{path / 'checkpoints' / f'checkpoint-{max(steps)}'}")
+        run = RunDirectory(path)
+        error, last = run.no_model_error("demo"), run.last_checkpoint()
+        if last:
+            error = FileNotFoundError(f"{error} Its last checkpoint loads: hfssl demo {last}")
         raise error
 
 

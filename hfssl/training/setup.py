@@ -380,7 +380,7 @@ def prepare_images(model_args: ModelArguments, data_args: DataArguments, objecti
                    min_validation_rows: int = 1) -> Prepared:
     """Images -> model -> normalization statistics -> image processor and multi-view augmentations."""
     from ..data.images import build_image_processor, check_image_size, compute_mean_std
-    from ..data.views import build_views, view_config
+    from ..data.views import build_views, view_config, view_sizes
 
     if data_args.image_size is not None and data_args.image_size < 1:
         raise ValueError(f"--image-size {data_args.image_size}: give a positive number of pixels (default 32).")
@@ -394,8 +394,7 @@ def prepare_images(model_args: ModelArguments, data_args: DataArguments, objecti
     view_options = parse_options(data_args.view_overrides, "--view-overrides")
     view_options.setdefault("local_crop_size", local_crop_pixels(image_size, model.config.patch_size))
     # Bad view options (a crop off the patch grid) are refused here, not after every image is decoded.
-    build_views(objective.views, image_size, num_channels, [0.0] * num_channels, [1.0] * num_channels,
-                patch_size=model.config.patch_size, **view_options)
+    view_sizes(view_config(objective.views, image_size, **view_options), image_size, model.config.patch_size)
     data, description = load_images(data_args, image_size, num_channels, seed, min_validation_rows)
     mean, std = compute_mean_std(data["train"])
     processor = build_image_processor(image_size, num_channels, mean, std)
