@@ -228,7 +228,7 @@ def cmd_card(argv: Sequence[str]) -> int:
 
 
 def cmd_demo(argv: Sequence[str]) -> int:
-    """Try a run directory or Hub id in a Gradio app (fill-mask, generation, MAE, gallery search)."""
+    """Try a run directory or Hub id in a Gradio app (fill-mask, generation, MAE, classifier, gallery search)."""
     from .demo.command import cmd_demo as run
 
     return run(argv)

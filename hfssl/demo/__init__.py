@@ -1,4 +1,5 @@
-"""Gradio demos for every objective: fill-mask, generation, MAE reconstruction and gallery search.
+"""Gradio demos for every objective and fine-tuned classifiers: fill-mask, generation, MAE reconstruction,
+classification and gallery search.
 
 `build_demo("runs/my-mlm").launch()` or `hfssl demo runs/my-mlm`. Gradio is imported only when an app is built,
 so the loading and prediction functions work without the `demo` extra.

@@ -1,8 +1,9 @@
 """`build_demo(model_ref) -> gr.Blocks`: the Gradio app for a run directory, model folder or Hub id.
 
-Tabs: the objective's own demo (fill-mask, generation or MAE reconstruction), nearest neighbours over a gallery
-for every encoder, and the model card's key tables. Every event has an explicit `api_name`, so `gradio_client`
-calls stay stable: /fill_mask, /generate, /reconstruct, /search_gallery (and their *_submit / *_example twins).
+Tabs: the objective's own demo (fill-mask, generation or MAE reconstruction; class probabilities for a fine-tuned
+classifier), nearest neighbours over a gallery for every encoder, and the model card's key tables. Every event has
+an explicit `api_name`, so `gradio_client` calls stay stable: /fill_mask, /generate, /reconstruct, /classify,
+/search_gallery (and their *_submit / *_example twins).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from .classify import ClassificationTab
 from .gallery import GalleryTab
 from .loading import DEMO_KINDS, Limits, LoadedModel, load_demo_model
 from .text import FillMaskTab, GenerationTab
@@ -20,6 +22,7 @@ TABS: dict[str, tuple[type, str]] = {
     "fill-mask": (FillMaskTab, "Fill mask"),
     "generation": (GenerationTab, "Generate"),
     "reconstruction": (ReconstructionTab, "Reconstruct"),
+    "classification": (ClassificationTab, "Classify"),
     "gallery": (GalleryTab, "Nearest neighbours"),
 }
 AUDIT_KEYS = ("audit", "bias")
@@ -76,6 +79,8 @@ def header_markdown(loaded: LoadedModel) -> str:
     facts = [DEMO_KINDS[loaded.kind], f"{loaded.modality} model `{type(loaded.model).__name__}`"]
     if objective:
         facts.insert(0, f"objective `{objective}`")
+    elif loaded.manifest.get("task"):  # a fine-tuned run
+        facts.insert(0, f"fine-tuned for `{loaded.manifest['task']}`")
     return f"# {loaded.title}\n{' · '.join(facts)}  \nSource: `{loaded.ref}`"
 
 

@@ -12,8 +12,8 @@ from .loading import DEMO_KINDS, POOLING_RULES
 
 DESCRIPTION = (
     "Try a model in a Gradio app: fill-mask for masked LMs, streamed generation for next-token LMs, "
-    "original | masked | reconstruction for MAE, and nearest neighbours over a gallery for every encoder, "
-    "plus the model card's tables. Needs the demo extra: pip install 'hfssl[demo]'."
+    "original | masked | reconstruction for MAE, class probabilities for fine-tuned classifiers, and nearest "
+    "neighbours over a gallery for every encoder, plus the model card's tables. Needs the demo extra: pip install 'hfssl[demo]'."
 )
 
 
@@ -66,7 +66,7 @@ def check_host(host: str) -> None:
 
 
 def cmd_demo(argv: Sequence[str]) -> int:
-    """Try a run directory or Hub id in a Gradio app (fill-mask, generation, MAE, gallery search)."""
+    """Try a run directory or Hub id in a Gradio app (fill-mask, generation, MAE, classifier, gallery search)."""
     parser = argparse.ArgumentParser(prog="hfssl demo", description=DESCRIPTION)
     add_demo_arguments(parser)
     return run_demo_from_args(parser.parse_args(argv))

@@ -9,6 +9,7 @@ travels with it. The demo kind follows the run's objective, else the model's arc
 | mlm*, `...ForMaskedLM`              | fill-mask                              |
 | clm*, `...ForCausalLM`              | generation                             |
 | mae, `...ForMaskedImageModeling`    | reconstruction                         |
+| `...ForSequenceClassification`, `...ForImageClassification` (fine-tuned) | classification |
 | anything else with an encoder       | gallery (nearest neighbours, kNN, PCA) |
 
 This module also holds what every tab shares: the input limits and the way input errors reach the UI.
@@ -32,8 +33,10 @@ from transformers import (
     AutoImageProcessor,
     AutoModel,
     AutoModelForCausalLM,
+    AutoModelForImageClassification,
     AutoModelForMaskedLM,
     AutoModelForPreTraining,
+    AutoModelForSequenceClassification,
     PreTrainedModel,
 )
 
@@ -48,13 +51,15 @@ DEMO_KINDS: dict[str, str] = {
     "fill-mask": "masked language model: fill in the masked tokens",
     "generation": "next-token language model: continue a prompt",
     "reconstruction": "masked autoencoder: hide image patches and reconstruct them",
+    "classification": "classifier: class probabilities for a text or an image",
     "gallery": "encoder: nearest neighbours, kNN classification and a PCA map over a gallery",
 }
-_AUTO_CLASSES = {
-    "fill-mask": AutoModelForMaskedLM,
-    "generation": AutoModelForCausalLM,
-    "reconstruction": AutoModelForPreTraining,
-    "gallery": AutoModel,
+_AUTO_CLASSES = {  # by demo kind, then modality
+    "fill-mask": {"text": AutoModelForMaskedLM},
+    "generation": {"text": AutoModelForCausalLM},
+    "reconstruction": {"image": AutoModelForPreTraining},
+    "classification": {"text": AutoModelForSequenceClassification, "image": AutoModelForImageClassification},
+    "gallery": {"text": AutoModel, "image": AutoModel},
 }
 _ARCHITECTURE_SUFFIXES = (
     ("ForMaskedLM", "fill-mask"),
@@ -62,11 +67,12 @@ _ARCHITECTURE_SUFFIXES = (
     ("LMHeadModel", "generation"),
     ("ForMaskedImageModeling", "reconstruction"),
     ("MAEForPreTraining", "reconstruction"),
+    ("ForSequenceClassification", "classification"),
+    ("ForImageClassification", "classification"),
 )
 POOLING_RULES = ("mean", "cls", "last")
 # The modalities each demo kind serves; --kind is checked against the model's before anything is loaded.
-KIND_MODALITIES = {"fill-mask": ("text",), "generation": ("text",), "reconstruction": ("image",),
-                   "gallery": ("text", "image")}
+KIND_MODALITIES = {kind: tuple(by_modality) for kind, by_modality in _AUTO_CLASSES.items()}
 
 
 @dataclass(frozen=True)
@@ -129,12 +135,16 @@ def load_demo_model(ref: str | os.PathLike, kind: str | None = None, pooling: st
         raise ValueError(f"{ref} is {'an image' if modality == 'image' else 'a text'} model; the {kind} demo needs "
                          f"{'an image' if modality == 'text' else 'a text'} model. Kinds for {modality} models: {fits}.")
     chosen = kind or decide_kind(manifest.get("objective"), getattr(config, "architectures", None))
-    model, problem = _load_model(model_path, chosen)
+    if modality not in KIND_MODALITIES[chosen]:  # e.g. an image model whose run says mlm
+        logger.warning("%s: a %s model cannot show the %s demo; showing the gallery demo instead.", ref, modality,
+                       chosen)
+        chosen = "gallery"
+    model, problem = _load_model(model_path, chosen, modality)
     if problem:
         if kind is not None:
             raise ValueError(f"{ref} cannot show the {kind} demo: {problem}. Choose another --kind.")
         logger.warning("%s: %s; showing the gallery demo instead.", ref, problem)
-        chosen, (model, _) = "gallery", _load_model(model_path, "gallery")
+        chosen, (model, _) = "gallery", _load_model(model_path, "gallery", modality)
     if chosen == "gallery" and not hasattr(model, "get_features") and getattr(model.config, "mask_ratio", 0):
         # A stock MAE encoder (ViTMAEModel) hides a random mask_ratio of the patches in every forward: its
         # features would change from call to call and see a quarter of the image. Features see every patch.
@@ -230,7 +240,7 @@ def _load_config(model_path: str):
         ) from error
 
 
-def _load_model(model_path: str, kind: str) -> tuple[PreTrainedModel, str | None]:
+def _load_model(model_path: str, kind: str, modality: str) -> tuple[PreTrainedModel, str | None]:
     """The model for a demo kind, and why it cannot serve that kind (None when it can).
 
     A head missing from the checkpoint would be random, so it counts as a problem; weights of training-only
@@ -238,7 +248,7 @@ def _load_model(model_path: str, kind: str) -> tuple[PreTrainedModel, str | None
     """
     try:
         with _quiet_transformers():
-            model, info = _AUTO_CLASSES[kind].from_pretrained(model_path, output_loading_info=True)
+            model, info = _AUTO_CLASSES[kind][modality].from_pretrained(model_path, output_loading_info=True)
     except (OSError, ValueError, RuntimeError) as error:
         raise ValueError(f"Could not load {model_path!r} as a {kind} model: {str(error).rstrip('.')}.") from error
     if info["unexpected_keys"]:
@@ -320,8 +330,11 @@ def _hub_json(repo_id: str, filename: str) -> dict[str, Any] | None:
 @torch.no_grad()
 def encode(loaded: LoadedModel, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """Features (b, hidden) from `get_features`, or for stock encoders the last hidden state pooled by
-    `loaded.pooling` (attention-masked mean, first token, or last real token)."""
+    `loaded.pooling` (attention-masked mean, first token, or last real token). A stock model with a head
+    (`BertForMaskedLM`, `ViTForImageClassification`) is encoded by its backbone, not its logits."""
     model = loaded.model
+    if not hasattr(model, "get_features") and isinstance(getattr(model, "base_model", None), torch.nn.Module):
+        model = model.base_model
     if hasattr(model, "get_features"):
         return model.get_features(**inputs)
     out = model(**inputs)

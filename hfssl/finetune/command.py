@@ -152,7 +152,8 @@ def _usage(result: dict[str, Any]) -> str:
     """How to use what the run wrote: the model folder in a pipeline, else the adapter with peft."""
     if result.get("model_dir"):
         return (f"  python -c \"import hfssl; from transformers import pipeline; "
-                f"print(pipeline('{result['task']}', model='{result['model_dir']}')(...))\"")
+                f"print(pipeline('{result['task']}', model='{result['model_dir']}')(...))\"\n"
+                f"  hfssl demo {result['run_dir']}   (class probabilities in a Gradio app)")
     if result["task"] == "image-classification":
         base = result.get("base_dir") or result["parent"]["model"]
         load = (f"from peft import PeftModel; from transformers import AutoModelForImageClassification as A; "

@@ -1,4 +1,5 @@
-"""A real browser (Playwright driving Debian's chromium) uses the fill-mask demo like a person would."""
+"""A real browser (Playwright driving Debian's chromium) uses the fill-mask and classifier demos like a person
+would."""
 
 from __future__ import annotations
 
@@ -28,15 +29,21 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser, mlm_url):
-    """A page that may only talk to the app: any other request (fonts, CDNs, telemetry) is refused."""
+def _open(browser, url: str):
+    """(context, page) on `url`; the page may only talk to the app: any other request (fonts, CDNs, telemetry) is
+    refused."""
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(mlm_url.rstrip("/"))
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(url.rstrip("/"))
                   else route.abort())
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
-    page.goto(mlm_url, wait_until="domcontentloaded")
+    page.goto(url, wait_until="domcontentloaded")
+    return context, page
+
+
+@pytest.fixture
+def page(browser, mlm_url):
+    context, page = _open(browser, mlm_url)
     yield page
     context.close()
 
@@ -79,3 +86,25 @@ def test_input_limits_show_a_message_in_the_page(page, tmp_path):
     expect(page.locator("#fill-mask-message")).to_contain_text("accepts at most 200")
     expect(page.get_by_text("accepts at most 200").first).to_be_visible()
     page.screenshot(path=str(tmp_path / "fill-mask-limit.png"), full_page=True)
+
+
+def test_a_finetuned_classifier_in_a_real_browser(browser, launch, tmp_path):
+    from playwright.sync_api import expect
+
+    from hfssl.demo import load_demo_model
+    from hfssl.demo.classify import classify
+
+    from ..cards import make_finetune_run
+
+    loaded = load_demo_model(make_finetune_run(tmp_path, "finetune-text", "alice/tiny-mlm").path)
+    context, page = _open(browser, launch(loaded))
+    try:
+        best = next(iter(classify(loaded, "A dull and tired film.").scores))
+        page.locator("#classify-input textarea").fill("A dull and tired film.")
+        page.locator("#classify-button").click()
+        expect(page.locator("#classify-message")).to_contain_text(f"Top class {best}")
+        expect(page.locator("#classify-label")).to_contain_text("negative")
+        expect(page.locator("#classify-label")).to_contain_text("positive")
+        page.screenshot(path=str(tmp_path / "classify.png"), full_page=True)
+    finally:
+        context.close()

@@ -56,7 +56,7 @@ def test_missing_run_and_busy_port_are_user_errors(monkeypatch, mlm_run, tmp_pat
 @pytest.mark.parametrize(("flags", "message"), [
     (["--port", "99999"], "--port 99999 is not a port number"),  # was an OverflowError from the socket
     (["--kind", "reconstruction"], ("is a text model; the reconstruction demo needs an image model. Kinds for text "
-                                    "models: fill-mask, generation, gallery")),  # was a message about config.ssl
+                                    "models: fill-mask, generation, classification, gallery")),  # was a message about config.ssl
 ])
 def test_a_port_or_kind_that_cannot_work_is_named_before_loading(mlm_run, flags, message):
     with pytest.raises(ValueError, match=message):

@@ -41,6 +41,8 @@ from hfssl.demo.loading import (
         (None, ["GPT2LMHeadModel"], "generation"),
         (None, ["HfsslVisionForMaskedImageModeling"], "reconstruction"),
         (None, ["BertModel"], "gallery"),
+        (None, ["HfsslTextForSequenceClassification"], "classification"),  # a fine-tuned run has no objective
+        (None, ["ViTForImageClassification"], "classification"),
         (None, None, "gallery"),
     ],
 )

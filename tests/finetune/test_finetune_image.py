@@ -43,6 +43,7 @@ def test_the_printed_table_shows_the_result(image_parent, tmp_path, capsys):
     section = json.loads((out / "run.json").read_text())["finetune"]
     assert "accuracy" in printed and "trainable" in printed and f"{section['metrics']['accuracy']:.4f}" in printed
     assert f"{section['trainable_parameters']:,}" in printed and str(out / "adapter") in printed
+    assert f"hfssl demo {out}" in printed  # the merged classifier has a demo
 
 
 def test_the_model_folder_classifies_raw_images_with_its_saved_processor(digits_run):
