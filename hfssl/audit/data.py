@@ -370,10 +370,9 @@ def load_table(dataset: Any = None, test_files: list[str] | str | None = None, s
 
 
 def _load_files(files: list[str]):
-    import datasets
-
     from ..data.images import IMAGE_SUFFIXES
-    from ..data.text import infer_format, load_files, resolve_files
+    from ..data.tables import read_labeled_split
+    from ..data.text import infer_format, resolve_files
 
     matches = {f: [str(Path(f).expanduser())] if Path(f).expanduser().exists()
                else glob.glob(str(Path(f).expanduser()), recursive=True) for f in files}
@@ -389,21 +388,7 @@ def _load_files(files: list[str]):
             raise  # a table the reader refuses (mixed formats, an unknown extension), not a set of images
         resolved = [f"{p.rstrip('/')}/**" if Path(p).is_dir() else p for p in files]
         builder = "imagefolder"
-    names = ", ".join(Path(f).name for f in files)
-    empty = [Path(f).name for f in resolved if Path(f).is_file() and Path(f).stat().st_size == 0]
-    if empty:
-        raise ValueError(f"The audit set file(s) {', '.join(empty)} are empty; give files with at least one "
-                         "labelled example.")
-    try:
-        table = load_files(builder, {"train": resolved}, split="train")
-    except (datasets.exceptions.DatasetGenerationError, ValueError, StopIteration) as error:
-        cause = error.__cause__ or error  # datasets wraps the reader's error (pandas: "No columns to parse")
-        raise ValueError(f"Could not read the audit set ({names}) as {builder}: {type(cause).__name__}: {cause}. "
-                         "Give csv/tsv/json/jsonl/parquet files with a header and at least one row, or image files."
-                         ) from error
-    if len(table) == 0:
-        raise ValueError(f"The audit set ({names}) has no rows; give files with at least one labelled example.")
-    return table
+    return read_labeled_split(builder, resolved, what="audit set", flag="--test-files")
 
 
 def _pick_split(loaded: Any, split: str | None):

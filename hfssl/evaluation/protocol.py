@@ -201,14 +201,13 @@ def _load_text_files(builder: str, files: list[Path], role: str, options: DataOp
     """One split's csv/json/parquet/txt files, so train and test files need not share their other columns.
 
     Raises:
-        ValueError: a csv/parquet file lacks the label column or the --text-column (names the file and its columns).
+        ValueError: a csv/parquet file lacks the label column or the --text-column (names the file and its columns),
+            or a file cannot be read (see `hfssl.data.tables.read_labeled_split`).
     """
+    from ..data.tables import read_labeled_split, refuse_empty_files
     from ..data.text import file_columns, read_only_if_headers_differ
 
-    empty = [str(f) for f in files if f.stat().st_size == 0]
-    if empty:
-        raise ValueError(f"The {role} file {empty[0]!r} (from --{role}-files) is empty; give a file with a header and "
-                         "rows of texts and labels.")
+    refuse_empty_files(files, what=role, flag=f"--{role}-files")  # before its header reads as no columns
     headers = {path: file_columns(path, builder) for path in files}
     needed = [c for c in (options.label_column, options.text_column) if c is not None]
     for path, columns in headers.items():
@@ -219,45 +218,12 @@ def _load_text_files(builder: str, files: list[Path], role: str, options: DataOp
                              f"columns are {columns}. Give files that have it, or name the right column with {flag}.")
     known = [c for c in headers.values() if c is not None]
     shared = [c for c in known[0] if all(c in other for other in known)] if known else []  # what they all have
-    kwargs = read_only_if_headers_differ(builder, known, shared)
-    split = _read_split(builder, files, role, kwargs)
+    split = read_labeled_split(builder, files, what=role, flag=f"--{role}-files",
+                               **read_only_if_headers_differ(builder, known, shared))
     if options.label_column not in split.column_names:  # json/txt: no header to check up front
         raise ValueError(f"The {role} files ({', '.join(map(str, files))}) have no column {options.label_column!r}; "
                          f"their columns are {split.column_names}. Give files with labels, or name the column that "
                          "holds them with --label-column.")
-    return split
-
-
-def _read_split(builder: str, files: list[Path], role: str, kwargs: dict[str, Any]) -> datasets.Dataset:
-    """`load_files` of one split, with a ValueError naming the file for what `datasets` reports as a generation
-    traceback or as 'Instruction "train" corresponds to no data' (which names neither the file nor the role): a file
-    that is not UTF-8 (with its first bad line), and files without any row."""
-    from datasets.exceptions import DatasetGenerationError
-
-    from ..data.text import load_files, scan_file
-
-    flag = f"--{role}-files"
-    no_rows = (f"The {role} file(s) {', '.join(map(str, files))} (from {flag}) hold no rows (a header at most); give "
-               "files with a header and rows of texts and labels.")
-    try:
-        split = load_files(builder, {"train": [str(f) for f in files]}, split="train", **kwargs)
-    except DatasetGenerationError as error:
-        cause = error.__cause__ or error
-        if isinstance(cause, UnicodeDecodeError):
-            bad = next((scan for scan in (scan_file(f, builder) for f in files) if scan.bad_lines), None)
-            where = f"{str(bad.path)!r} (line {bad.first_bad_line})" if bad else ", ".join(map(str, files))
-            raise ValueError(  # noqa: TRY004 -- bad input data, not a programming error: the CLI maps it to exit 2
-                f"The {role} file {where} (from {flag}) is not UTF-8 text; save it as UTF-8 (e.g. "
-                "`iconv -f latin1 -t utf-8`) and run the evaluation again.") from None
-        raise ValueError(f"The {role} file(s) {', '.join(map(str, files))} (from {flag}) could not be read as "
-                         f"{builder}: {type(cause).__name__}: {cause}. Check that each is a valid {builder} file."
-                         ) from error
-    except ValueError as error:
-        if "corresponds to no data" in str(error):  # every file is a header only
-            raise ValueError(no_rows) from None
-        raise
-    if len(split) == 0:
-        raise ValueError(no_rows)
     return split
 
 

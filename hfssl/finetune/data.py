@@ -30,7 +30,8 @@ from ..data.images import (
     normalize,
     to_float_pixels,
 )
-from ..data.text import infer_format, load_files, resolve_files
+from ..data.tables import read_labeled_split
+from ..data.text import infer_format, resolve_files
 
 logger = logging.getLogger(__name__)
 
@@ -195,27 +196,17 @@ def _local(spec: DataSpec, modality: str) -> DatasetDict:
         return splits
     resolved = {role: resolve_files(files, f"--{role}-files") for role, files in roles.items() if files}
     # A format per split (train.jsonl with test.parquet is fine): each split is loaded on its own.
-    return DatasetDict({role: _load_text_split(infer_format(files), files, spec) for role, files in resolved.items()})
+    return DatasetDict({role: _load_text_split(files, spec, role) for role, files in resolved.items()})
 
 
-def _load_text_split(fmt: str, files: list[Path], spec: DataSpec) -> Dataset:
-    """One split's files, loaded on their own so that train and test files need not share a schema.
+def _load_text_split(files: list[Path], spec: DataSpec, role: str) -> Dataset:
+    """One split's files (`role`: train or test), loaded on their own so that train and test need not share a schema.
 
     When the text and label columns are both there, only they are kept (other columns may differ between the
     splits) and the text column is read as strings (a column of numbers, or of blanks only, is inferred otherwise).
     """
-    empty = [f for f in files if f.stat().st_size == 0]
-    if empty:
-        raise ValueError(f"{empty[0]} is empty; give a file with a header and rows of text and labels.")
-    no_rows = f"{', '.join(map(str, files))}: no rows (a header at most); add rows of text and labels."
-    try:
-        split = load_files(fmt, {"train": [str(f) for f in files]}, split="train")
-    except ValueError as error:  # datasets: 'Instruction "train" corresponds to no data!'
-        if "corresponds to no data" in str(error):
-            raise ValueError(no_rows) from error
-        raise
-    if len(split) == 0:
-        raise ValueError(no_rows)
+    fmt = infer_format(files)
+    split = read_labeled_split(fmt, files, what=role, flag=f"--{role}-files")
     needed = list(dict.fromkeys([spec.text_column, spec.label_column]))
     if fmt == "text" and spec.label_column not in split.column_names:
         raise ValueError(

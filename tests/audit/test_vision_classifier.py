@@ -133,8 +133,8 @@ def test_unreadable_labelled_sets_are_errors_naming_the_file(tmp_path):
     (tmp_path / "header.csv").write_text("text,label\n")
     (tmp_path / "a.csv").write_text("text,label\nhi,1\n")
     (tmp_path / "a.jsonl").write_text('{"text": "hi", "label": 1}\n')
-    cases = {"empty.csv": r"The audit set file\(s\) empty.csv are empty",
-             "header.csv": r"Could not read the audit set \(header.csv\) as csv",
+    cases = {"empty.csv": r"The audit set file '.*empty.csv' \(from --test-files\) is empty",
+             "header.csv": r"The audit set file\(s\) .*header.csv \(from --test-files\) hold no rows",
              "missing.csv": "--test-files: no such file or folder: .*missing.csv",
              "*.parquet": r"--test-files: no such file or folder: .*\*.parquet",
              "a.*": "Files mix formats"}

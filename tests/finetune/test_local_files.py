@@ -216,10 +216,10 @@ def test_adalora_trains_with_its_budget_schedule(train_csv, text_parent, tmp_pat
 
 def test_empty_and_header_only_files_are_named(train_csv, text_parent, tmp_path):
     (tmp_path / "empty.csv").write_text("")
-    refuse("empty.csv is empty", tmp_path / "a", text_parent, train_files=[train_csv],
+    refuse(r"empty.csv' \(from --test-files\) is empty", tmp_path / "a", text_parent, train_files=[train_csv],
            test_files=[str(tmp_path / "empty.csv")])
     header = write_csv(tmp_path / "header.csv", ["text", "label"], [])
-    refuse("header.csv: no rows", tmp_path / "b", text_parent, train_files=[header])
+    refuse(r"header.csv \(from --train-files\) hold no rows", tmp_path / "b", text_parent, train_files=[header])
 
 
 def test_a_class_with_one_row_cannot_be_carved_into_a_test_split(reviews, text_parent, tmp_path):
