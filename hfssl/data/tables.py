@@ -17,6 +17,7 @@ from .text import load_files, scan_file
 # ValueError also covers UnicodeDecodeError, pandas' parser errors and 'Instruction "train" corresponds to no data'.
 _READ_ERRORS = (DatasetGenerationError, ValueError, OSError, StopIteration, ArrowException)
 _SCANNED = frozenset({"csv", "tsv", "json", "text"})  # line-based formats whose bytes `scan_file` checks
+COMPRESSED_SUFFIXES = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz"}  # the tool that decompresses each
 
 
 def refuse_empty_files(files: list[Path], *, what: str, flag: str) -> None:
@@ -44,10 +45,14 @@ def read_labeled_split(builder: str, files: list[Path] | list[str], *, what: str
         scans = []
     bad = next((scan for scan in scans if scan.bad_lines), None)
     if bad is not None:
+        name = bad.path.name
+        compressed = bad.path.suffix.lower() in COMPRESSED_SUFFIXES  # iconv needs the decompressed text
         raise ValueError(
             f"The {what} file {str(bad.path)!r} (line {bad.first_bad_line}) (from {flag}) is not UTF-8 text "
-            f"({bad.bad_lines} line(s) are not). Save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 {bad.path.name} > "
-            f"utf8-{bad.path.name}`, and pass that file instead.")
+            f"({bad.bad_lines} line(s) are not). Save it as UTF-8, e.g. "
+            + (f"`{COMPRESSED_SUFFIXES[bad.path.suffix.lower()]} -dc {name} | iconv -f latin1 -t utf-8 > "
+               f"utf8-{bad.path.stem}`" if compressed else f"`iconv -f latin1 -t utf-8 {name} > utf8-{name}`")
+            + ", and pass that file instead.")
     try:
         split = load_files(builder, {"train": [str(f) for f in files]}, split="train", **load_kwargs)
     except _READ_ERRORS as error:

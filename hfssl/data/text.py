@@ -235,15 +235,25 @@ def _decode_kwargs(fmt: str, replace: bool) -> dict[str, str]:
 
 
 def file_columns(path: Path, fmt: str) -> list[str] | None:
-    """The columns of a csv (its header) or parquet file (its schema); None for formats without a fixed header."""
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
+    """The columns of a csv (its header) or parquet file (its schema); None for formats without a fixed header.
 
-        return list(pq.ParquetFile(path).schema_arrow.names)
-    if fmt in SEPARATED:
-        with _open_bytes(path) as raw:
-            line = raw.readline().decode("utf-8-sig", errors="replace")
-        return next(csv.reader([line], delimiter=SEPARATED[fmt]), [])
+    Raises:
+        ValueError: the file cannot be opened as `fmt` (a damaged parquet file or compressed archive), naming it.
+    """
+    import pyarrow
+
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.ParquetFile(path).schema_arrow.names)
+        if fmt in SEPARATED:
+            with _open_bytes(path) as raw:
+                line = raw.readline().decode("utf-8-sig", errors="replace")
+            return next(csv.reader([line], delimiter=SEPARATED[fmt]), [])
+    except (OSError, EOFError, lzma.LZMAError, pyarrow.ArrowException) as error:
+        raise ValueError(f"{path} cannot be read as {fmt}: {type(error).__name__}: {str(error).rstrip('.')}. Check "
+                         f"that it is a complete, valid {fmt} file (a download may have been cut off).") from None
     return None
 
 

@@ -100,3 +100,17 @@ def test_good_files_are_read_with_the_callers_keywords(tmp_path):
     pd.DataFrame({"text": ["x", "y"], "label": [0, 1], "extra": [1.0, 2.0]}).to_parquet(a)
     split = read_labeled_split("parquet", [a], what="train", flag="--train-files", columns=["text", "label"])
     assert split.column_names == ["text", "label"] and split["text"] == ["x", "y"]
+
+
+@pytest.mark.parametrize("name, data", [("broken.parquet", b"not parquet"), ("cut.csv.gz", TRUNCATED_GZ)])
+def test_evaluate_names_a_damaged_file_when_reading_its_header(tmp_path, name, data):
+    """evaluate reads each file's header before the rows: a bare ArrowInvalid / EOFError named no file there."""
+    path = write(tmp_path / name, data)
+    with pytest.raises(ValueError, match=rf"{name} cannot be read as (parquet|csv): \w+: .*complete, valid"):
+        load_source(DataOptions(train_files=[str(path)]))
+
+
+def test_a_compressed_non_utf8_file_is_told_to_decompress_before_iconv(tmp_path):
+    path = write(tmp_path / "latin1.csv.gz", gzip.compress(LATIN1_ROWS.encode("latin-1"), mtime=0))
+    with pytest.raises(ValueError, match=r"`gzip -dc latin1\.csv\.gz \| iconv -f latin1 -t utf-8 > utf8-latin1\.csv`"):
+        read_labeled_split("csv", [path], what="train", flag="--train-files")
