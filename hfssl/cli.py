@@ -270,8 +270,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         if "-h" not in argv and "--help" not in argv:
+            from . import register_auto_classes
             from .models.cpu_gemm import cpu_gemm_backend
 
+            register_auto_classes()  # the console script's `import hfssl` left it for here (see hfssl/__init__.py)
             cpu_gemm_backend()  # a bad $HFSSL_CPU_GEMM fails here, before any data is read
         return command(argv[1:])
     except USER_ERRORS as error:
