@@ -266,8 +266,7 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type
         raise ValueError(f"labels must be a tensor, got {describe(labels)}.")
     batch, num_labels = logits.shape
     if problem_type is None:
-        problem_type = ("regression" if num_labels == 1 else
-                        "multi_label_classification" if labels.is_floating_point() else "single_label_classification")
+        problem_type = infer_problem_type(num_labels, labels)
     if problem_type not in PROBLEM_TYPES:
         raise ValueError(f"problem_type={problem_type!r} is not supported; choose one of: {', '.join(PROBLEM_TYPES)}.")
     if problem_type == "single_label_classification":
@@ -288,6 +287,27 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type
     if problem_type == "regression":
         return F.mse_loss(logits, labels.to(logits.dtype))
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+def infer_problem_type(num_labels: int, labels: torch.Tensor) -> str:
+    """The problem type transformers infers from the labels when `config.problem_type` is None: "regression" for
+    num_labels == 1, "multi_label_classification" for float labels, "single_label_classification" for integer ones."""
+    if num_labels == 1:
+        return "regression"
+    return "multi_label_classification" if labels.is_floating_point() else "single_label_classification"
+
+
+def classifier_loss(config, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """`classification_loss` of a classification head by `config.problem_type`; where that is None, the type inferred
+    from the labels is recorded on the config, as transformers' own heads do, so that `save_pretrained` keeps it and
+    the text- and image-classification pipelines score a multi-label head with sigmoids, not a softmax."""
+    problem_type = config.problem_type
+    if problem_type is None and torch.is_tensor(labels):
+        problem_type = infer_problem_type(logits.shape[-1], labels)
+    loss = classification_loss(logits, labels, problem_type)
+    if config.problem_type is None and not torch.compiler.is_compiling():  # after the labels passed the checks
+        config.problem_type = problem_type
+    return loss
 
 
 def keep_saved_auto_map(model) -> None:

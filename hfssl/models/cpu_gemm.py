@@ -225,3 +225,12 @@ class Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return linear(x, self.weight, self.bias)
+
+
+def as_fast_linear(module: nn.Module) -> nn.Module:
+    """A plain `nn.Linear` becomes this module's `Linear` in place (same parameters and state dict; no copy): what
+    `resize_token_embeddings` builds for a new output layer would otherwise leave the oneDNN path. Anything else (a
+    peft wrapper, a subclass) is returned as it is."""
+    if type(module) is nn.Linear:
+        module.__class__ = Linear
+    return module

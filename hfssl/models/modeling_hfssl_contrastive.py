@@ -22,6 +22,7 @@ from transformers.utils import ModelOutput
 
 from .blocks import pool
 from .configuration_hfssl_text import HfsslTextConfig
+from .cpu_gemm import as_fast_linear
 from .input_checks import output_flag
 from .losses import DINOLoss, std_of_l2_normalized
 from .modeling_hfssl_text import HfsslTextMaskedLMHead, HfsslTextModel, HfsslTextPreTrainedModel
@@ -229,6 +230,30 @@ class HfsslTextForContrastiveLearning(ContrastiveLearningMixin, HfsslTextPreTrai
         self.lm_head = HfsslTextMaskedLMHead(config) if self.mlm_weight > 0 else None
         entry = ("AutoModelForPreTraining", f"{__name__.split('.')[-1]}.{type(self).__name__}")
         self.setup_ssl(config.hidden_size, entry)
+
+    def get_output_embeddings(self) -> Optional[torch.nn.Linear]:
+        """The MLM head's vocabulary projection (objective mlm+simcse, not tied to the embeddings); None without one."""
+        return self.lm_head.decoder if self.lm_head is not None else None
+
+    def set_output_embeddings(self, value: torch.nn.Linear) -> None:
+        if self.lm_head is None:
+            raise ValueError("This model has no MLM head (config.mlm_weight is 0), so no output embeddings to set.")
+        self.lm_head.decoder = as_fast_linear(value)
+
+    def resize_token_embeddings(self, new_num_tokens: Optional[int] = None, pad_to_multiple_of: Optional[int] = None,
+                                mean_resizing: bool = True) -> torch.nn.Embedding:
+        """``PreTrainedModel.resize_token_embeddings`` (the MLM head's projection too, when there is one), and the EMA
+        copy of the backbone (methods with a momentum encoder) alike: it keeps its own rows, and the added ones start
+        as copies of the online model's, as the whole copy did when training started."""
+        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        if self.target_model is not None:
+            old = self.target_model.get_input_embeddings()
+            weight = embeddings.weight.detach().clone()  # (new vocab, hidden)
+            kept = min(old.num_embeddings, weight.shape[0])
+            weight[:kept] = old.weight.detach()[:kept].to(weight.dtype)
+            resized = torch.nn.Embedding.from_pretrained(weight, freeze=True, padding_idx=old.padding_idx)
+            self.target_model.set_input_embeddings(resized)
+        return embeddings
 
     def pooled_features(self, backbone: torch.nn.Module, view: dict[str, torch.Tensor]) -> torch.Tensor:
         """view: {"input_ids": (B, T), "attention_mask": (B, T) or None} -> (B, hidden) by ``config.pooling``."""

@@ -26,13 +26,13 @@ from .blocks import (
     Block,
     RotaryEmbedding,
     build_attention_mask,
-    classification_loss,
+    classifier_loss,
     keep_saved_auto_map,
     pool,
     prepared_attention_mask,
 )
 from .configuration_hfssl_text import HfsslTextConfig
-from .cpu_gemm import Linear
+from .cpu_gemm import Linear, as_fast_linear
 from .input_checks import check_token_inputs, check_token_labels, describe, output_flag
 from .linear_cross_entropy import default_chunk_rows, linear_cross_entropy
 
@@ -305,7 +305,7 @@ class HfsslTextForMaskedLM(HfsslTextPreTrainedModel):
         return self.lm_head.decoder
 
     def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head.decoder = value
+        self.lm_head.decoder = as_fast_linear(value)
 
     def forward(
         self,
@@ -399,7 +399,7 @@ class HfsslTextForCausalLM(HfsslTextPreTrainedModel, GenerationMixin):
         return self.lm_head
 
     def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
+        self.lm_head = as_fast_linear(value)
 
     def forward(
         self,
@@ -448,6 +448,10 @@ class HfsslTextForCausalLM(HfsslTextPreTrainedModel, GenerationMixin):
 class HfsslTextForSequenceClassification(HfsslTextPreTrainedModel):
     """Pooled features (config.pooling) -> dropout -> linear. Loads MLM or CLM checkpoints (shared `model.` prefix)."""
 
+    # The loss is a batch mean that ignores `num_items_in_batch`: the Trainer must divide it by the
+    # gradient-accumulation steps itself, which it skips for a forward taking `**kwargs` unless told so.
+    accepts_loss_kwargs = False
+
     def __init__(self, config: HfsslTextConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -477,7 +481,7 @@ class HfsslTextForSequenceClassification(HfsslTextPreTrainedModel):
         )
         pooled = pool(out.last_hidden_state, attention_mask, self.config.pooling)  # (b, hidden)
         logits = self.classifier(self.dropout(pooled))  # (b, num_labels)
-        loss = classification_loss(logits, labels, self.config.problem_type) if labels is not None else None
+        loss = classifier_loss(self.config, logits, labels) if labels is not None else None
         result = SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
         return result if output_flag(return_dict, self.config, "return_dict") else result.to_tuple()

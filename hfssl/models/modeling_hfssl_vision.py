@@ -16,7 +16,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.utils import ModelOutput
 
-from .blocks import Block, classification_loss, keep_saved_auto_map, pool
+from .blocks import Block, classifier_loss, keep_saved_auto_map, pool
 from .configuration_hfssl_vision import HfsslVisionConfig
 from .cpu_gemm import Linear
 from .input_checks import output_flag, prepare_pixel_values
@@ -407,6 +407,10 @@ class HfsslVisionForMaskedImageModeling(MaskedAutoencoderMixin, HfsslVisionPreTr
     """Masked autoencoder (He et al. 2021, "Masked Autoencoders Are Scalable Vision Learners"): the encoder sees a
     random 1 - mask_ratio of the patches, a light decoder predicts the pixels of the rest, MSE on masked patches."""
 
+    # A mean over masked patches that ignores `num_items_in_batch` (which the Trainer counts when the batch holds
+    # `labels`): the Trainer divides it by the gradient-accumulation steps.
+    accepts_loss_kwargs = False
+
     def __init__(self, config: HfsslVisionConfig):
         super().__init__(config)
         self.model = HfsslVisionModel(config)
@@ -454,6 +458,9 @@ def _patch_statistics(patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 class HfsslVisionForImageClassification(HfsslVisionPreTrainedModel):
     """Pooled features (config.pooling) -> linear. Loads any hfssl vision checkpoint, MAE included (shared `model.`)."""
 
+    # A batch-mean loss that ignores `num_items_in_batch`: the Trainer divides it by the gradient-accumulation steps.
+    accepts_loss_kwargs = False
+
     def __init__(self, config: HfsslVisionConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -475,7 +482,7 @@ class HfsslVisionForImageClassification(HfsslVisionPreTrainedModel):
         out = self.model(pixel_values, output_hidden_states=output_hidden_states, output_attentions=output_attentions,
                          return_dict=True)
         logits = self.classifier(out.pooler_output)  # (b, num_labels)
-        loss = classification_loss(logits, labels, self.config.problem_type) if labels is not None else None
+        loss = classifier_loss(self.config, logits, labels) if labels is not None else None
         result = ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
         return result if output_flag(return_dict, self.config, "return_dict") else result.to_tuple()
