@@ -105,6 +105,16 @@ class ContrastiveLearningMixin:
             raise ValueError(f"Method {self.config.ssl['method']!r} has no target (momentum) encoder.")
         return self.pooled_features(self.target_model if target else self.model, view)
 
+    def refuse_output_flags(self, kwargs: dict[str, Any]) -> None:
+        """A ValueError for `output_hidden_states` / `output_attentions` passed to the joint-embedding forward, which
+        returns the loss and pooled embeddings only (they were ignored without a word)."""
+        asked = [name for name in ("output_hidden_states", "output_attentions") if kwargs.get(name)]
+        if asked:
+            raise ValueError(
+                f"{type(self).__name__} returns the SSL loss and the pooled embeddings only, not {' or '.join(asked)}. "
+                f"Load the backbone for them: AutoModel.from_pretrained(<this checkpoint>)({asked[0]}=True, ...), "
+                "or call model.model(...) on this one; model.get_features(...) gives the pooled features.")
+
     def forward_views(self, views: Sequence[Any], return_loss: bool = True) -> ContrastiveOutput:
         """Loss of the method on a list of views of the same B samples (global views first).
 
@@ -277,6 +287,7 @@ class HfsslTextForContrastiveLearning(ContrastiveLearningMixin, HfsslTextPreTrai
         `labels` the MLM targets (-100 where unmasked): the contrastive views see the restored clean text.
         Other extra keys a Trainer passes (num_items_in_batch) are ignored.
         """
+        self.refuse_output_flags(kwargs)
         labels = kwargs.get("labels")
         clean_ids = input_ids
         if self.lm_head is not None and labels is not None:

@@ -54,6 +54,7 @@ class HfsslVisionForContrastiveLearning(ContrastiveLearningMixin, MaskedAutoenco
     ) -> ContrastiveOutput:
         """views: global views first, then local crops, each (b, c, h_i, w_i); or pixel_values (b, c, h, w),
         used as every global view (identical views: a check, not training)."""
+        self.refuse_output_flags(kwargs)
         if views is None:
             if pixel_values is None:
                 raise ValueError("Pass views=[...] (augmented views of one batch) or pixel_values.")

@@ -181,3 +181,17 @@ def test_a_classifier_trains_and_evaluates_with_the_trainer_and_compute_metrics(
     metrics = trainer.evaluate()
     assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and np.isfinite(metrics["eval_loss"])
     assert model.num_parameters() > model.num_parameters(exclude_embeddings=True)
+
+
+def test_the_joint_embedding_forward_refuses_output_flags_it_cannot_honour():
+    """They were accepted and ignored: hidden_states / attentions were never on the output."""
+    from hfssl.models import HfsslVisionForContrastiveLearning
+
+    text = HfsslTextForContrastiveLearning(tiny_text_config(ssl={"method": "simcse"}))
+    vision = HfsslVisionForContrastiveLearning(tiny_vision_config(ssl={"method": "simclr"}))
+    pixels = torch.zeros(2, vision.config.num_channels, vision.config.image_size, vision.config.image_size)
+    with pytest.raises(ValueError, match="not output_hidden_states. Load the backbone for them: AutoModel"):
+        text(input_ids=NEW_IDS.clamp(max=TINY_VOCAB - 1), output_hidden_states=True)
+    with pytest.raises(ValueError, match="not output_attentions"):
+        vision(pixel_values=pixels, output_attentions=True)
+    assert text(input_ids=NEW_IDS.clamp(max=TINY_VOCAB - 1), output_hidden_states=False).loss is not None
