@@ -65,11 +65,14 @@ def class_names(config) -> list[str]:
 
 
 def text_limit(loaded: LoadedModel) -> int | None:
-    """The most tokens the model reads: its positions, or the tokenizer's maximum when that is smaller."""
+    """The most tokens of a text the model reads: its positions, or the tokenizer's maximum when that is smaller,
+    less the virtual tokens a prompt-learning adapter puts before the text."""
     limits = [getattr(loaded.model.config, "max_position_embeddings", None),
               getattr(loaded.tokenizer, "model_max_length", None)]
     limits = [int(n) for n in limits if isinstance(n, int) and 0 < n < 1_000_000]
-    return min(limits) if limits else None
+    adapter = getattr(loaded.model, "active_peft_config", None)
+    virtual = int(adapter.num_virtual_tokens or 0) if getattr(adapter, "is_prompt_learning", False) else 0
+    return min(limits) - virtual if limits else None
 
 
 @torch.no_grad()
@@ -80,7 +83,7 @@ def classify(loaded: LoadedModel, item: str | Image.Image) -> Classification:
         inputs, read, total = {"pixel_values": preprocess_images(loaded, [item])}, None, None
     else:
         limit = text_limit(loaded)
-        total = len(loaded.tokenizer(item)["input_ids"])
+        total = len(loaded.tokenizer(item, verbose=False)["input_ids"])  # no "longer than the maximum" warning
         encoded = loaded.tokenizer(item, truncation=limit is not None, max_length=limit, return_tensors="pt")
         inputs = {key: encoded[key] for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoded}
         read = int(encoded["input_ids"].shape[1])

@@ -22,6 +22,7 @@ import functools
 import inspect
 import logging
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,6 +128,9 @@ def load_demo_model(ref: str | os.PathLike, kind: str | None = None, pooling: st
         raise ValueError(f"Unknown demo kind {kind!r}; valid kinds: {', '.join(DEMO_KINDS)}.")
     if pooling not in POOLING_RULES:
         raise ValueError(f"Unknown pooling rule {pooling!r}; valid rules: {', '.join(POOLING_RULES)}.")
+    folder = Path(ref).expanduser()
+    if folder.is_dir() and RunDirectory(folder).is_adapter_only():
+        return load_adapter_run(RunDirectory(folder), kind, pooling)
     model_path, manifest, card_text = resolve_model_source(str(ref))
     config = _load_config(model_path)
     modality = config_modality(config)
@@ -154,6 +158,34 @@ def load_demo_model(ref: str | os.PathLike, kind: str | None = None, pooling: st
     loaded = LoadedModel(ref=str(ref), kind=chosen, modality=model_modality(model), model=model.eval(),
                          manifest=manifest, card_text=card_text, pooling=pooling)
     _attach_processor(loaded, model_path)
+    return loaded
+
+
+def load_adapter_run(run: RunDirectory, kind: str | None = None, pooling: str = "mean") -> LoadedModel:
+    """A fine-tuned run that holds only adapter/ on base/ (prompt learning cannot merge into the weights): the
+    classifier is the adapter on base/ through peft, shown by the classification demo."""
+    from peft import PeftModel
+
+    base = run.path / "base"
+    if not (base / "config.json").is_file():
+        raise run.no_model_error("demo")
+    if kind not in (None, "classification", "gallery"):
+        raise ValueError(f"{run.path} holds a classifier adapter (adapter/ on base/, no model/); the {kind} demo "
+                         "needs a model of that kind. Leave out --kind, or pass --kind classification or gallery.")
+    config = _load_config(str(base))
+    modality = config_modality(config)
+    try:
+        with _quiet_transformers(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # peft calling transformers APIs it deprecates
+            classifier = _AUTO_CLASSES["classification"][modality].from_pretrained(str(base))
+            model = PeftModel.from_pretrained(classifier, str(run.adapter_dir))
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        raise ValueError(f"Could not load the adapter of {run.path} on its base/: {str(error).rstrip('.')}.") from error
+    loaded = LoadedModel(ref=str(run.path), kind=kind or "classification", modality=modality, model=model.eval(),
+                         manifest=run.read_manifest(), card_text=_read_local_card(run.adapter_dir, run.path),
+                         pooling=pooling)
+    _attach_processor(loaded, str(run.adapter_dir if (run.adapter_dir / "tokenizer_config.json").is_file()
+                                  or (run.adapter_dir / "preprocessor_config.json").is_file() else base))
     return loaded
 
 
@@ -190,7 +222,10 @@ def _refuse_adapter_or_empty_run(path: Path) -> None:
     if (path / "adapter_config.json").is_file():
         run = path.parent
         hint = (f"pass the run directory {run} (its model/ is the merged classifier)" if (run / "model").is_dir()
-                else "the demo loads full models only; load the adapter with peft (AutoPeftModel...from_pretrained)")
+                else f"pass the run directory {run} (the demo loads the adapter on its base/)"
+                if (run / "base" / "config.json").is_file()
+                else "the demo loads full models, or a run's adapter/ on its base/; load this one with peft "
+                     "(AutoPeftModel...from_pretrained)")
         raise FileNotFoundError(f"{path} is a peft adapter folder, not a model: {hint}.")
     if (path / "run.json").is_file():
         run = RunDirectory(path)

@@ -139,3 +139,45 @@ def test_the_page_has_the_classify_tab_first_and_names_the_task(finetuned):
     assert tabs[:2] == ["Classify", "Nearest neighbours"]
     header = next(block.value for block in demo.blocks.values() if type(block).__name__ == "Markdown")
     assert header.startswith("# finetune-image\nfine-tuned for `image-classification` · classifier:")
+
+
+def _prompt_tuned_run(root, tokenizer):
+    """A fine-tuned run as `hfssl finetune --peft prompt_tuning` leaves it: adapter/ on base/, no model/."""
+    from peft import PromptTuningConfig, get_peft_model
+
+    from hfssl.models import HfsslTextConfig, HfsslTextForSequenceClassification
+    from hfssl.training.rundir import RunDirectory
+
+    torch.manual_seed(0)
+    config = HfsslTextConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                             intermediate_size=64, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
+                             num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0,
+                                                                                             "positive": 1})
+    run = RunDirectory(root / "prompt-tuned")
+    HfsslTextForSequenceClassification(config).save_pretrained(run.path / "base")
+    tokenizer.save_pretrained(run.path / "base")
+    peft_config = PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=6)
+    peft_model = get_peft_model(HfsslTextForSequenceClassification.from_pretrained(run.path / "base"), peft_config)
+    peft_model.save_pretrained(run.adapter_dir)
+    tokenizer.save_pretrained(run.adapter_dir)
+    run.update_manifest(stage="finetune", task="text-classification", modality="text",
+                        finetune={"method": "prompt_tuning", "parent": {"path": "runs/parent"}})
+    return run, peft_model.eval()
+
+
+def test_an_adapter_only_run_is_classified_by_its_adapter_on_base(loaded_mlm, tmp_path):
+    """Prompt learning cannot merge, so the run has no model/: the demo refused it."""
+    run, reference = _prompt_tuned_run(tmp_path, loaded_mlm.tokenizer)
+    loaded = load_demo_model(run.path)
+    assert (loaded.kind, type(loaded.model).__name__) == ("classification", "PeftModelForSequenceClassification")
+    encoded = loaded_mlm.tokenizer("A fine film.", return_tensors="pt")
+    with torch.no_grad():
+        expected = reference(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"]).logits[0]
+    scores = classify(loaded, "A fine film.").scores
+    assert [scores["negative"], scores["positive"]] == pytest.approx(expected.softmax(-1).tolist(), abs=1e-5)
+    result = classify(loaded, "word " * 200)  # 64 positions, 6 of them the virtual tokens
+    assert result.truncated and result.read_tokens == 58
+    with pytest.raises(ValueError, match="holds a classifier adapter .* Leave out --kind"):
+        load_demo_model(run.path, kind="fill-mask")
+    with pytest.raises(FileNotFoundError, match="pass the run directory .*loads the adapter on its base/"):
+        load_demo_model(run.adapter_dir)
