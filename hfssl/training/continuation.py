@@ -177,13 +177,35 @@ DATA_IDENTITY = ("text_column", "image_column", "train_rows", "validation_rows",
 DATA_RECORD = "data.json"  # in the run's checkpoints folder
 
 
-def record_run_data(run: RunDirectory, description: dict[str, Any], init_from: str | None = None) -> None:
-    """Keep what identifies the run's data, and the weights it started from, beside its checkpoints, for
-    `check_resume_data` and `resume_init_from` (main process)."""
+# Training flags a resumed run cannot change. The Trainer skips global_step x (batch x processes x accumulation)
+# examples of the sampler's order (drawn from the data seed): another global batch or seed would repeat some
+# examples and never show others. The optimizer and scheduler states come from the checkpoint, so another learning
+# rate, schedule or warm-up would be silently ignored.
+SCHEDULE_IDENTITY = ("examples_per_step", "data_seed", "learning_rate", "lr_scheduler_type", "warmup_steps")
+
+
+def training_identity(training_args) -> dict[str, Any]:
+    """The values of SCHEDULE_IDENTITY for `training_args` (a TrainingArguments)."""
+    return {
+        "examples_per_step": training_args.per_device_train_batch_size * training_args.world_size
+        * training_args.gradient_accumulation_steps,
+        "data_seed": training_args.data_seed if training_args.data_seed is not None else training_args.seed,
+        "learning_rate": training_args.learning_rate,
+        "lr_scheduler_type": str(getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)),
+        "warmup_steps": training_args.warmup_steps,
+    }
+
+
+def record_run_data(run: RunDirectory, description: dict[str, Any], init_from: str | None = None,
+                    training_args=None) -> None:
+    """Keep what identifies the run's data, the weights it started from and (with `training_args`) its batch order
+    and schedule beside its checkpoints, for `check_resume_data` and `resume_init_from` (main process)."""
     if not is_main_process():
         return
     record = {key: description.get(key) for key in (*DATA_IDENTITY, "fingerprint", "source")}
     record["init_from"] = _comparable(init_from)
+    if training_args is not None:
+        record.update(training_identity(training_args))
     run.checkpoints_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run.checkpoints_dir / DATA_RECORD, record)
 
@@ -211,6 +233,29 @@ def check_resume_data(run: RunDirectory, description: dict[str, Any]) -> None:
         f"would continue counting batches of the first data. Resume with the run's own data flags (--train-files, "
         f"--dataset, --max-train-examples, --text-column, --block-size as first given), or train on the new data "
         f"in a new run from its weights: --init-from {run.path} --output <new run>."
+    )
+
+
+def check_resume_schedule(run: RunDirectory, training_args) -> None:
+    """Refuse to resume with another global batch, data seed, learning rate, schedule or warm-up than the run
+    started with, naming what differs (runs from before hfssl recorded these are not checked)."""
+    path = run.checkpoints_dir / DATA_RECORD
+    then = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    now = training_identity(training_args)
+    differing = [key for key in SCHEDULE_IDENTITY if key in then and then[key] != now[key]]
+    if not differing:
+        return
+    changes = "; ".join(f"{key}: {then[key]!r} then, {now[key]!r} now" for key in differing)
+    order = {"examples_per_step", "data_seed"} & set(differing)
+    why = ("the Trainer skips the examples the checkpoint took, counted in the first run's batches and order, so "
+           "some would be seen twice and others never" if order else
+           "the optimizer and the learning-rate schedule continue from the checkpoint's state, which would ignore "
+           "the new values")
+    raise ValueError(
+        f"--resume: these flags train differently from how {run.path} started ({changes}); {why}. Resume with the "
+        "run's own --per-device-train-batch-size x processes x --gradient-accumulation-steps, --seed/--data-seed, "
+        "--learning-rate, --lr-scheduler-type and --warmup-steps (run.json records them), or start a new run "
+        f"from its weights: --init-from {run.path} --output <new run>."
     )
 
 

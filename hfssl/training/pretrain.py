@@ -5,11 +5,15 @@ Everything that can fail on bad input (data, tokenizer, config) runs before the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,7 @@ from .callbacks import (
     build_monitors,
     load_probe_data,
 )
-from .continuation import check_resume_data, record_run_data, resume_init_from
+from .continuation import check_resume_data, check_resume_schedule, record_run_data, resume_init_from
 from .environment import hardware, versions
 from .objectives import Objective, get_objective
 from .rundir import RunDirectory, check_can_start, open_run
@@ -61,7 +65,7 @@ def pretrain(
     if run_args.max_time_s != 0:  # checked before the run directory is touched
         TimeBudgetCallback.validate(run_args.max_time_s)
     set_seed(training_args.seed)
-    resume_checkpoint = RunDirectory(run_path).last_checkpoint() if run_args.resume else None
+    resume_checkpoint = RunDirectory(run_path).resumable_checkpoint() if run_args.resume else None
     if resume_checkpoint:
         check_not_finished(resume_checkpoint, training_args)
         model_args = dataclasses.replace(model_args, init_from=resume_init_from(RunDirectory(run_path),
@@ -71,10 +75,11 @@ def pretrain(
     check_split_sizes(objective, prepared, training_args, run_args)
     if resume_checkpoint:
         check_resume_data(RunDirectory(run_path), prepared.data)
+        check_resume_schedule(RunDirectory(run_path), training_args)
     probe_data = load_run_probe_data(run_args, prepared, data_args)
-    with open_run(run_path, run_args.overwrite, run_args.resume) as run:
+    with stop_on_sigterm(), open_run(run_path, run_args.overwrite, run_args.resume) as run:
         if not resume_checkpoint:
-            record_run_data(run, prepared.data, model_args.init_from)
+            record_run_data(run, prepared.data, model_args.init_from, training_args)
         trainer = build_trainer(prepared, training_args, run)
         monitors = attach_monitors(trainer, prepared, run_args, probe_data, training_args.seed)
         stats = train(trainer, resume_checkpoint, objective.modality == "text")
@@ -87,6 +92,32 @@ def pretrain(
             **describe_run(objective, trainer, prepared, stats, model_args, data_args, run_args, training_args)
         )
     return PretrainResult(run=run, manifest=manifest)
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """While the run directory is open, SIGTERM (`kill`, a scheduler's stop) ends the run as Ctrl-C does: the run
+    directory is cleaned up (a new run without a complete checkpoint is removed, a half-written model/ is not left
+    behind), the message names the checkpoint to --resume from, and the process exits with status 143 (128 + 15).
+    Without this, SIGTERM kills the process on the spot and leaves a run that can neither resume nor start again.
+
+    Only where SIGTERM still has its default action, in the main thread: a handler someone else installed (a
+    launcher, the Trainer's --enable-jit-checkpoint, which saves a checkpoint on SIGTERM) is left alone. A second
+    SIGTERM kills at once."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        logger.error("Received SIGTERM: stopping the run.")
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def weights_from(model_args: ModelArguments, resume_checkpoint: str | None) -> ModelArguments:

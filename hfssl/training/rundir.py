@@ -18,28 +18,81 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import stat
+import struct
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from transformers.trainer_utils import get_last_checkpoint
 
 from .distributed import group_world_size, is_main_process
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "run.json"
+CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
+# Written by the Trainer's JIT checkpoint (--enable-jit-checkpoint) while it saves, removed when it is done.
+JIT_INCOMPLETE_MARKER = "checkpoint-is-incomplete.txt"
 
 
 def _barrier() -> None:
     """Wait for every process of a running process group (no-op with one process)."""
     if group_world_size() > 1:
         dist.barrier()
+
+
+def checkpoint_problem(folder: str | os.PathLike) -> str | None:
+    """What keeps the Trainer checkpoint `folder` from being resumed, or None when it is complete.
+
+    The Trainer writes a checkpoint's files one after another (weights, optimizer and scheduler, RNG states) and
+    `trainer_state.json` last, so a process stopped while saving leaves a folder without it. The weights and the
+    optimizer state are also checked for truncation (their size against their own header or directory), without
+    reading the tensors. A checkpoint saved with --save-only-model (no optimizer) does not resume either: the
+    Trainer would restart the optimizer and the learning-rate schedule."""
+    folder = Path(folder)
+    if (folder / JIT_INCOMPLETE_MARKER).exists():
+        return f"it holds {JIT_INCOMPLETE_MARKER} (the process stopped while saving it)"
+    if not (folder / "trainer_state.json").is_file():
+        return "it has no trainer_state.json, which the Trainer writes last (the process stopped while saving it)"
+    engine_state = any(folder.glob("global_step*")) or any(folder.glob("pytorch_model_fsdp*"))  # DeepSpeed, FSDP
+    weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
+    if not weights and not engine_state:
+        return "it holds no model weights (model.safetensors)"
+    for path in weights:
+        if path.suffix == ".safetensors" and (problem := _safetensors_problem(path)):
+            return f"{path.name} {problem}"
+    if not (folder / "optimizer.pt").is_file() and not any(folder.glob("optimizer*")) and not engine_state:
+        return ("it has no optimizer.pt (saved with --save-only-model, or the process stopped while saving it); "
+                "resuming would restart the optimizer and the learning-rate schedule")
+    for name in ("optimizer.pt", "scheduler.pt"):
+        path = folder / name
+        if path.is_file() and not zipfile.is_zipfile(path):
+            return f"{name} is truncated or damaged (not a complete torch.save file)"
+    return None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Why a .safetensors file is not whole (a header that does not parse, data shorter than the header says),
+    or None. Reads the header only."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            if length > size - 8:
+                return f"is truncated ({size:,} bytes; its header alone needs {length + 8:,})"
+            header = json.loads(f.read(length))
+    except (struct.error, ValueError, UnicodeDecodeError):
+        return f"is damaged ({size:,} bytes, no readable safetensors header)"
+    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    if size < 8 + length + end:
+        return f"is truncated ({size:,} bytes of the {8 + length + end:,} its header describes)"
+    return None
 
 
 class RunDirectory:
@@ -116,11 +169,46 @@ class RunDirectory:
             write_json_atomic(self.manifest_path, manifest)
         return manifest
 
-    def last_checkpoint(self) -> str | None:
-        """The newest `checkpoint-N` folder, or None."""
+    def checkpoints(self) -> list[Path]:
+        """The `checkpoint-N` folders, oldest (smallest N) first."""
         if not self.checkpoints_dir.is_dir():
-            return None
-        return get_last_checkpoint(str(self.checkpoints_dir))
+            return []
+        found = [p for p in self.checkpoints_dir.iterdir() if p.is_dir() and CHECKPOINT_NAME.fullmatch(p.name)]
+        return sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[1]))
+
+    def last_checkpoint(self) -> str | None:
+        """The newest `checkpoint-N` folder, complete or not, or None (`resumable_checkpoint` for --resume)."""
+        folders = self.checkpoints()
+        return str(folders[-1]) if folders else None
+
+    def resumable_checkpoint(self) -> str | None:
+        """The newest complete `checkpoint-N` folder (see `checkpoint_problem`), or None.
+
+        A folder the Trainer was still writing when the process stopped (Ctrl-C, a kill, a full disk) is skipped:
+        resuming from it would fail, or would silently restart the optimizer and the learning-rate schedule."""
+        return next((str(p) for p in reversed(self.checkpoints()) if checkpoint_problem(p) is None), None)
+
+    def set_aside_incomplete_checkpoints(self) -> None:
+        """Rename the checkpoints newer than the last complete one to `incomplete-checkpoint-N`, with a warning:
+        a resumed run starts from the complete one, and the Trainer would otherwise save into (and count, for
+        --save-total-limit) a half-written folder when it reaches that step again. Nothing is deleted."""
+        for folder, problem in self.incomplete_checkpoints().items():
+            target = folder.with_name(f"incomplete-{folder.name}")
+            if target.exists():
+                target = folder.with_name(f"incomplete-{folder.name}-{os.getpid()}")
+            os.replace(folder, target)
+            logger.warning("%s is not a complete checkpoint (%s); resuming from %s instead. It was renamed to %s; "
+                           "delete it when you no longer need it.", folder, problem, self.resumable_checkpoint(), target)
+
+    def incomplete_checkpoints(self) -> dict[Path, str]:
+        """The `checkpoint-N` folders newer than the last complete one, each with what is wrong with it."""
+        problems = {}
+        for folder in reversed(self.checkpoints()):
+            problem = checkpoint_problem(folder)
+            if problem is None:
+                break
+            problems[folder] = problem
+        return problems
 
     def save_model(self, model, processor=None, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
         """save_pretrained into model/ atomically: a failed save leaves the previous model folder intact.
@@ -249,11 +337,23 @@ def check_can_start(path: str | os.PathLike, overwrite: bool, resume: bool, can_
     run = RunDirectory(path)
     if overwrite and resume:
         raise ValueError("--overwrite and --resume contradict each other; pass one of them.")
+    if run.path.exists() and not run.path.is_dir():
+        raise FileExistsError(
+            f"--output {run.path} is a file, not a run directory (--overwrite replaces run directories only). "
+            "Choose another --output, or move the file away."
+        )
     if resume:
-        if run.last_checkpoint() is None:
+        if run.resumable_checkpoint() is None:
+            incomplete = run.incomplete_checkpoints()
+            if not incomplete:
+                raise FileNotFoundError(
+                    f"--resume was given but {run.checkpoints_dir} holds no checkpoint-N folder; "
+                    "start the run without --resume, or point --output at the run to continue."
+                )
             raise FileNotFoundError(
-                f"--resume was given but {run.checkpoints_dir} holds no checkpoint-N folder; "
-                "start the run without --resume, or point --output at the run to continue."
+                f"--resume was given but {run.checkpoints_dir} holds no complete checkpoint: "
+                + "; ".join(f"{folder.name}: {problem}" for folder, problem in incomplete.items())
+                + ". Nothing can be resumed: start the run again with --overwrite (or choose another --output)."
             )
         return
     if is_main_process() and run.path.exists() and any(run.path.iterdir()) and not overwrite:
@@ -261,6 +361,17 @@ def check_can_start(path: str | os.PathLike, overwrite: bool, resume: bool, can_
         raise FileExistsError(
             f"The run directory {run.path} already exists. Pass {options} or choose another --output."
         )
+
+
+def _warn_how_to_resume(run: RunDirectory) -> None:
+    """Tell a run that stopped where it can go on from: its newest complete checkpoint."""
+    last = run.resumable_checkpoint()
+    if last is None:
+        logger.warning("The run stopped before it saved a complete checkpoint; %s cannot be resumed: start it "
+                       "again with --overwrite.", run.path)
+        return
+    logger.warning("The run stopped; its last complete checkpoint is %s: continue it with the same command and "
+                   "--resume.", last)
 
 
 @contextlib.contextmanager
@@ -279,8 +390,15 @@ def open_run(path: str | os.PathLike, overwrite: bool = False, resume: bool = Fa
     check_can_start(path, overwrite, resume, can_resume=can_resume)
     run = RunDirectory(path)
     if resume or not is_main_process():
+        if resume and is_main_process():
+            run.set_aside_incomplete_checkpoints()
         _barrier()  # non-main processes start once the main process has (re)created the directory
-        yield run
+        try:
+            yield run
+        except BaseException:
+            if resume and is_main_process():
+                _warn_how_to_resume(run)
+            raise
         _barrier()
         return
     backup = None
@@ -292,9 +410,9 @@ def open_run(path: str | os.PathLike, overwrite: bool = False, resume: bool = Fa
     try:
         yield run
     except BaseException:
-        if backup is None and run.last_checkpoint() is not None:
+        if backup is None and run.resumable_checkpoint() is not None:
             # Hours of training are worth more than a clean slate: keep what can be resumed.
-            logger.warning("The run stopped; its checkpoints stay in %s: continue with --resume.", run.path)
+            _warn_how_to_resume(run)
             raise
         shutil.rmtree(run.path, ignore_errors=True)
         if backup is not None:

@@ -16,6 +16,7 @@ split whole when incomplete batches are dropped, and gives each process its own 
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 
 import torch
@@ -97,9 +98,13 @@ class SSLTrainer(Trainer):
     def evaluate(self, *args, **kwargs):
         self._wrap_for_data_parallel_training()
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.eval_seed)
-            metrics = super().evaluate(*args, **kwargs)
+        training_collator, self.data_collator = self.data_collator, reseeded_copy(self.data_collator)
+        try:
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(self.eval_seed)
+                metrics = super().evaluate(*args, **kwargs)
+        finally:
+            self.data_collator = training_collator
         self._signals.clear()  # evaluation batches are not training signals
         return metrics
 
@@ -112,6 +117,26 @@ class SSLTrainer(Trainer):
         """
         if self.model_wrapped is self.model and self.accelerator.distributed_type.name.startswith("MULTI_"):
             self.model_wrapped = self.accelerator.prepare_model(self.model)
+
+
+def reseeded_copy(collator):
+    """A copy of `collator` (and of the collators it wraps, through `.collator`) whose own random generators start
+    again from their seeds.
+
+    Seeded masking collators draw from a generator of their own, not from torch's global one: evaluating with the
+    training collator would give each evaluation other masks (so losses before and after training would not be
+    comparable) and would move the training masks along by the number of evaluations. The copy leaves the
+    training collator's generator untouched. Collators without a seed are returned as they are."""
+    if not hasattr(collator, "seed") and not hasattr(collator, "collator"):
+        return collator
+    copied = copy.copy(collator)
+    if hasattr(copied, "collator"):
+        copied.collator = reseeded_copy(copied.collator)
+    if getattr(copied, "seed", None) is not None and isinstance(getattr(copied, "generator", None), torch.Generator):
+        copied.generator = torch.Generator().manual_seed(copied.seed)
+    elif getattr(copied, "seed", None) is not None and hasattr(copied, "generator"):
+        copied.generator = None  # a lazily made generator (transformers' collators) is made again from the seed
+    return copied
 
 
 class MomentumCallback(TrainerCallback):
