@@ -28,7 +28,12 @@ from .callbacks import (
     build_monitors,
     load_probe_data,
 )
-from .continuation import check_resume_data, check_resume_schedule, record_run_data, resume_init_from
+from .continuation import (
+    check_resume_data,
+    check_resume_schedule,
+    record_run_data,
+    resume_init_from,
+)
 from .environment import hardware, versions
 from .objectives import Objective, get_objective
 from .rundir import RunDirectory, check_can_start, open_run
