@@ -149,6 +149,12 @@ def load_encoder(run: RunDirectory, device: str | torch.device | None = "cpu") -
     import hfssl  # noqa: F401  (registers the hfssl Auto classes)
 
     if not (run.model_dir / "config.json").is_file():
+        if (run.path / "config.json").is_file():  # a save_pretrained folder given where a run directory goes
+            raise FileNotFoundError(
+                f"{run.path} holds a model itself (config.json at its top), not a run directory with a model/ folder: "
+                "evaluation writes eval/ and run.json beside model/, so it does not write into a model folder. Make a "
+                f"run directory for it, e.g. `mkdir runs/mine && ln -s {run.path.resolve()} runs/mine/model`, and "
+                "evaluate runs/mine.")
         raise run.no_model_error("evaluate")
     with _quiet_transformers():
         model, info = AutoModel.from_pretrained(run.model_dir, output_loading_info=True)
@@ -341,6 +347,33 @@ def _record(run: RunDirectory, protocol: str, result: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------- entry point
 
 
+def features_rule(model: nn.Module, pooling: str | None) -> str:
+    """How the features were pooled, as run.json records it: the rule asked for, else `get_features`, else the
+    default mean over real tokens or patches (a stock encoder without `get_features`, see `encoder_features`)."""
+    if pooling:
+        return f"pooling={pooling}"
+    return "get_features" if hasattr(model, "get_features") else "pooling=mean (default: the model has no get_features)"
+
+
+def check_supervised_baseline(model: nn.Module, modality: str) -> None:
+    """ValueError, before any feature is extracted, when no classification head is registered for the model's
+    architecture: the supervised baseline builds one (`classifier_from_config`)."""
+    from transformers import (
+        AutoModelForImageClassification,
+        AutoModelForSequenceClassification,
+    )
+
+    import hfssl  # noqa: F401  (registers the hfssl Auto classes)
+
+    auto = AutoModelForImageClassification if modality == "image" else AutoModelForSequenceClassification
+    if type(model.config) not in auto._model_mapping:
+        raise ValueError(
+            f"The supervised baseline needs an {auto.__name__} for {type(model.config).__name__} "
+            f"({type(model).__name__}), "
+            "and transformers registers none: drop 'supervised' from the baselines (--baselines random-init), or "
+            "evaluate an architecture that has a classification head.")
+
+
 def _check_choices(protocol: str, baselines: Sequence[str]) -> None:
     if protocol not in PROTOCOLS:
         raise ValueError(f"Unknown protocol {protocol!r}; valid protocols: {', '.join(PROTOCOLS)}.")
@@ -414,6 +447,8 @@ def evaluate_run(
     run = RunDirectory(run_dir)
     model, tokenizer, image_processor = load_encoder(run, device)
     modality = modality_of(model)
+    if "supervised" in baselines:
+        check_supervised_baseline(model, modality)
     options = DataOptions(
         dataset=dataset, data_dir=data_dir, train_files=list(train_files) if train_files else None,
         test_files=list(test_files) if test_files else None, train_split=train_split, test_split=test_split,
@@ -445,7 +480,7 @@ def evaluate_run(
         "protocol": protocol,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": {"path": str(run.model_dir), "class": type(model).__name__, "modality": modality,
-                  "features": f"pooling={pooling}" if pooling else "get_features",
+                  "features": features_rule(model, pooling),
                   "device": str(next(model.parameters()).device)},
         "data": data.description,
         "baselines": list(baselines),

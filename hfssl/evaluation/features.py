@@ -28,17 +28,33 @@ InputEncoder = Callable[[Any], dict[str, torch.Tensor]]
 
 @dataclass
 class TextInputs:
-    """Texts -> {"input_ids": (b, t), "attention_mask": (b, t)}, padded to the longest text of the batch."""
+    """Texts -> {"input_ids": (b, t), "attention_mask": (b, t)}, padded on the right to the longest text of the batch.
+
+    Padding always goes on the right, whatever the tokenizer's `padding_side`: stock encoders (BERT, GPT-2) number
+    positions from the first column, so left padding would shift every real token's position by the batch's padding
+    and make "cls" pooling read a pad token; a text's features would then depend on the texts batched with it.
+    A tokenizer without a pad token (GPT-2's) is padded with its eos id (else 0): the attention mask hides those ids.
+    """
 
     tokenizer: Any
     max_length: int
 
+    @property
+    def pad_id(self) -> int:
+        """The id that fills padded positions: the pad token's, else eos (GPT-2 has no pad token), else 0."""
+        return next((i for i in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id) if i is not None), 0)
+
     def __call__(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        encoded = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
-            return_token_type_ids=False,
-        )
-        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, return_token_type_ids=False,
+                                 return_attention_mask=True)
+        pad_id = self.pad_id
+        width = max((len(ids) for ids in encoded["input_ids"]), default=0)
+        input_ids = torch.full((len(encoded["input_ids"]), width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(encoded["input_ids"]), width), dtype=torch.long)
+        for row, (ids, mask) in enumerate(zip(encoded["input_ids"], encoded["attention_mask"])):
+            input_ids[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+            attention_mask[row, : len(mask)] = torch.as_tensor(mask, dtype=torch.long)
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
 @dataclass

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .features import Examples, InputEncoder
-from .probes import as_numpy, classification_scores
+from .probes import as_class_ids, as_numpy, classification_scores
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def smallest_fraction(examples: int) -> float:
 def check_fractions(labels: np.ndarray, fractions: Sequence[float], class_names: Sequence[str] | None = None) -> None:
     """ValueError when a fraction is outside (0, 1] or leaves some class without examples (named, with the fix: the
     smallest fraction that keeps every class, which is set by the smallest class, not by the one named)."""
-    if not fractions:
+    if len(fractions) == 0:  # a numpy array of fractions has no truth value
         raise ValueError("No label fractions given; pass e.g. 0.01,0.1,1.0.")
 
     def name(label: int) -> Any:
@@ -78,7 +78,7 @@ def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndar
     labels: (n,) class ids. The draw per class is a prefix of one seeded permutation, so for a fixed
     seed a smaller fraction's subset is contained in a larger one's, and the same seed gives the same subset.
     """
-    labels = as_numpy(labels)
+    labels = as_class_ids(as_numpy(labels), "stratified_subset")
     check_fractions(labels, [fraction])
     rng = np.random.default_rng(seed)
     chosen = []
@@ -104,13 +104,17 @@ def learning_curve(
 ) -> list[dict[str, Any]]:
     """Score a stratified subset for every fraction and seed.
 
-    Returns one point per fraction: {"fraction", "examples" (mean subset size), "accuracies" (one per
-    seed), "mean", "std"}.
+    Returns one point per distinct fraction, in increasing order: {"fraction", "examples" (mean subset size),
+    "accuracies" (one per seed, in the order of `seeds`), "mean", "std"}. The same seeds give the same subsets.
     """
-    labels = as_numpy(labels)
+    labels = as_class_ids(as_numpy(labels), "learning_curve")
+    seeds = [int(seed) for seed in seeds]
+    if not seeds:
+        raise ValueError("No seeds given; pass one or more, e.g. seeds=[0, 1, 2].")
+    fractions = sorted({float(f) for f in fractions})  # a fraction given twice is one point of the curve
     check_fractions(labels, fractions)
     points = []
-    for fraction in tqdm(sorted(fractions), desc=desc, leave=False, disable=not progress):
+    for fraction in tqdm(fractions, desc=desc, leave=False, disable=not progress):
         accuracies, sizes = [], []
         for seed in seeds:
             subset = stratified_subset(labels, fraction, seed)
@@ -196,6 +200,11 @@ def train_supervised(
     """
     from transformers import get_cosine_schedule_with_warmup
 
+    pad_id = getattr(to_inputs, "pad_id", None)
+    if modality == "text" and getattr(config, "pad_token_id", 0) is None and pad_id is not None:
+        # A head that pools the last real token (GPT-2's) finds it by the pad id: the one the inputs are padded with.
+        config = copy.deepcopy(config)
+        config.pad_token_id = pad_id
     model = classifier_from_config(config, num_labels, modality, seed).to(device)
     generator = torch.Generator().manual_seed(seed)
     labels = torch.as_tensor(as_numpy(train_labels)).long()

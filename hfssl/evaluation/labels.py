@@ -88,6 +88,43 @@ def encode_labels(values: list[Any], feature: Any, names: list[str], role: str) 
     return np.asarray([index[_label_name(v)] for v in values], dtype=np.int64)
 
 
+def align_test_labels(values: list[Any], test_feature: Any, train_feature: Any) -> list[Any]:
+    """Test label values in the training split's terms, so that a class has one id in both splits.
+
+    A `ClassLabel` stores ids whose meaning is its own list of names: two splits whose ClassLabels list the same
+    names in another order (or a ClassLabel beside plain names) would otherwise pair id 0 with the wrong class.
+    Test ids become names unless both splits share one ClassLabel; against a training ClassLabel, names become its
+    ids and integers are taken as its ids.
+
+    Raises:
+        ValueError: against a training ClassLabel, a test label that is none of its names or ids (both listed).
+    """
+    train_names = list(train_feature.names) if isinstance(train_feature, datasets.ClassLabel) else None
+    if isinstance(test_feature, datasets.ClassLabel):
+        if train_names == list(test_feature.names):
+            return values
+        values = [test_feature.int2str(int(v)) for v in values]
+    if train_names is None:
+        return values
+    index = {name: i for i, name in enumerate(train_names)}
+    aligned, unknown = [], []
+    for value in values:
+        if isinstance(value, str):
+            aligned.append(index.get(value.strip(), -1))
+        elif isinstance(value, (int, float, np.integer, np.floating)) and float(value).is_integer():
+            aligned.append(int(value) if 0 <= value < len(train_names) else -1)
+        else:
+            aligned.append(-1)
+        if aligned[-1] < 0:
+            unknown.append(value)
+    if unknown:
+        shown = sorted({str(v) for v in unknown})
+        raise ValueError(f"The test labels {_few(shown)} are neither names nor ids of the training split's ClassLabel "
+                         f"{_few(train_names)} (ids 0..{len(train_names) - 1}). Give test labels named like the "
+                         "training labels, or cast both splits to one ClassLabel (Dataset.cast_column).")
+    return aligned
+
+
 def with_test_only_classes(names: list[str], feature: Any, test_values: list[Any]) -> list[str]:
     """`names` (the training split's classes) plus, sorted after them, test labels the training split lacks."""
     if isinstance(feature, datasets.ClassLabel):

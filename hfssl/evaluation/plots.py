@@ -6,6 +6,7 @@ and the caller's backend stays untouched. Files are written atomically (temporar
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -13,6 +14,25 @@ from pathlib import Path
 from typing import Any
 
 ARM_STYLES = {"pretrained": "o-", "random-init": "s--", "supervised": "^:"}
+MAX_NAME_CHARS = 40  # longer arm and setting names are shortened on the plot (not in the results) so it stays readable
+
+
+def _short(name: Any) -> str:
+    """`name` as plot text of at most MAX_NAME_CHARS characters, shortened in the middle (both ends tell names
+    apart)."""
+    text = str(name)
+    if len(text) <= MAX_NAME_CHARS:
+        return text
+    half = (MAX_NAME_CHARS - 1) // 2
+    return f"{text[:half]}…{text[-(MAX_NAME_CHARS - 1 - half):]}"
+
+
+def _measured(value: Any) -> bool:
+    """Whether `value` is a finite number (None and NaN mean "not measured")."""
+    try:
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def _save_atomic(figure: Any, path: Path) -> Path:
@@ -36,37 +56,51 @@ def plot_label_efficiency(
 ) -> Path:
     """Accuracy vs number of labelled examples (log x), one line with ± std error bars per arm.
 
-    curves: {arm: [{"examples": int, "mean": float, "std": float}, ...]} as `learning_curve` returns.
+    curves: {arm: [{"examples": int, "mean": float, "std": float}, ...]} as `learning_curve` returns. A point
+    whose mean is None or NaN is left out (a std that is not a number draws no error bar); an arm without points
+    is named in the legend as "(no points)". Arm names longer than 40 characters are shortened in the middle.
     """
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(6, 4))
     axes = figure.add_subplot()
     for arm, points in curves.items():
-        xs = [p["examples"] for p in points]
-        axes.errorbar(xs, [p["mean"] for p in points], yerr=[p["std"] for p in points],
-                      fmt=ARM_STYLES.get(arm, "d-"), capsize=3, label=arm)
+        drawn = [p for p in points if _measured(p.get("mean")) and _measured(p.get("examples")) and p["examples"] > 0]
+        if not drawn:
+            axes.plot([], [], ARM_STYLES.get(arm, "d-"), label=f"{_short(arm)} (no points)")
+            continue
+        axes.errorbar([p["examples"] for p in drawn], [p["mean"] for p in drawn],
+                      yerr=[p["std"] if _measured(p.get("std")) else 0.0 for p in drawn],
+                      fmt=ARM_STYLES.get(arm, "d-"), capsize=3, label=_short(arm))
     axes.set_xscale("log")
     axes.set_xlabel("labelled training examples (log scale)")
     axes.set_ylabel("test accuracy")
     axes.set_title(title)
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend()
+    if curves:
+        axes.legend()
     return _save_atomic(figure, Path(path))
 
 
 def plot_accuracies(
     accuracies: Mapping[str, float], path: str | os.PathLike, *, title: str = "Accuracy"
 ) -> Path:
-    """One bar per arm (or setting), labelled with its accuracy. accuracies: {name: accuracy in [0, 1]}."""
+    """One bar per arm (or setting), labelled with its accuracy. accuracies: {name: accuracy in [0, 1]}.
+
+    A value that is None or NaN draws no bar and is labelled "not measured"; names longer than 40 characters are
+    shortened in the middle, and tick labels are anchored under their bars.
+    """
     from matplotlib.figure import Figure
 
     names = list(accuracies)
+    measured = [_measured(accuracies[n]) for n in names]
     figure = Figure(figsize=(max(4.0, 1.2 * len(names) + 1), 3.5))
     axes = figure.add_subplot()
-    bars = axes.bar(range(len(names)), [accuracies[n] for n in names], color="tab:blue")
-    axes.bar_label(bars, labels=[f"{accuracies[n]:.3f}" for n in names])
-    axes.set_xticks(range(len(names)), names, rotation=15)
+    bars = axes.bar(range(len(names)), [float(accuracies[n]) if ok else 0.0 for n, ok in zip(names, measured)],
+                    color="tab:blue")
+    axes.bar_label(bars, labels=[f"{float(accuracies[n]):.3f}" if ok else "not measured"
+                                 for n, ok in zip(names, measured)])
+    axes.set_xticks(range(len(names)), [_short(n) for n in names], rotation=15, ha="right", rotation_mode="anchor")
     axes.set_ylim(0, 1.05)
     axes.set_ylabel("test accuracy")
     axes.set_title(title)

@@ -34,8 +34,26 @@ ArrayLike = np.ndarray | torch.Tensor
 
 
 def as_numpy(x: ArrayLike) -> np.ndarray:
-    """A tensor (any device) or array -> numpy array."""
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    """A tensor (any device, any dtype: bfloat16, which numpy lacks, becomes float32) or array -> numpy array."""
+    if not isinstance(x, torch.Tensor):
+        return np.asarray(x)
+    x = x.detach().cpu()
+    return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
+
+
+def as_class_ids(labels: np.ndarray, role: str) -> np.ndarray:
+    """(n,) labels as int64 class ids: integers as they are, bools and whole-number floats (1.0) converted;
+    ValueError naming `role` for anything else (0.5, NaN, strings)."""
+    if np.issubdtype(labels.dtype, np.integer):
+        return labels
+    if labels.dtype == np.bool_:
+        return labels.astype(np.int64)
+    if np.issubdtype(labels.dtype, np.floating) and np.isfinite(labels).all() and (labels == np.round(labels)).all():
+        return labels.astype(np.int64)
+    raise ValueError(f"{role}: labels must be integer class ids, got dtype {labels.dtype}"
+                     f"{' with values that are not whole numbers' if labels.dtype.kind == 'f' else ''}; "
+                     "encode them first "
+                     "(e.g. `names, ids = np.unique(labels, return_inverse=True)`).")
 
 
 def check_features(features: ArrayLike, labels: ArrayLike, role: str) -> tuple[np.ndarray, np.ndarray]:
@@ -45,11 +63,16 @@ def check_features(features: ArrayLike, labels: ArrayLike, role: str) -> tuple[n
         raise ValueError(
             f"{role}: expected features (n, d) and labels (n,) with the same n > 0, got {x.shape} and {y.shape}."
         )
-    if not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"{role}: labels must be integer class ids, got dtype {y.dtype}; encode them first.")
+    y = as_class_ids(y, role)
     if not np.isfinite(x).all():
         raise ValueError(f"{role}: features hold NaN or inf; the encoder is broken (check the checkpoint).")
     return x, y
+
+
+def _check_same_width(train: np.ndarray, test: np.ndarray, probe: str) -> None:
+    if train.shape[1] != test.shape[1]:
+        raise ValueError(f"{probe}: the training features have {train.shape[1]} dimensions but the test features "
+                         f"{test.shape[1]}; extract both with the same encoder and pooling.")
 
 
 def classification_scores(predictions: ArrayLike, references: ArrayLike) -> dict[str, float]:
@@ -222,6 +245,7 @@ def linear_probe(
     """
     x, y = check_features(train_features, train_labels, "linear probe, training features")
     x_test, y_test = check_features(test_features, test_labels, "linear probe, test features")
+    _check_same_width(x, x_test, "linear probe")
     if len(np.unique(y)) < 2:
         raise ValueError(f"The linear probe needs at least 2 classes in the training labels, got {np.unique(y)}.")
     if not 0 < val_fraction < 1:
@@ -250,9 +274,9 @@ def linear_probe(
 
 
 def knn_predict(
-    train_features: torch.Tensor,
-    train_labels: torch.Tensor,
-    test_features: torch.Tensor,
+    train_features: ArrayLike,
+    train_labels: ArrayLike,
+    test_features: ArrayLike,
     k: int,
     *,
     temperature: float = KNN_TEMPERATURE,
@@ -262,22 +286,40 @@ def knn_predict(
     """Weighted kNN (Wu et al. 2018; Caron et al. 2021): cosine similarity, votes weighted by exp(sim / T).
 
     Args:
-        train_features: (n, d) memory bank; train_labels: (n,) class ids in [0, num_classes).
-        test_features: (m, d) queries. k is capped at n.
+        train_features: (n, d) memory bank (tensor or array, any float dtype); train_labels: (n,) class ids in
+            [0, num_classes). test_features: (m, d) queries, on the bank's device. k is capped at n.
     Returns:
-        (m,) predicted class ids.
+        (m,) predicted class ids, on the bank's device.
     """
     if k < 1:
         raise ValueError(f"k={k} must be >= 1.")
     if temperature <= 0:
         raise ValueError(f"temperature={temperature} must be > 0.")
-    bank = F.normalize(train_features.float(), dim=1)  # (n, d)
-    labels = train_labels.long()
+    bank = torch.as_tensor(train_features)
+    device = bank.device
+    labels = torch.as_tensor(train_labels, device=device)
+    queries_all = torch.as_tensor(test_features, device=device)
+    if bank.ndim != 2 or queries_all.ndim != 2 or labels.ndim != 1 or len(bank) != len(labels) or len(bank) == 0:
+        raise ValueError(f"knn_predict: expected a bank (n, d) with n > 0, labels (n,) and queries (m, d), got "
+                         f"{tuple(bank.shape)}, {tuple(labels.shape)} and {tuple(queries_all.shape)}.")
+    if bank.shape[1] != queries_all.shape[1]:
+        raise ValueError(f"knn_predict: the bank has {bank.shape[1]} dimensions but the queries "
+                         f"{queries_all.shape[1]}; "
+                         "extract both with the same encoder and pooling.")
+    if labels.is_floating_point() and not torch.equal(labels, labels.round()):
+        raise ValueError("knn_predict: labels must be integer class ids; encode them first.")
+    labels = labels.long()
+    if not (torch.isfinite(bank).all() and torch.isfinite(queries_all).all()):
+        raise ValueError("knn_predict: features hold NaN or inf; the encoder is broken (check the checkpoint).")
     num_classes = num_classes or int(labels.max()) + 1
+    if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+        raise ValueError(f"knn_predict: labels must be class ids in [0, {num_classes}), got {int(labels.min())}.."
+                         f"{int(labels.max())}; encode them as 0..C-1 first, or pass a larger num_classes.")
+    bank = F.normalize(bank.float(), dim=1)  # (n, d)
     k = min(k, len(bank))
-    predictions = []
-    for start in range(0, len(test_features), chunk_size):
-        queries = F.normalize(test_features[start : start + chunk_size].float(), dim=1)  # (c, d)
+    predictions = [torch.zeros(0, dtype=torch.long, device=device)]  # no query: an empty prediction
+    for start in range(0, len(queries_all), chunk_size):
+        queries = F.normalize(queries_all[start : start + chunk_size].float(), dim=1)  # (c, d)
         similarity, index = (queries @ bank.T).topk(k, dim=1)  # (c, k), (c, k)
         weights = (similarity / temperature).exp()  # (c, k)
         votes = torch.zeros(len(queries), num_classes, dtype=weights.dtype, device=weights.device)
@@ -305,14 +347,16 @@ def knn_probe(
     """
     x, y = check_features(train_features, train_labels, "kNN, training features")
     x_test, y_test = check_features(test_features, test_labels, "kNN, test features")
+    _check_same_width(x, x_test, "kNN")
     if not ks:
         raise ValueError("ks is empty; give at least one k, e.g. (20, 200).")
-    bank, labels, queries = torch.from_numpy(x), torch.from_numpy(y).long(), torch.from_numpy(x_test)
-    num_classes = int(max(y.max(), y_test.max())) + 1
+    # Votes are counted per class id 0..C-1: any other ids (negative, with gaps) are renumbered, then mapped back.
+    classes, ids = np.unique(np.concatenate([y, y_test]), return_inverse=True)
+    bank, labels, queries = torch.from_numpy(x), torch.from_numpy(ids[: len(y)]).long(), torch.from_numpy(x_test)
     by_k = {}
     for k in ks:
-        predictions = knn_predict(bank, labels, queries, k, temperature=temperature, num_classes=num_classes)
-        by_k[str(k)] = classification_scores(predictions, y_test)
+        predictions = knn_predict(bank, labels, queries, k, temperature=temperature, num_classes=len(classes))
+        by_k[str(k)] = classification_scores(classes[predictions.numpy()], y_test)
     protocol = {
         "name": "weighted kNN",
         "similarity": "cosine (l2-normalized features)",

@@ -32,6 +32,7 @@ from ..data.images import (
     load_image_dataset,
 )
 from .labels import (
+    align_test_labels,
     carve_test_split,
     class_coverage,
     class_names,
@@ -365,6 +366,8 @@ def load_labeled_data(options: DataOptions, modality: str, model_config: Any = N
     if len(present) < 2:
         raise ValueError(f"The training labels hold one class only ({names[present[0]]!r} in column "
                          f"{options.label_column!r}); probes need at least 2 classes. Check --label-column.")
+    test_feature = test.features[options.label_column]
+    test_values = align_test_labels(test_values, test_feature, feature)
     names = with_test_only_classes(names, feature, test_values)
     test_y = encode_labels(test_values, feature, names, "test")
     description = {
@@ -374,9 +377,22 @@ def load_labeled_data(options: DataOptions, modality: str, model_config: Any = N
         "num_classes": len(names), "class_names": names, **class_coverage(train_y, test_y, names),
         **_overlap(train_x, test_x),
     }
-    rows = datasets.DatasetDict(train=train.select_columns([column, options.label_column]),
-                                test=test.select_columns([column, options.label_column]))
+    test_rows = test.select_columns([column, options.label_column])
+    if test_feature != feature:  # the fine-tune reads these rows: give its test labels the training split's terms
+        test_rows = _relabel(test_rows, options.label_column, test, test_feature, feature)
+    rows = datasets.DatasetDict(train=train.select_columns([column, options.label_column]), test=test_rows)
     return LabeledData(LabeledSplit(train_x, train_y), LabeledSplit(test_x, test_y), names, description, rows)
+
+
+def _relabel(rows: datasets.Dataset, label_column: str, test: datasets.Dataset, test_feature: Any,
+             train_feature: Any) -> datasets.Dataset:
+    """`rows` with the test labels in the training split's terms (`align_test_labels`), for a training ClassLabel
+    or a test ClassLabel; other label columns (ints beside floats, say) are left as they are."""
+    if not isinstance(train_feature, datasets.ClassLabel) and not isinstance(test_feature, datasets.ClassLabel):
+        return rows
+    values = align_test_labels(list(test.with_format(None)[label_column]), test_feature, train_feature)
+    feature = train_feature if isinstance(train_feature, datasets.ClassLabel) else datasets.Value("string")
+    return rows.remove_columns(label_column).add_column(label_column, values, feature=feature)
 
 
 def _overlap(train_x: list[str] | np.ndarray, test_x: list[str] | np.ndarray) -> dict[str, int]:
