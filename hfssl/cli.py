@@ -282,6 +282,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = error.args[0] if error.args else str(error)
         print(f"hfssl {argv[0]}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: the run's own warning above says what was kept and how to resume
+        if os.environ.get("HFSSL_DEBUG"):
+            raise
+        print(f"hfssl {argv[0]}: interrupted.", file=sys.stderr)
+        return 130
     except ConnectionError as error:  # e.g. datasets could not reach a Hub data set
         if os.environ.get("HFSSL_DEBUG"):
             raise

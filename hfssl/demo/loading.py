@@ -44,7 +44,7 @@ from transformers import (
 import hfssl  # noqa: F401  (registers the hfssl Auto classes)
 
 from ..data.tokenizer import is_causal_objective, load_tokenizer
-from ..training.rundir import RunDirectory
+from ..training.rundir import RunDirectory, newest_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ def _refuse_adapter_or_empty_run(path: Path) -> None:
         raise FileNotFoundError(f"{path} is a peft adapter folder, not a model: {hint}.")
     if (path / "run.json").is_file():
         run = RunDirectory(path)
-        error, last = run.no_model_error("demo"), run.last_checkpoint()
+        error, last = run.no_model_error("demo"), newest_checkpoint(run.checkpoints_dir)
         if last:
             error = FileNotFoundError(f"{error} Its last checkpoint loads: hfssl demo {last}")
         raise error

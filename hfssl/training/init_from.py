@@ -13,11 +13,10 @@ from typing import Any
 import torch
 from transformers import AutoConfig, PreTrainedModel
 from transformers.integrations import is_deepspeed_zero3_enabled
-from transformers.trainer_utils import get_last_checkpoint
 
 from .arguments import ModelArguments
 from .objectives import OBJECTIVES, Objective
-from .rundir import RunDirectory
+from .rundir import RunDirectory, newest_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ def init_source(init_from: str) -> str:
 def _what_it_holds(path: Path) -> str:
     """The rest of the no-model message: the checkpoint to start from where the folder has one."""
     for folder in (path, path / "checkpoints"):
-        last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+        last = newest_checkpoint(folder)  # a complete one where there is one
         if last:
             return (f". Its newest checkpoint is {last}: pass --init-from {last} to start a new run from it (or "
                     "--resume with that run's --output to continue the run itself).")

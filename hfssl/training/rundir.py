@@ -95,6 +95,23 @@ def _safetensors_problem(path: Path) -> str | None:
     return None
 
 
+def checkpoint_folders(folder: str | os.PathLike) -> list[Path]:
+    """The `checkpoint-N` folders directly inside `folder`, oldest (smallest N) first; [] when it is no folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and CHECKPOINT_NAME.fullmatch(p.name)]
+    return sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[1]))
+
+
+def newest_checkpoint(folder: str | os.PathLike) -> str | None:
+    """The newest complete `checkpoint-N` inside `folder` (see `checkpoint_problem`), else the newest at all, or
+    None: what to point a user at who wants weights from a folder of checkpoints."""
+    found = checkpoint_folders(folder)
+    complete = [p for p in found if checkpoint_problem(p) is None]
+    return str((complete or found)[-1]) if found else None
+
+
 class RunDirectory:
     """Paths and atomic manifest updates for one run directory."""
 
@@ -171,15 +188,7 @@ class RunDirectory:
 
     def checkpoints(self) -> list[Path]:
         """The `checkpoint-N` folders, oldest (smallest N) first."""
-        if not self.checkpoints_dir.is_dir():
-            return []
-        found = [p for p in self.checkpoints_dir.iterdir() if p.is_dir() and CHECKPOINT_NAME.fullmatch(p.name)]
-        return sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[1]))
-
-    def last_checkpoint(self) -> str | None:
-        """The newest `checkpoint-N` folder, complete or not, or None (`resumable_checkpoint` for --resume)."""
-        folders = self.checkpoints()
-        return str(folders[-1]) if folders else None
+        return checkpoint_folders(self.checkpoints_dir)
 
     def resumable_checkpoint(self) -> str | None:
         """The newest complete `checkpoint-N` folder (see `checkpoint_problem`), or None.

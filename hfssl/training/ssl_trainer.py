@@ -78,6 +78,17 @@ class SSLTrainer(Trainer):
             self._signals.clear()
         super().log(logs, *args, **kwargs)
 
+    def _issue_warnings_after_load(self, load_result) -> None:
+        # A tied head (the MLM/CLM projection is the embedding matrix) is saved once, under the embedding's name:
+        # the checkpoint "misses" the head's name on every resume. Tie it again instead of warning about it.
+        tied = set(getattr(self.model, "_tied_weights_keys", None) or ())
+        if not getattr(self.model.config, "tie_word_embeddings", False) or not tied & set(load_result.missing_keys):
+            super()._issue_warnings_after_load(load_result)
+            return
+        self.model.tie_weights()
+        super()._issue_warnings_after_load(
+            load_result._replace(missing_keys=[k for k in load_result.missing_keys if k not in tied]))
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         # Pretraining evaluates the objective's loss only; route it through compute_loss so images get
         # their views (the stock step would call the model on raw uint8 pixels).
