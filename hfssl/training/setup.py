@@ -161,7 +161,17 @@ def prepare_tokenizer(model_args: ModelArguments, objective: Objective, raw, dat
                       resume_checkpoint: str | None):
     """The run's tokenizer: the checkpoint's when resuming, a given one, the init model's, or one trained here."""
     if resume_checkpoint:
-        return load_tokenizer(resume_checkpoint), {"source": "checkpoint", "path": resume_checkpoint}
+        tokenizer = load_tokenizer(resume_checkpoint)
+        if model_args.tokenizer:  # the checkpoint's embeddings were learned with the checkpoint's token ids
+            given = load_tokenizer(str(resolve_init_path(model_args.tokenizer)), "--tokenizer")
+            if given.get_vocab() != tokenizer.get_vocab():
+                raise ValueError(
+                    f"--resume continues with the tokenizer saved in {resume_checkpoint}, and --tokenizer "
+                    f"{model_args.tokenizer} is another one ({len(given):,} against {len(tokenizer):,} tokens, or "
+                    "the same tokens under other ids): the model's embeddings would be read with the wrong ids. "
+                    "Leave out --tokenizer to resume, or start a new run from the weights with --init-from.")
+        warn_unused_vocab_size(model_args, tokenizer)
+        return tokenizer, {"source": "checkpoint", "path": resume_checkpoint}
     # A run directory stands for its model/ folder, as with --init-from.
     given = model_args.tokenizer or model_args.init_from
     source = resolve_init_path(given) if given else None

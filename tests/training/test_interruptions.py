@@ -186,3 +186,15 @@ def test_hints_name_the_newest_complete_checkpoint(finished_run, tmp_path):
     assert newest_checkpoint(run / "nowhere") is None
     with pytest.raises(FileNotFoundError, match=f"Its newest checkpoint is {complete}: pass --init-from"):
         init_source(str(run / "checkpoints"))
+
+
+def test_resume_with_another_tokenizer_is_refused(finished_run, tmp_path, capsys):
+    """--tokenizer was silently ignored on --resume (the checkpoint's tokenizer was used)."""
+    from hfssl.data.corpora import stdlib_docstrings
+    from hfssl.data.tokenizer import train_tokenizer
+
+    other = tmp_path / "other-tokenizer"
+    train_tokenizer(stdlib_docstrings()[:200], "wordpiece", vocab_size=300, model_max_length=64).save_pretrained(other)
+    run = copy_run(finished_run, tmp_path / "run")
+    refuse_resume(capsys, run, "--objective", "mlm", "--max-steps", "6", "--tokenizer", other,
+                  message="--resume continues with the tokenizer saved in")
