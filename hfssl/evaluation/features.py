@@ -11,6 +11,7 @@ processor does). Both are plain callables, reused by supervised training and the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
 
 POOLING_RULES = ("mean", "cls", "pooler_output")
 
@@ -151,6 +154,19 @@ def encoder_features(model: nn.Module, inputs: dict[str, torch.Tensor], pooling:
     return pool_outputs(outputs, inputs.get("attention_mask"), pooling or "mean")
 
 
+def is_causal_model(model: nn.Module) -> bool:
+    """Whether each position of `model` attends to itself and the positions before it only (GPT-2, Llama, an hfssl
+    next-token model), by its config."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return False
+    if getattr(config, "is_causal", False) or getattr(config, "is_decoder", False):
+        return True
+    if any(name.endswith(("ForCausalLM", "LMHeadModel")) for name in getattr(config, "architectures", None) or ()):
+        return True
+    return any(getattr(module, "is_causal", False) is True for module in model.modules())  # transformers' attention
+
+
 def _device(model: nn.Module) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
@@ -175,6 +191,10 @@ def extract_features(
         raise ValueError(f"batch_size={batch_size} must be >= 1.")
     if len(examples) == 0:
         raise ValueError("No examples to extract features from.")
+    if pooling == "cls" and is_causal_model(model):
+        logger.warning("pooling='cls' reads the first token, which a causal (left-to-right) model computes from "
+                       "itself alone: the features say nothing about the rest of the text. Use pooling='mean' (or "
+                       "the model's get_features) for a causal model.")
     device, was_training = _device(model), model.training
     model.eval()
     chunks = []

@@ -223,3 +223,20 @@ def test_a_supervised_baseline_without_a_head_is_refused_before_any_work(tmp_pat
     CLIPVisionModel(config).save_pretrained(tmp_path / "clip" / "model")
     with pytest.raises(ValueError, match=r"needs an AutoModelForImageClassification for CLIPVisionConfig"):
         evaluate_run(tmp_path / "clip", "knn", dataset="no-such-dataset", baselines=["supervised"], progress=False)
+
+
+def test_cls_pooling_of_a_causal_model_is_warned_about(caplog):
+    """The first token of a left-to-right model has seen only itself: its features describe no text."""
+    from transformers import GPT2Config, GPT2Model
+
+    from hfssl.evaluation.features import extract_features, is_causal_model
+
+    gpt2 = GPT2Model(GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=16))
+    assert is_causal_model(gpt2) and not is_causal_model(torch.nn.Linear(2, 2))
+    inputs = lambda rows: {"input_ids": torch.ones(len(rows), 4, dtype=torch.long),  # noqa: E731
+                           "attention_mask": torch.ones(len(rows), 4, dtype=torch.long)}
+    extract_features(gpt2, ["a", "b"], inputs, pooling="cls", progress=False)
+    assert "pooling='cls' reads the first token, which a causal" in caplog.text
+    caplog.clear()
+    extract_features(gpt2, ["a", "b"], inputs, pooling="mean", progress=False)
+    assert "causal" not in caplog.text
