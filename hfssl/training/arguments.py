@@ -5,7 +5,42 @@ Model hyperparameters live in the model config; run settings live here and in `T
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+
+
+def _paths_as_strings(arguments, path_fields: tuple[str, ...], list_fields: tuple[str, ...] = ()) -> None:
+    """Let Python callers pass `pathlib.Path`s where the command line gives strings: a path becomes its string,
+    and a single path (or string) given for a list field becomes a one-item list."""
+    for name in path_fields:
+        value = getattr(arguments, name)
+        if isinstance(value, os.PathLike):
+            setattr(arguments, name, os.fspath(value))
+    for name in list_fields:
+        value = getattr(arguments, name)
+        if isinstance(value, (str, os.PathLike)):
+            value = [value]
+        if value is not None:
+            setattr(arguments, name, [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value])
+
+
+def _refuse_dataset_objects(arguments) -> None:
+    """`dataset` names data (a Hub id, a builder, a save_to_disk folder): refuse an in-memory `datasets` object
+    with the way to pass it, instead of failing deep inside loading."""
+    value = arguments.dataset
+    if value is None or isinstance(value, str):
+        return
+    kind = type(value).__name__
+    if kind in ("Dataset", "DatasetDict"):
+        fix = ("save it first with `.save_to_disk('data/my-set')` and pass dataset='data/my-set'"
+               + (" (its splits are kept: train_split= and validation_split= pick them)" if kind == "DatasetDict"
+                  else ""))
+    elif kind in ("IterableDataset", "IterableDatasetDict"):
+        fix = ("write it to files first (e.g. `iterable.to_json('data/my-set.jsonl')`) and pass "
+               "train_files=['data/my-set.jsonl'] (streaming=True to stream them)")
+    else:
+        fix = "pass a Hub id, a builder name (json, csv, text, imagefolder) or a save_to_disk folder"
+    raise TypeError(f"DataArguments(dataset=...) takes the name or folder of a data set, not a {kind} object: {fix}.")
 
 
 @dataclass
@@ -39,6 +74,9 @@ class ModelArguments:
         metadata={"help": "Hyperparameters of a contrastive method under the paper's names, e.g. "
                           "'temperature=0.2,projection_dim=128' (saved in the model config)."},
     )
+
+    def __post_init__(self):
+        _paths_as_strings(self, ("init_from", "tokenizer"))
 
 
 @dataclass
@@ -95,6 +133,10 @@ class DataArguments:
     )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
 
+    def __post_init__(self):
+        _paths_as_strings(self, ("dataset", "data_dir"), ("train_files", "validation_files"))
+        _refuse_dataset_objects(self)
+
 
 @dataclass
 class RunArguments:
@@ -133,3 +175,6 @@ class RunArguments:
                           "saved as at the end; --max-steps still sets the schedule, and --resume goes on from the "
                           "checkpoint saved at the stop."},
     )
+
+    def __post_init__(self):
+        _paths_as_strings(self, ("output", "probe_dataset"))

@@ -6,6 +6,7 @@ Everything that can fail on bad input (data, tokenizer, config) runs before the 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
@@ -60,7 +61,11 @@ def pretrain(
     run_args: RunArguments,
     training_args: PretrainingArguments,
 ) -> PretrainResult:
-    """Pretrain a model end to end and return the finished run directory."""
+    """Pretrain a model end to end and return the finished run directory.
+
+    `training_args` is left as given (the run works on a copy whose `output_dir` is <run>/checkpoints and whose
+    batch settings suit the objective), so one object can serve several runs in a process."""
+    training_args = copy.copy(training_args)
     objective = get_objective(model_args.objective)
     run_path = resolve_run_path(run_args, training_args)
     check_can_start(run_path, run_args.overwrite, run_args.resume)
@@ -165,12 +170,26 @@ def engine_state_dict(trainer) -> dict | None:
     return None
 
 
+# What transformers puts in `output_dir` when none was given.
+TRANSFORMERS_DEFAULT_OUTPUT_DIR = "trainer_output"
+
+
 def resolve_run_path(run_args: RunArguments, training_args: PretrainingArguments) -> Path:
-    """The run directory: `--output`, else a user-given `--output_dir`."""
-    path = run_args.output or training_args.output_dir
-    if not path:
-        raise ValueError("Say where the run goes: --output runs/<name>.")
-    return Path(path)
+    """The run directory: `--output`, else a user-given `--output_dir`. With both, `--output` wins (checkpoints go
+    to <run>/checkpoints), said with a warning when `--output_dir` names another folder."""
+    output_dir = training_args.output_dir
+    if output_dir == TRANSFORMERS_DEFAULT_OUTPUT_DIR:  # transformers' stand-in, not a choice of the user's
+        output_dir = None
+    if not run_args.output:
+        if not output_dir:
+            raise ValueError("Say where the run goes: --output runs/<name> (RunArguments(output='runs/<name>') "
+                             "from Python).")
+        return Path(output_dir)
+    run_path = Path(run_args.output)
+    if output_dir and Path(output_dir).resolve() not in (run_path.resolve(), (run_path / "checkpoints").resolve()):
+        logger.warning("--output_dir %s is not used: the run goes to --output %s, its checkpoints to %s.",
+                       output_dir, run_path, run_path / "checkpoints")
+    return run_path
 
 
 def check_batch_size(objective: Objective, training_args: PretrainingArguments) -> None:
