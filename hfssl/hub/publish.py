@@ -97,7 +97,7 @@ def publish_run(
     # A branch other than main: the card's code loads from it (a pull request's ref is not known before it opens).
     branch = revision if revision not in (None, constants.DEFAULT_REVISION) and not create_pr else None
     files = build_repo_files(run, repo_id, base_model_id=base_model_id, secrets=(token,) if token else (),
-                             revision=branch)
+                             revision=branch, endpoint=endpoint)
     if dry_run:
         folder = write_dry_run(files, Path(dry_run_dir) if dry_run_dir else run.path / DRY_RUN_FOLDER)
         logger.info("Dry run: %d files written to %s; nothing uploaded.", len(files), folder)
@@ -118,10 +118,11 @@ def publish_run(
 
 def build_repo_files(
     run: RunDirectory, repo_id: str, *, base_model_id: str | None = None, secrets: tuple[str, ...] = (),
-    revision: str | None = None,
+    revision: str | None = None, endpoint: str | None = None,
 ) -> dict[str, bytes]:
     """Every file of the repository, path in repo -> bytes, checked (card metadata, no secrets, no local paths)
-    before upload. `revision`: the branch they go to, when not main (the card's code loads from it)."""
+    before upload. `revision`: the branch they go to, when not main (the card's code loads from it). `endpoint`: the
+    Hub they go to; an adapter whose parent run was published to another Hub is refused (its base would not resolve)."""
     if not run.path.is_dir():
         raise FileNotFoundError(f"Run directory {run.path} does not exist.")
     manifest = run.read_manifest()
@@ -129,7 +130,7 @@ def build_repo_files(
         raise FileNotFoundError(f"{run.manifest_path} is missing: publish a run directory written by hfssl.")
     public_manifest = sanitize_manifest(manifest, secrets, run_path=run.path)
     if is_adapter_run(run.path):
-        files, _, base = _adapter_files(run, manifest, base_model_id)
+        files, _, base = _adapter_files(run, manifest, base_model_id, endpoint)
     else:
         files, base = _model_files(run), None
     # Evaluation and audit JSON record where their data and models were read from: published sanitized, as run.json.
@@ -211,9 +212,11 @@ def _model_files(run: RunDirectory) -> dict[str, bytes]:
 
 
 def _adapter_files(
-    run: RunDirectory, manifest: dict[str, Any], base_model_id: str | None
+    run: RunDirectory, manifest: dict[str, Any], base_model_id: str | None, endpoint: str | None = None
 ) -> tuple[dict[str, bytes], dict[str, Any], str]:
     """The adapter folder (peft's template README left out), its config pointing at the base model's Hub id."""
+    if base_model_id is None and endpoint is not None:
+        _check_parent_publish(run, manifest, endpoint)
     folder = run.path / "adapter"
     found = folder_files(folder, skip=("README.md",))
     if not any(rel.endswith(".safetensors") for rel in found):
@@ -227,6 +230,27 @@ def _adapter_files(
         config["revision"] = _parent_commit(run, manifest) or config.get("revision")
     files["adapter_config.json"] = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
     return files, config, base
+
+
+def _check_parent_publish(run: RunDirectory, manifest: dict[str, Any], endpoint: str) -> None:
+    """Refuse an adapter whose parent run was last published to another Hub: its base id and pinned commit name a
+    repository there, which loading the adapter from `endpoint` would not find (or find at another commit). A base
+    published private gets a warning: who cannot read it cannot load the adapter."""
+    parent = _parent_reference(manifest)
+    parent_run = _find_parent(run, parent) if parent else None
+    published = (parent_run.read_manifest().get(PUBLISH_SECTION) or {}) if parent_run else {}
+    where = published.get("endpoint")
+    if published.get("repo_id") and where and where.rstrip("/") != endpoint.rstrip("/"):
+        raise ValueError(
+            f"The parent run {parent_run.path} was last published to {where} ({published['repo_id']}), not to "
+            f"{endpoint} where this adapter goes: its base model and pinned commit would not resolve there. Publish "
+            f"the parent to {endpoint} first (hfssl publish {parent_run.path} --repo-id NAMESPACE/NAME --endpoint "
+            f"{endpoint}), or pass --base-model-id with the base model's id on {endpoint}."
+        )
+    if published.get("repo_id") and published.get("private"):
+        logger.warning("The adapter's base %s (where the parent run %s was last published) is private: only those who "
+                       "can read it can load this adapter. Make it public, or publish the parent to a public "
+                       "repository first.", published["repo_id"], parent_run.path)
 
 
 def parent_hub_id(run: RunDirectory, manifest: dict[str, Any]) -> str:

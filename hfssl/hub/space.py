@@ -23,11 +23,14 @@ import hfssl
 from .bundle import find_secret, folder_files
 from .client import (
     DEFAULT_RETRY_FOR_S,
+    NETWORK_ERRORS,
+    PublishError,
     Target,
     check_repo_id,
     resolve_endpoint,
     resolve_token,
     upload_files,
+    with_retries,
 )
 from .metadata import check_card, split_front_matter
 from .publish import write_dry_run
@@ -75,6 +78,7 @@ def publish_space(
     if dry_run:
         folder = write_dry_run(files, Path(dry_run_dir) if dry_run_dir else Path("space_preview"))
         return {"repo_id": repo_id, "dry_run": True, "folder": str(folder), "files": sorted(files)}
+    check_demo_model(model_id, endpoint, token)
     target = Target(repo_id, "space", private=private, space_sdk="gradio")
     info = upload_files(files, target, commit_message=commit_message or f"Demo of {model_id} (hfssl)",
                         endpoint=endpoint, token=token, retry_for_s=retry_for_s)
@@ -82,6 +86,37 @@ def publish_space(
     logger.info("Published the Space %s (commit %s).", url, info.oid[:10])
     return {"repo_id": repo_id, "url": url, "commit_sha": info.oid, "commit_url": info.commit_url,
             "endpoint": endpoint, "files": sorted(files)}
+
+
+def check_demo_model(model_id: str, endpoint: str, token: str | None) -> None:
+    """Before uploading a Space, look at the model it will show: a PEFT adapter repository (which the demo cannot
+    load: it loads full models) is a PublishError; a model that is missing or private gets a warning, since the Space
+    would fail to start until it is published (or, when private, given an HF_TOKEN secret that can read it)."""
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    if constants.is_offline_mode():
+        return  # the upload refuses offline mode with its own message
+    api = HfApi(endpoint=endpoint, token=token, library_name="hfssl")
+    try:
+        info = with_retries(lambda: api.model_info(model_id), 10.0)
+    except RepositoryNotFoundError:
+        logger.warning("The model %s is not on %s (or this token cannot read it): the Space will fail to start until "
+                       "it is published there (hfssl publish RUN --repo-id %s).", model_id, endpoint, model_id)
+        return
+    except (HfHubHTTPError, *NETWORK_ERRORS) as error:  # the upload that follows reports the Hub's state
+        logger.warning("Could not check the model %s on %s (%s).", model_id, endpoint, error)
+        return
+    names = {sibling.rfilename for sibling in info.siblings or []}
+    if "adapter_config.json" in names and "config.json" not in names:
+        raise PublishError(
+            f"{model_id} on {endpoint} is a PEFT adapter repository (adapter_config.json, no config.json), and the "
+            "demo loads full models only, so the Space would fail at start. Give --model a full model: the "
+            "adapter's base model, or a run fine-tuned with --peft none and published with hfssl publish."
+        )
+    if info.private:
+        logger.warning("The model %s is private: the Space can load it only with a secret HF_TOKEN that can read it "
+                       "(set it in the Space's settings), or make the model public.", model_id)
 
 
 def installed_gradio_version() -> str:
