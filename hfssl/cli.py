@@ -268,6 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hfssl: unknown command {argv[0]!r}.\n\n{_usage()}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpx2", "httpcore"):  # one INFO line per HTTP request to the Hub
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         if "-h" not in argv and "--help" not in argv:
             from . import register_auto_classes

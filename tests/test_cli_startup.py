@@ -59,3 +59,13 @@ def test_the_model_classes_are_attributes_of_the_package():
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         _ = hfssl.Nope
     assert Path(hfssl.__file__).name == "__init__.py"
+
+
+def test_commands_do_not_log_every_hub_request(tmp_path):
+    """huggingface_hub's HTTP client logged one INFO line per request under the CLI's INFO logging."""
+    import logging
+
+    from hfssl.cli import main
+
+    assert main(["card", str(tmp_path / "no-run")]) == 2
+    assert all(logging.getLogger(name).getEffectiveLevel() >= logging.WARNING for name in ("httpx", "httpx2"))

@@ -87,7 +87,10 @@ def snippet(family: str, config: dict[str, Any], manifest: dict[str, Any], repo:
 
     `revision`: the branch the model is published on, when not main: every load names it, or the code would load
     what main holds (another model, or nothing)."""
-    note = ("The model code ships in the repository (`modeling_*.py`), so hfssl need not be installed; "
+    note = ("The model code ships in the base model's repository (`modeling_*.py`), which this adapter loads "
+            "first, so hfssl need not be installed; `trust_remote_code=True` runs that code, so read it first."
+            if adapter else
+            "The model code ships in the repository (`modeling_*.py`), so hfssl need not be installed; "
             "`trust_remote_code=True` runs that code, so read it first.")
     code = _snippet(family, config, manifest, repo, adapter)
     if revision:

@@ -156,6 +156,7 @@ def test_publisher_sets_the_adapter_base_model_in_the_rendered_card(tmp_path):
     metadata = metadata_load_text(files["README.md"].decode())
     assert metadata["base_model"] == "alice/tiny-mlm" and metadata["library_name"] == "peft"
     assert 'PeftConfig.from_pretrained("alice/tiny-lora")' in files["README.md"].decode()
+    assert "ships in the base model's repository" in files["README.md"].decode()  # not in the adapter's
     assert json.loads(files["adapter_config.json"])["base_model_name_or_path"] == "alice/tiny-mlm"
 
 
