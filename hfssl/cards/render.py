@@ -248,10 +248,11 @@ def _copy_plots(run: RunDirectory, plots: dict[str, list[str]]) -> None:
         copies.rmdir()
 
 
-def card_context(run: RunDirectory, repo_id: str | None, license: str | None, revision: str | None = None
-                 ) -> tuple[ModelCardData, dict[str, Any]]:
+def card_context(run: RunDirectory, repo_id: str | None, license: str | None, revision: str | None = None,
+                 full_model: bool = False) -> tuple[ModelCardData, dict[str, Any]]:
     """The card's metadata and the template variables, from run.json and model/config.json; `revision` is the branch
-    the card's code loads from (None: main)."""
+    the card's code loads from (None: main). `full_model`: the card of a fine-tuned run's merged model/ (published
+    with `--full-model`), not of its adapter."""
     if repo_id is not None:
         check_repo_id(repo_id)
     from ..audit.api import run_family
@@ -272,7 +273,7 @@ def card_context(run: RunDirectory, repo_id: str | None, license: str | None, re
     results = eval_results(manifest, "image-classification" if sections.is_vision(manifest, config)
                            else "text-classification")
     tags = ["hfssl", "self-supervised", str(sections.objective_of(manifest) or family), "custom_code"]
-    adapter = is_adapter_run(run.path)
+    adapter = is_adapter_run(run.path) and not full_model
     card_data = ModelCardData(
         # An adapter repo holds peft files only (the publisher's convention); everything else loads with transformers.
         library_name="peft" if adapter else "transformers", pipeline_tag=task, license=license_id, tags=tags,
@@ -295,11 +296,12 @@ def card_context(run: RunDirectory, repo_id: str | None, license: str | None, re
 
 
 def card_text(run_dir: str | os.PathLike, repo_id: str | None = None, license: str | None = None,
-              revision: str | None = None) -> str:
+              revision: str | None = None, full_model: bool = False) -> str:
     """The rendered card (not written), checked offline: metadata, no placeholder, no local path. `revision`: the
-    branch the model is published on, when not main (its code snippet loads from there)."""
+    branch the model is published on, when not main (its code snippet loads from there); `full_model`: see
+    `card_context`."""
     run = RunDirectory(run_dir)
-    card_data, context = card_context(run, repo_id, license, revision)
+    card_data, context = card_context(run, repo_id, license, revision, full_model)
     text = str(ModelCard.from_template(card_data, template_str=template_text(), **context))
     check_card(text, "model")
     leaked = next((p for p in (str(run.path.resolve()), str(Path.home())) if len(p) > 1 and p in text), None)

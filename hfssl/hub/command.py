@@ -18,6 +18,9 @@ def add_publish_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--revision", help="Branch to commit to (created from main if missing; default main).")
     parser.add_argument("--create-pr", action="store_true", help="Open a pull request instead of committing.")
     parser.add_argument("--base-model-id", help="Adapters: the base model's Hub id (default: from the parent run).")
+    parser.add_argument("--full-model", action="store_true",
+                        help="A fine-tuned run with adapter/ and a merged model/: publish model/ (the complete "
+                             "classifier, no base needed) instead of the adapter.")
     parser.add_argument("--dry-run-dir", help="Where --dry-run writes (default: RUN_DIR/publish_preview).")
     return parser
 
@@ -49,6 +52,7 @@ def run_publish_from_args(args: argparse.Namespace) -> int:
             args.run_dir, args.repo_id, private=args.private, revision=args.revision,
             commit_message=args.commit_message, create_pr=args.create_pr, endpoint=args.endpoint,
             dry_run=args.dry_run, dry_run_dir=args.dry_run_dir, base_model_id=args.base_model_id,
+            full_model=args.full_model,
         )
     except PublishError as error:
         print(f"hfssl publish: error: {error}", file=sys.stderr)

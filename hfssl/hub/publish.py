@@ -69,6 +69,7 @@ def publish_run(
     dry_run_dir: str | os.PathLike | None = None,
     base_model_id: str | None = None,
     retry_for_s: float = DEFAULT_RETRY_FOR_S,
+    full_model: bool = False,
 ) -> dict[str, Any]:
     """Upload a run as one commit to `repo_id` (created if missing), or with `dry_run` write what would be uploaded.
 
@@ -81,6 +82,8 @@ def publish_run(
         token: default HF_TOKEN, else the saved login. Never printed, logged or written.
         dry_run_dir: where a dry run writes its folder; default <run_dir>/publish_preview.
         base_model_id: adapters only: the base model's Hub id; default the parent run's `publish.repo_id`.
+        full_model: a fine-tuned run with adapter/ and model/ (a merged adapter): publish model/, the complete
+            classifier, instead of the adapter, so the repository loads without its base (or an unpublished parent).
         retry_for_s: how long connection failures and 5xx answers are retried.
 
     Returns:
@@ -97,7 +100,7 @@ def publish_run(
     # A branch other than main: the card's code loads from it (a pull request's ref is not known before it opens).
     branch = revision if revision not in (None, constants.DEFAULT_REVISION) and not create_pr else None
     files = build_repo_files(run, repo_id, base_model_id=base_model_id, secrets=(token,) if token else (),
-                             revision=branch, endpoint=endpoint)
+                             revision=branch, endpoint=endpoint, full_model=full_model)
     if dry_run:
         folder = write_dry_run(files, Path(dry_run_dir) if dry_run_dir else run.path / DRY_RUN_FOLDER)
         logger.info("Dry run: %d files written to %s; nothing uploaded.", len(files), folder)
@@ -118,7 +121,7 @@ def publish_run(
 
 def build_repo_files(
     run: RunDirectory, repo_id: str, *, base_model_id: str | None = None, secrets: tuple[str, ...] = (),
-    revision: str | None = None, endpoint: str | None = None,
+    revision: str | None = None, endpoint: str | None = None, full_model: bool = False,
 ) -> dict[str, bytes]:
     """Every file of the repository, path in repo -> bytes, checked (card metadata, no secrets, no local paths)
     before upload. `revision`: the branch they go to, when not main (the card's code loads from it). `endpoint`: the
@@ -129,7 +132,13 @@ def build_repo_files(
     if not manifest:
         raise FileNotFoundError(f"{run.manifest_path} is missing: publish a run directory written by hfssl.")
     public_manifest = sanitize_manifest(manifest, secrets, run_path=run.path)
-    if is_adapter_run(run.path):
+    if full_model and not (run.model_dir / "config.json").is_file():
+        raise FileNotFoundError(
+            f"--full-model publishes {run.model_dir}, which does not exist: this run holds an adapter only (its method "
+            "cannot merge into the weights). Publish the adapter (leave out --full-model) with its base on the Hub.")
+    if full_model and base_model_id is not None:
+        raise ValueError("--base-model-id names an adapter's base, and --full-model publishes no adapter; pass one.")
+    if is_adapter_run(run.path) and not full_model:
         files, _, base = _adapter_files(run, manifest, base_model_id, endpoint)
     else:
         files, base = _model_files(run), None
@@ -138,7 +147,7 @@ def build_repo_files(
         files[rel] = public_json(path.read_bytes(), secrets, run.path) if rel.endswith(".json") else path.read_bytes()
     if (run.path / "bias_audit.json").is_file():
         files["bias_audit.json"] = public_json((run.path / "bias_audit.json").read_bytes(), secrets, run.path)
-    files["README.md"] = _card(run, repo_id, base, revision)
+    files["README.md"] = _card(run, repo_id, base, revision, full_model and is_adapter_run(run.path))
     # The file list lets the next publish to this repository delete what this one uploaded and it does not.
     listed = sorted({*files, "run.json"})
     files["run.json"] = (json.dumps({**public_manifest, PUBLISHED_FILES: listed}, indent=2, default=str) + "\n").encode()
@@ -318,7 +327,8 @@ def _parent_as_hub_id(run: RunDirectory, parent: str) -> str:
     )
 
 
-def _card(run: RunDirectory, repo_id: str, base_model: str | None, revision: str | None = None) -> bytes:
+def _card(run: RunDirectory, repo_id: str, base_model: str | None, revision: str | None = None,
+          full_model: bool = False) -> bytes:
     """The repository's README.md, checked offline.
 
     The card is rendered from run.json as `hfssl card` renders it, so it shows every evaluation and audit the
@@ -331,8 +341,13 @@ def _card(run: RunDirectory, repo_id: str, base_model: str | None, revision: str
     rendered = run.card_dir / "README.md"
     record = run.read_manifest().get(CARD_SECTION) or {}
     license = record.get("license")
+    if full_model:  # the card `hfssl card` writes for such a run is the adapter's: render the full model's
+        text = card_text(run.path, repo_id, license, revision, full_model=True)
+        if rendered.is_file() and record.get("sha256") != card_digest(rendered.read_text(encoding="utf-8")):
+            logger.warning("%s was edited by hand for the adapter; --full-model publishes a card rendered for the "
+                           "merged model instead.", rendered)
     # adapter/README.md is peft's template until `hfssl card` (which records it) writes the card there.
-    if not rendered.is_file() or (rendered.parent == run.adapter_dir and not record):
+    elif not rendered.is_file() or (rendered.parent == run.adapter_dir and not record):
         text = card_text(run.path, repo_id, license, revision)
     else:
         existing = rendered.read_text(encoding="utf-8")
