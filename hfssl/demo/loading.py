@@ -132,6 +132,10 @@ def load_demo_model(ref: str | os.PathLike, kind: str | None = None, pooling: st
     if folder.is_dir() and RunDirectory(folder).is_adapter_only():
         return load_adapter_run(RunDirectory(folder), kind, pooling)
     model_path, manifest, card_text = resolve_model_source(str(ref))
+    if model_path == str(ref) and not folder.exists():  # a Hub id: an adapter repository has no config.json
+        adapter = _hub_json(model_path, "adapter_config.json")
+        if adapter is not None and _hub_text(model_path, "config.json") is None:
+            return load_hub_adapter(model_path, adapter, kind, pooling)
     config = _load_config(model_path)
     modality = config_modality(config)
     if kind is not None and modality not in KIND_MODALITIES[kind]:
@@ -164,28 +168,60 @@ def load_demo_model(ref: str | os.PathLike, kind: str | None = None, pooling: st
 def load_adapter_run(run: RunDirectory, kind: str | None = None, pooling: str = "mean") -> LoadedModel:
     """A fine-tuned run that holds only adapter/ on base/ (prompt learning cannot merge into the weights): the
     classifier is the adapter on base/ through peft, shown by the classification demo."""
-    from peft import PeftModel
-
     base = run.path / "base"
     if not (base / "config.json").is_file():
         raise run.no_model_error("demo")
+    return _peft_classifier(str(run.path), str(base), str(run.adapter_dir), None, None, run.read_manifest(),
+                            _read_local_card(run.adapter_dir, run.path), kind, pooling)
+
+
+def load_hub_adapter(repo_id: str, adapter_config: dict[str, Any], kind: str | None = None,
+                     pooling: str = "mean") -> LoadedModel:
+    """A Hub repository that holds a classifier adapter (`hfssl publish` of a fine-tuned run): its base model from
+    the Hub, at the commit the adapter pins, with the head sized by the run's labels (run.json), under the adapter."""
+    base = adapter_config.get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{repo_id} is a peft adapter whose adapter_config.json names no base model "
+                         "(base_model_name_or_path); the demo cannot load it.")
+    manifest = _hub_json(repo_id, "run.json") or {}
+    id2label = (manifest.get("finetune") or {}).get("id2label") or manifest.get("id2label")
+    return _peft_classifier(repo_id, base, repo_id, adapter_config.get("revision"), id2label, manifest,
+                            _hub_text(repo_id, "README.md"), kind, pooling)
+
+
+def _peft_classifier(ref: str, base: str, adapter: str, revision: str | None, id2label: dict | None,
+                     manifest: dict[str, Any], card_text: str | None, kind: str | None, pooling: str) -> LoadedModel:
+    """The classification demo's model: the base (a folder or Hub id at `revision`) under its classification head
+    (sized by `id2label` where given), with the peft adapter on top; the tokenizer or image processor saved with the
+    adapter, else the base's."""
+    from peft import PeftModel
+
     if kind not in (None, "classification", "gallery"):
-        raise ValueError(f"{run.path} holds a classifier adapter (adapter/ on base/, no model/); the {kind} demo "
-                         "needs a model of that kind. Leave out --kind, or pass --kind classification or gallery.")
-    config = _load_config(str(base))
+        raise ValueError(f"{ref} holds a classifier adapter (no full model); the {kind} demo needs a model of that "
+                         "kind. Leave out --kind, or pass --kind classification or gallery.")
+    try:
+        config = AutoConfig.from_pretrained(base, revision=revision)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Could not read the config of {ref}'s base model {base!r}: {str(error).rstrip('.')}. "
+                         "Check that it exists and is readable (for a Hub id, online and with access).") from error
     modality = config_modality(config)
+    labels = {int(i): str(name) for i, name in id2label.items()} if id2label else None
+    heads = {"id2label": labels, "label2id": {n: i for i, n in labels.items()}, "num_labels": len(labels)} if labels \
+        else {}
     try:
         with _quiet_transformers(), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # peft calling transformers APIs it deprecates
-            classifier = _AUTO_CLASSES["classification"][modality].from_pretrained(str(base))
-            model = PeftModel.from_pretrained(classifier, str(run.adapter_dir))
+            classifier = _AUTO_CLASSES["classification"][modality].from_pretrained(base, revision=revision, **heads)
+            model = PeftModel.from_pretrained(classifier, adapter)
     except (OSError, ValueError, RuntimeError, KeyError) as error:
-        raise ValueError(f"Could not load the adapter of {run.path} on its base/: {str(error).rstrip('.')}.") from error
-    loaded = LoadedModel(ref=str(run.path), kind=kind or "classification", modality=modality, model=model.eval(),
-                         manifest=run.read_manifest(), card_text=_read_local_card(run.adapter_dir, run.path),
-                         pooling=pooling)
-    _attach_processor(loaded, str(run.adapter_dir if (run.adapter_dir / "tokenizer_config.json").is_file()
-                                  or (run.adapter_dir / "preprocessor_config.json").is_file() else base))
+        raise ValueError(f"Could not load the adapter of {ref} on its base {base}: {str(error).rstrip('.')}.") \
+            from error
+    loaded = LoadedModel(ref=ref, kind=kind or "classification", modality=modality, model=model.eval(),
+                         manifest=manifest, card_text=card_text, pooling=pooling)
+    try:
+        _attach_processor(loaded, adapter)
+    except ValueError:
+        _attach_processor(loaded, base)
     return loaded
 
 

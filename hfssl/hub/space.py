@@ -24,7 +24,6 @@ from .bundle import find_secret, folder_files
 from .client import (
     DEFAULT_RETRY_FOR_S,
     NETWORK_ERRORS,
-    PublishError,
     Target,
     check_repo_id,
     resolve_endpoint,
@@ -89,9 +88,9 @@ def publish_space(
 
 
 def check_demo_model(model_id: str, endpoint: str, token: str | None) -> None:
-    """Before uploading a Space, look at the model it will show: a PEFT adapter repository (which the demo cannot
-    load: it loads full models) is a PublishError; a model that is missing or private gets a warning, since the Space
-    would fail to start until it is published (or, when private, given an HF_TOKEN secret that can read it)."""
+    """Before uploading a Space, look at the model it will show: one that is missing or private gets a warning,
+    since the Space would fail to start until it is published (or, when private, given an HF_TOKEN secret that can
+    read it). An adapter repository is fine: the demo loads it on its base model."""
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
@@ -107,13 +106,6 @@ def check_demo_model(model_id: str, endpoint: str, token: str | None) -> None:
     except (HfHubHTTPError, *NETWORK_ERRORS) as error:  # the upload that follows reports the Hub's state
         logger.warning("Could not check the model %s on %s (%s).", model_id, endpoint, error)
         return
-    names = {sibling.rfilename for sibling in info.siblings or []}
-    if "adapter_config.json" in names and "config.json" not in names:
-        raise PublishError(
-            f"{model_id} on {endpoint} is a PEFT adapter repository (adapter_config.json, no config.json), and the "
-            "demo loads full models only, so the Space would fail at start. Give --model a full model: the "
-            "adapter's base model, or a run fine-tuned with --peft none and published with hfssl publish."
-        )
     if info.private:
         logger.warning("The model %s is private: the Space can load it only with a secret HF_TOKEN that can read it "
                        "(set it in the Space's settings), or make the model public.", model_id)

@@ -17,7 +17,7 @@ import torch
 from huggingface_hub import HfApi
 from peft import LoraConfig, get_peft_model
 
-from hfssl.hub import PublishError, publish_run, publish_space
+from hfssl.hub import publish_run, publish_space
 from hfssl.hub.local_server import LocalHub
 from hfssl.models import HfsslTextForSequenceClassification
 from hfssl.training.rundir import RunDirectory
@@ -70,21 +70,28 @@ def test_an_adapter_on_a_private_base_warns(hub, family, caplog):
     assert f"base {USER}/private-base" in caplog.text and "is private" in caplog.text
 
 
-def test_a_space_for_an_adapter_repo_is_refused_and_a_missing_model_warns(hub, family, tmp_path, caplog):
-    """The demo loads full models: a Space showing an adapter repository failed at start."""
+def test_a_space_and_the_demo_show_an_adapter_repo_and_a_missing_model_warns(hub, family, tmp_path, caplog):
+    """The demo loaded full models only: a Space showing an adapter repository failed at start."""
     parent, child = family
     publish_run(parent.path, f"{USER}/base", endpoint=hub.endpoint, token=TOKEN)
     publish_run(child.path, f"{USER}/child", endpoint=hub.endpoint, token=TOKEN)
-    with pytest.raises(PublishError, match=r"PEFT adapter repository .* --peft none"):
-        publish_space(f"{USER}/demo", f"{USER}/child", endpoint=hub.endpoint, token=TOKEN, sdk_version="6.0.0",
-                      vendor_hfssl=False)
-    assert not HfApi(endpoint=hub.endpoint).repo_exists(f"{USER}/demo", repo_type="space")
+    publish_space(f"{USER}/demo", f"{USER}/child", endpoint=hub.endpoint, token=TOKEN, sdk_version="6.0.0",
+                  vendor_hfssl=False)
+    shown = _python(
+        f"""
+        from hfssl.demo import load_demo_model
+        from hfssl.demo.classify import classify
+        loaded = load_demo_model("{USER}/child")
+        print(loaded.kind, type(loaded.model).__name__, sorted(classify(loaded, "A fine film.").scores))
+        """,
+        hub, tmp_path,
+    )
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    assert shown.stdout.split("\n")[-2] == "classification PeftModelForSequenceClassification ['neg', 'pos']"
     with caplog.at_level(logging.WARNING, logger="hfssl.hub.space"):
         publish_space(f"{USER}/demo", f"{USER}/later", endpoint=hub.endpoint, token=TOKEN, sdk_version="6.0.0",
                       vendor_hfssl=False)
     assert f"{USER}/later is not on" in caplog.text
-    publish_space(f"{USER}/demo", f"{USER}/base", endpoint=hub.endpoint, token=TOKEN, sdk_version="6.0.0",
-                  vendor_hfssl=False)
 
 
 def _python(code: str, hub: LocalHub, cwd: Path, **env: str) -> subprocess.CompletedProcess:
