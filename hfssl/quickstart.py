@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .training.arguments import DataArguments, ModelArguments, RunArguments
 from .training.pretrain import PretrainResult, pretrain
-from .training.rundir import RunDirectory
+from .training.rundir import RunDirectory, check_can_start
 from .training.training_args import PretrainingArguments
 
 
@@ -17,6 +17,7 @@ def quickstart(output: str = "runs/quickstart", max_steps: int = 250, overwrite:
     model_args = ModelArguments(objective="mlm", model_size="tiny", vocab_size=4096)
     data_args = DataArguments(dataset="stdlib-docstrings", block_size=128, validation_fraction=0.05)
     run_args = RunArguments(output=output, overwrite=overwrite or own_previous_run)
+    check_can_start(output, run_args.overwrite, False, can_resume=False)  # quickstart has no --resume to suggest
     training_args = PretrainingArguments(
         output_dir=output,
         max_steps=max_steps,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install hfssl with its test dependencies (and chromium for the browser test). torch first: the CPU build 2.13 where it is available,
-# so pip does not pull a multi-GB CUDA build to satisfy `torch>=2.4`.
+# Install hfssl with its test dependencies (and chromium for the browser test). torch first: torch==2.13.0 where pip's index
+# has it (on the project's CI machines a CPU build served locally), else whatever `pip install torch` gives the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q --upgrade pip >/dev/null 2>&1 || true

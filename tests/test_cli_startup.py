@@ -69,3 +69,16 @@ def test_commands_do_not_log_every_hub_request(tmp_path):
 
     assert main(["card", str(tmp_path / "no-run")]) == 2
     assert all(logging.getLogger(name).getEffectiveLevel() >= logging.WARNING for name in ("httpx", "httpx2"))
+
+
+def test_quickstart_into_another_run_suggests_only_its_own_flags(tmp_path, capsys):
+    """It suggested --resume, which quickstart does not have."""
+    from hfssl.cli import main
+
+    other = tmp_path / "other-run"
+    other.mkdir()
+    (other / "run.json").write_text('{"objective": "clm"}')
+    assert main(["quickstart", "--output", str(other), "--max-steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "--resume" not in err
+    assert (other / "run.json").read_text() == '{"objective": "clm"}'  # untouched
