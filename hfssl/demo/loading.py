@@ -404,7 +404,8 @@ def encode(loaded: LoadedModel, inputs: dict[str, torch.Tensor]) -> torch.Tensor
     `loaded.pooling` (attention-masked mean, first token, or last real token). A stock model with a head
     (`BertForMaskedLM`, `ViTForImageClassification`) is encoded by its backbone, not its logits."""
     model = loaded.model
-    if not hasattr(model, "get_features") and isinstance(getattr(model, "base_model", None), torch.nn.Module):
+    while not hasattr(model, "get_features") and isinstance(getattr(model, "base_model", None), torch.nn.Module) \
+            and model.base_model is not model:  # a peft wrapper, then the head model, then its backbone
         model = model.base_model
     if hasattr(model, "get_features"):
         return model.get_features(**inputs)

@@ -181,3 +181,16 @@ def test_an_adapter_only_run_is_classified_by_its_adapter_on_base(loaded_mlm, tm
         load_demo_model(run.path, kind="fill-mask")
     with pytest.raises(FileNotFoundError, match="pass the run directory .*loads the adapter on its base/"):
         load_demo_model(run.adapter_dir)
+
+
+def test_a_peft_wrapped_stock_classifier_is_encoded_by_its_backbone(stock_classifier):
+    from peft import LoraConfig, get_peft_model
+
+    loaded = load_demo_model(stock_classifier("wrapped", num_labels=3))
+    bert = loaded.model
+    loaded.model = get_peft_model(bert, LoraConfig(task_type="SEQ_CLS", r=2, target_modules=["query"])).eval()
+    batch = dict(loaded.tokenizer(["Open a file.", "Close it."], padding=True, return_tensors="pt"))
+    with torch.no_grad():
+        hidden = bert.base_model(**batch).last_hidden_state  # LoRA starts as a no-op
+    mask = batch["attention_mask"][..., None].float()
+    assert torch.allclose(encode(loaded, batch), (hidden * mask).sum(1) / mask.sum(1), atol=1e-5)
