@@ -138,7 +138,8 @@ def test_a_wrong_text_column_lists_the_users_column_names(reviews, tmp_path, tex
 
 def test_an_adapter_only_run_gets_its_card_in_adapter_and_clear_messages_elsewhere(train_csv, text_parent, tmp_path,
                                                                                     capsys):
-    """No README-only model/ from `hfssl card`; evaluate, audit and demo say why they cannot load the run."""
+    """No README-only model/ from `hfssl card`; evaluate and audit say why they cannot load the run, and the demo
+    shows the adapter on base/."""
     from hfssl.cards.render import render_card
 
     run = tmp_path / "pt"
@@ -148,10 +149,13 @@ def test_an_adapter_only_run_gets_its_card_in_adapter_and_clear_messages_elsewhe
     assert card == run / "adapter" / "README.md" and not (run / "model").exists()
     assert "library_name: peft" in card.read_text(encoding="utf-8")
     for argv in (["evaluate", str(run), "--protocol", "knn", "--train-files", train_csv, "--test-files", train_csv],
-                 ["audit", str(run)], ["demo", str(run)]):
+                 ["audit", str(run)]):
         assert cli_main(argv) == 2
         error = capsys.readouterr().err
         assert "adapter only" in error and f"Run it on {text_parent}" in error, error
+    from hfssl.demo import load_demo_model
+
+    assert load_demo_model(run).kind == "classification"
 
 
 def test_prompt_tuning_runs_with_default_virtual_tokens(train_csv, text_parent, tmp_path):
