@@ -170,7 +170,6 @@ def prepare_tokenizer(model_args: ModelArguments, objective: Objective, raw, dat
                     f"{model_args.tokenizer} is another one ({len(given):,} against {len(tokenizer):,} tokens, or "
                     "the same tokens under other ids): the model's embeddings would be read with the wrong ids. "
                     "Leave out --tokenizer to resume, or start a new run from the weights with --init-from.")
-        warn_unused_vocab_size(model_args, tokenizer)
         return tokenizer, {"source": "checkpoint", "path": resume_checkpoint}
     # A run directory stands for its model/ folder, as with --init-from.
     given = model_args.tokenizer or model_args.init_from
