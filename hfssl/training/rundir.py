@@ -376,8 +376,10 @@ def _warn_how_to_resume(run: RunDirectory) -> None:
     """Tell a run that stopped where it can go on from: its newest complete checkpoint."""
     last = run.resumable_checkpoint()
     if last is None:
-        logger.warning("The run stopped before it saved a complete checkpoint; %s cannot be resumed: start it "
-                       "again with --overwrite.", run.path)
+        weights = newest_checkpoint(run.checkpoints_dir)
+        logger.warning("The run stopped before it saved a checkpoint that can resume it; %s cannot be resumed: start "
+                       "it again with --overwrite%s.", run.path,
+                       f", or start a new run from the weights in {weights} with --init-from" if weights else "")
         return
     logger.warning("The run stopped; its last complete checkpoint is %s: continue it with the same command and "
                    "--resume.", last)
@@ -419,7 +421,9 @@ def open_run(path: str | os.PathLike, overwrite: bool = False, resume: bool = Fa
     try:
         yield run
     except BaseException:
-        if backup is None and run.resumable_checkpoint() is not None:
+        # A checkpoint the Trainer finished writing (trainer_state.json) is kept even when it cannot resume the run
+        # (--save-only-model has no optimizer state): its weights can still start a new run (--init-from).
+        if backup is None and any((folder / "trainer_state.json").is_file() for folder in run.checkpoints()):
             # Hours of training are worth more than a clean slate: keep what can be resumed.
             _warn_how_to_resume(run)
             raise

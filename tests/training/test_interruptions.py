@@ -198,3 +198,16 @@ def test_resume_with_another_tokenizer_is_refused(finished_run, tmp_path, capsys
     run = copy_run(finished_run, tmp_path / "run")
     refuse_resume(capsys, run, "--objective", "mlm", "--max-steps", "6", "--tokenizer", other,
                   message="--resume continues with the tokenizer saved in")
+
+
+def test_a_stopped_run_keeps_weights_only_checkpoints(tmp_path, caplog):
+    """--save-only-model checkpoints cannot resume (no optimizer state), but an interrupted run deleted them."""
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt), open_run(out) as run:
+        checkpoint = run.checkpoints_dir / "checkpoint-2"
+        checkpoint.mkdir(parents=True)
+        (checkpoint / "trainer_state.json").write_text("{}")
+        (checkpoint / "model.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+        raise KeyboardInterrupt
+    assert checkpoint.is_dir()
+    assert f"start a new run from the weights in {checkpoint} with --init-from" in caplog.text
