@@ -201,13 +201,15 @@ class RunDirectory:
         """Rename the checkpoints newer than the last complete one to `incomplete-checkpoint-N`, with a warning:
         a resumed run starts from the complete one, and the Trainer would otherwise save into (and count, for
         --save-total-limit) a half-written folder when it reaches that step again. Nothing is deleted."""
-        for folder, problem in self.incomplete_checkpoints().items():
+        incomplete = self.incomplete_checkpoints()
+        resumed = self.resumable_checkpoint() if incomplete else None  # checked once, not once per folder
+        for folder, problem in incomplete.items():
             target = folder.with_name(f"incomplete-{folder.name}")
             if target.exists():
                 target = folder.with_name(f"incomplete-{folder.name}-{os.getpid()}")
             os.replace(folder, target)
             logger.warning("%s is not a complete checkpoint (%s); resuming from %s instead. It was renamed to %s; "
-                           "delete it when you no longer need it.", folder, problem, self.resumable_checkpoint(), target)
+                           "delete it when you no longer need it.", folder, problem, resumed, target)
 
     def incomplete_checkpoints(self) -> dict[Path, str]:
         """The `checkpoint-N` folders newer than the last complete one, each with what is wrong with it."""
