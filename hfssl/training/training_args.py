@@ -35,7 +35,11 @@ class PretrainingArguments(TrainingArguments):
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "Evaluation blocks per device per step."})
     logging_steps: float = field(default=50, metadata={"help": "Log the training loss every N steps."})
     logging_first_step: bool = field(default=True, metadata={"help": "Log the loss of the first step."})
-    eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate: no, steps or epoch."})
+    eval_strategy: str = field(
+        default="steps",
+        metadata={"help": "When to evaluate during training: no, steps or epoch. The validation loss before and after "
+                          "training is always measured (run.json and the summary report it)."},
+    )
     eval_steps: float | None = field(default=500, metadata={"help": "Evaluate every N steps."})
     save_steps: float = field(default=500, metadata={"help": "Checkpoint every N steps."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Keep at most N checkpoints."})
