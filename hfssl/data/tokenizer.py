@@ -7,6 +7,7 @@ Trained tokenizers are wrapped as `PreTrainedTokenizerFast`, so `save_pretrained
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -37,6 +38,12 @@ def default_tokenizer_kind(objective: str) -> str:
     return "bpe" if is_causal_objective(objective) else "wordpiece"
 
 
+def _show_progress() -> bool:
+    """The `tokenizers` trainers' progress bars, only on a terminal: elsewhere (a log file, a pipe, CI) they draw
+    nothing but print blank lines on standard output."""
+    return sys.stderr.isatty()
+
+
 def _bpe() -> tuple[Tokenizer, Callable[[int], trainers.Trainer], dict[str, str]]:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -47,7 +54,8 @@ def _bpe() -> tuple[Tokenizer, Callable[[int], trainers.Trainer], dict[str, str]
     def trainer(size: int) -> trainers.Trainer:
         # The full byte alphabet up front, so any input (emoji, binary junk) encodes without unk.
         return trainers.BpeTrainer(
-            vocab_size=size, special_tokens=[ENDOFTEXT, BPE_PAD], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+            vocab_size=size, special_tokens=[ENDOFTEXT, BPE_PAD], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=_show_progress(),
         )
 
     return tokenizer, trainer, specials
@@ -63,7 +71,8 @@ def _wordpiece() -> tuple[Tokenizer, Callable[[int], trainers.Trainer], dict[str
 
     def trainer(size: int, pieces: Sequence[str] = ()) -> trainers.Trainer:
         # `pieces`: `##c` pieces numbered up front, after the specials (see `_train_wordpiece`).
-        return trainers.WordPieceTrainer(vocab_size=size, special_tokens=specials + list(pieces))
+        return trainers.WordPieceTrainer(vocab_size=size, special_tokens=specials + list(pieces),
+                                         show_progress=_show_progress())
 
     return tokenizer, trainer, BERT_SPECIALS
 
@@ -76,7 +85,8 @@ def _unigram() -> tuple[Tokenizer, Callable[[int], trainers.Trainer], dict[str, 
     specials = list(BERT_SPECIALS.values())
 
     def trainer(size: int) -> trainers.Trainer:
-        return trainers.UnigramTrainer(vocab_size=size, special_tokens=specials, unk_token=BERT_SPECIALS["unk_token"])
+        return trainers.UnigramTrainer(vocab_size=size, special_tokens=specials, unk_token=BERT_SPECIALS["unk_token"],
+                                       show_progress=_show_progress())
 
     return tokenizer, trainer, BERT_SPECIALS
 
