@@ -747,7 +747,7 @@ def mae_arms(args: argparse.Namespace, data: SuiteData) -> list[Arm]:
 
 def contrastive_arms(args: argparse.Namespace, data: SuiteData) -> list[Arm]:
     """The same hfssl SimCLR model through SSLTrainer and through a plain loop (Trainer overhead)."""
-    from hfssl.data.images import to_float_pixels
+    from hfssl.data.pixels import to_float_pixels
 
     build = lambda: ready(HfsslVisionForContrastiveLearning(
         HfsslVisionConfig(**vision_fields(args), ssl={"method": "simclr"}, **hfssl_overrides(args, HfsslVisionConfig))),

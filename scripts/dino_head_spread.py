@@ -22,7 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hfssl.data.images import fashion_mnist_dataset, normalize, to_float_pixels
+from hfssl.data.images import fashion_mnist_dataset
+from hfssl.data.pixels import normalize, to_float_pixels
 from hfssl.models.configuration_hfssl_vision import HfsslVisionConfig
 from hfssl.models.modeling_hfssl_vision_contrastive import (
     HfsslVisionForContrastiveLearning,

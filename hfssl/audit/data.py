@@ -370,9 +370,9 @@ def load_table(dataset: Any = None, test_files: list[str] | str | None = None, s
 
 
 def _load_files(files: list[str]):
+    from ..data.files import infer_format, resolve_files
     from ..data.images import IMAGE_SUFFIXES
     from ..data.tables import read_labeled_split
-    from ..data.text import infer_format, resolve_files
 
     matches = {f: [str(Path(f).expanduser())] if Path(f).expanduser().exists()
                else glob.glob(str(Path(f).expanduser()), recursive=True) for f in files}

@@ -12,7 +12,7 @@ from datasets.exceptions import DatasetGenerationError
 from pandas.errors import EmptyDataError
 from pyarrow import ArrowException
 
-from .text import load_files, scan_file
+from .files import load_files, scan_file
 
 # ValueError also covers UnicodeDecodeError, pandas' parser errors and 'Instruction "train" corresponds to no data'.
 _READ_ERRORS = (DatasetGenerationError, ValueError, OSError, StopIteration, ArrowException)
@@ -30,7 +30,7 @@ def refuse_empty_files(files: list[Path], *, what: str, flag: str) -> None:
 
 def read_labeled_split(builder: str, files: list[Path] | list[str], *, what: str, flag: str,
                        **load_kwargs: Any) -> datasets.Dataset:
-    """All `files` as one Dataset (`hfssl.data.text.load_files` with `load_kwargs`); `what` names their role in
+    """All `files` as one Dataset (`hfssl.data.files.load_files` with `load_kwargs`); `what` names their role in
     messages ("train", "audit set") and `flag` the option they came from.
 
     Raises:

@@ -112,7 +112,7 @@ def image_inputs_from_processor(image_processor: Any | None) -> ImageInputs:
     rescale = getattr(image_processor, "rescale_factor", 1 / 255) if getattr(image_processor, "do_rescale", True) else 1.0
     if not getattr(image_processor, "do_normalize", True):
         return ImageInputs(rescale)
-    from ..data.images import processor_stats
+    from ..data.pixels import processor_stats
 
     return ImageInputs(rescale, *processor_stats(image_processor))
 

@@ -135,7 +135,7 @@ def _load_files(options: DataOptions, modality: str | None = None) -> datasets.D
     Images are read by `imagefolder` (the folder holding each image names its class). For an image model, folders
     that hold images are read as images even when they also hold text files (a README.txt, a LICENSE).
     """
-    from ..data.text import infer_format, resolve_files
+    from ..data.files import infer_format, resolve_files
 
     roles = {"train": options.train_files, "test": options.test_files}
     roles = {role: list(files) for role, files in roles.items() if files}
@@ -205,8 +205,8 @@ def _load_text_files(builder: str, files: list[Path], role: str, options: DataOp
         ValueError: a csv/parquet file lacks the label column or the --text-column (names the file and its columns),
             or a file cannot be read (see `hfssl.data.tables.read_labeled_split`).
     """
+    from ..data.files import file_columns, read_only_if_headers_differ
     from ..data.tables import read_labeled_split, refuse_empty_files
-    from ..data.text import file_columns, read_only_if_headers_differ
 
     refuse_empty_files(files, what=role, flag=f"--{role}-files")  # before its header reads as no columns
     headers = {path: file_columns(path, builder) for path in files}

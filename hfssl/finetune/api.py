@@ -50,7 +50,7 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
 )
 
-from ..data.images import build_image_processor, compute_mean_std, processor_stats
+from ..data.pixels import build_image_processor, compute_mean_std, processor_stats
 from ..data.tokenizer import load_tokenizer
 from ..training.rundir import RunDirectory, check_can_start, open_run
 from .data import (

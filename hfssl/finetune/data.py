@@ -22,16 +22,15 @@ import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict
 
+from ..data.files import infer_format, resolve_files
 from ..data.images import (
     digits_dataset,
     fashion_mnist_dataset,
     image_files,
     load_image_dataset,
-    normalize,
-    to_float_pixels,
 )
+from ..data.pixels import normalize, to_float_pixels
 from ..data.tables import read_labeled_split
-from ..data.text import infer_format, resolve_files
 
 logger = logging.getLogger(__name__)
 

@@ -20,9 +20,10 @@ from transformers.data.data_collator import DataCollatorWithPadding
 
 from ..data.collators import build_collator
 from ..data.corpora import stdlib_docstrings_dataset
+from ..data.files import file_format
 from ..data.images import IMAGE_SUFFIXES
 from ..data.packing import check_block_size, tokenize_and_pack, tokenize_documents
-from ..data.text import Rereadable, carve_validation, file_format, limit_rows, load_text_dataset, texts_for_tokenizer
+from ..data.text import Rereadable, carve_validation, limit_rows, load_text_dataset, texts_for_tokenizer
 from ..data.tokenizer import (
     TOKENIZER_KINDS,
     check_tokenizer_fits,
@@ -388,7 +389,8 @@ def build_vision_model(model_args: ModelArguments, objective: Objective, image_s
 def prepare_images(model_args: ModelArguments, data_args: DataArguments, objective: Objective, seed: int,
                    min_validation_rows: int = 1) -> Prepared:
     """Images -> model -> normalization statistics -> image processor and multi-view augmentations."""
-    from ..data.images import build_image_processor, check_image_size, compute_mean_std
+    from ..data.images import check_image_size
+    from ..data.pixels import build_image_processor, compute_mean_std
     from ..data.views import build_views, view_config, view_sizes
 
     if data_args.image_size is not None and data_args.image_size < 1:

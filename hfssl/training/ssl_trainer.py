@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback, set_seed
 
-from ..data.images import to_float_pixels
+from ..data.pixels import to_float_pixels
 
 
 class SSLTrainer(Trainer):

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hfssl.data.images import build_image_processor
+from hfssl.data.pixels import build_image_processor
 from hfssl.data.tokenizer import train_tokenizer
 from hfssl.models import (
     HfsslTextConfig,

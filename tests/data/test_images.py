@@ -15,13 +15,15 @@ from transformers import default_data_collator
 
 from hfssl.data.images import (
     FASHION_MNIST_CLASSES,
-    build_image_processor,
     check_image_size,
-    compute_mean_std,
     convert_image,
     digits_dataset,
     fashion_mnist_dataset,
     load_image_dataset,
+)
+from hfssl.data.pixels import (
+    build_image_processor,
+    compute_mean_std,
     normalize,
     to_float_pixels,
 )
@@ -268,7 +270,7 @@ def test_a_grayscale_runs_processor_serves_the_image_pipelines_rgb_images(tmp_pa
     from transformers import pipeline
 
     import hfssl  # noqa: F401  (registers the Auto classes)
-    from hfssl.data.images import processor_stats
+    from hfssl.data.pixels import processor_stats
     from hfssl.models import HfsslVisionConfig, HfsslVisionModel
 
     processor = build_image_processor(16, 1, [0.3], [0.35])

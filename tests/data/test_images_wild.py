@@ -15,13 +15,8 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor
 
-from hfssl.data.images import (
-    build_image_processor,
-    convert_image,
-    load_image_dataset,
-    normalize,
-    processor_stats,
-)
+from hfssl.data.images import convert_image, load_image_dataset
+from hfssl.data.pixels import build_image_processor, normalize, processor_stats
 
 _rng = np.random.default_rng(0)
 

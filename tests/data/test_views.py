@@ -6,7 +6,8 @@ import kornia.augmentation as K
 import pytest
 import torch
 
-from hfssl.data.images import digits_dataset, load_image_dataset, to_float_pixels
+from hfssl.data.images import digits_dataset, load_image_dataset
+from hfssl.data.pixels import to_float_pixels
 from hfssl.data.views import VIEW_METHODS, ViewConfig, build_views, view_config
 
 SIZE = 32

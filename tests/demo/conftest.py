@@ -24,7 +24,7 @@ pytest.importorskip("gradio", reason="the demo tests need the demo extra: pip in
 
 import hfssl  # noqa: E402, F401
 from hfssl.data.corpora import stdlib_docstrings  # noqa: E402
-from hfssl.data.images import build_image_processor  # noqa: E402
+from hfssl.data.pixels import build_image_processor  # noqa: E402
 from hfssl.data.tokenizer import train_tokenizer  # noqa: E402
 from hfssl.models import (  # noqa: E402
     HfsslTextConfig,

@@ -84,7 +84,7 @@ def test_contrastive_checkpoints_load_their_backbone(tmp_path, tiny_vision):
     models = pytest.importorskip("hfssl.models")
     if not hasattr(models, "HfsslVisionForContrastiveLearning"):
         pytest.skip("hfssl.models has no HfsslVisionForContrastiveLearning yet")
-    from hfssl.data.images import build_image_processor
+    from hfssl.data.pixels import build_image_processor
     from hfssl.training.rundir import RunDirectory
 
     for objective, extra in (("simclr", {}), ("mae+dino", {"mae_weight": 1.0})):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hfssl.data.images import build_image_processor
+from hfssl.data.pixels import build_image_processor
 from hfssl.models import (
     HfsslTextConfig,
     HfsslTextForMaskedLM,

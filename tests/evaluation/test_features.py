@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from hfssl.data.images import build_image_processor, load_image_dataset
+from hfssl.data.images import load_image_dataset
+from hfssl.data.pixels import build_image_processor
 from hfssl.evaluation.features import (
     ImageInputs,
     TextInputs,

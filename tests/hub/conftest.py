@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hfssl.data.images import build_image_processor
+from hfssl.data.pixels import build_image_processor
 from hfssl.data.tokenizer import train_tokenizer
 from hfssl.hub.local_server import LocalHub
 from hfssl.models import (

@@ -224,7 +224,7 @@ def test_bad_monitor_arguments(digits):
 def test_build_monitors_for_text_and_image_pretraining(digits):
     import datasets
 
-    from hfssl.data.images import build_image_processor
+    from hfssl.data.pixels import build_image_processor
     from hfssl.data.tokenizer import train_tokenizer
     from hfssl.models import HfsslTextConfig, HfsslTextForMaskedLM
     from hfssl.training.callbacks import build_monitors
