@@ -123,7 +123,8 @@ def features(parent: Path, folder: Path, task: str):
 
     import hfssl  # noqa: F401
     from hfssl.finetune.api import TrainSettings, prepare_inputs, resolve_parent
-    from hfssl.finetune.data import DataSpec, encode_labels, task_modality
+    from hfssl.finetune.data import DataSpec, task_modality
+    from hfssl.finetune.labels import encode_labels
 
     modality = task_modality(task)
     parent_info = resolve_parent(str(parent))

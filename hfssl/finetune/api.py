@@ -59,12 +59,12 @@ from .data import (
     check_dataset_modality,
     check_modality,
     decode_images,
-    encode_labels,
     load_splits,
     subsample,
     task_modality,
     tokenize_texts,
 )
+from .labels import encode_labels
 from .methods import MethodOptions, PeftMethod, build_peft_config, check_options, get_method
 from .outputs import model_config, save_outputs, write_manifest
 from .targets import head_modules, resolve_targets

@@ -14,12 +14,12 @@ from hfssl.finetune.data import (
     DataSpec,
     carve_test_split,
     check_modality,
-    encode_labels,
     load_splits,
     stdlib_docstrings_by_package,
     stratified_indices,
     subsample,
 )
+from hfssl.finetune.labels import encode_labels
 
 
 def test_stratified_indices_keep_class_proportions_and_every_class():
@@ -103,7 +103,7 @@ def test_label_names_with_surrounding_whitespace_are_one_label_and_blank_ones_ar
     """" neg" and "neg" used to be two classes; a blank label a class of its own."""
     splits = DatasetDict(train=Dataset.from_dict({"label": [" neg", "neg", "pos ", "pos", "", "  "]}),
                          test=Dataset.from_dict({"label": ["neg ", "pos"]}))
-    with caplog.at_level(logging.WARNING, logger="hfssl.finetune.data"):
+    with caplog.at_level(logging.WARNING, logger="hfssl.finetune.labels"):
         encoded, id2label = encode_labels(splits, "label")
     assert id2label == {0: "neg", 1: "pos"} and encoded["train"]["label"] == [0, 0, 1, 1]
     assert "Stripped surrounding whitespace from 2 label name(s) of the train split (' neg', 'pos ')" in caplog.text
@@ -154,6 +154,6 @@ def test_images_without_class_folders_are_refused_with_the_layout_to_use(tmp_pat
 def test_a_label_per_row_reads_as_scores_not_classes(caplog):
     splits = DatasetDict(train=Dataset.from_dict({"label": [i * 0.37 for i in range(30)]}),
                          test=Dataset.from_dict({"label": [0.37]}))
-    with caplog.at_level(logging.WARNING, logger="hfssl.finetune.data"):
+    with caplog.at_level(logging.WARNING, logger="hfssl.finetune.labels"):
         encode_labels(splits, "label")
     assert "The training split has 30 different labels in 30 rows (column 'label')" in caplog.text

@@ -22,7 +22,8 @@ from hfssl.finetune.api import (
     resolve_parent,
     save_outputs,
 )
-from hfssl.finetune.data import DataSpec, encode_labels, load_splits, subsample, tokenize_texts
+from hfssl.finetune.data import DataSpec, load_splits, subsample, tokenize_texts
+from hfssl.finetune.labels import encode_labels
 from hfssl.finetune.methods import MethodOptions, get_method
 from hfssl.models import HfsslTextConfig, HfsslTextForSequenceClassification
 from hfssl.training.rundir import RunDirectory

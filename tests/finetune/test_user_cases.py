@@ -25,7 +25,8 @@ from transformers import (
 
 from hfssl.data.images import digits_dataset
 from hfssl.finetune import finetune
-from hfssl.finetune.data import encode_labels, stratified_indices
+from hfssl.finetune.data import stratified_indices
+from hfssl.finetune.labels import encode_labels
 
 from .conftest import FAST
 
@@ -55,7 +56,7 @@ def sentiment_files(data_dir, tmp_path_factory) -> tuple[str, str, list[list]]:
 def test_test_labels_training_never_shows_are_numbered_after_the_training_ones(caplog):
     splits = DatasetDict(train=Dataset.from_dict({"label": ["pos", "neg", "pos"]}),
                          test=Dataset.from_dict({"label": ["neg", "neutral", "mixed", "pos"]}))
-    with caplog.at_level(logging.WARNING, logger="hfssl.finetune.data"):
+    with caplog.at_level(logging.WARNING, logger="hfssl.finetune.labels"):
         encoded, id2label = encode_labels(splits, "label")
     assert id2label == {0: "neg", 1: "pos", 2: "mixed", 3: "neutral"}  # training ids as without the extra classes
     assert encoded["train"]["label"] == [1, 0, 1] and encoded["test"]["label"] == [0, 3, 2, 1]
