@@ -9,10 +9,13 @@ its `adapter_config.json` pointing at the base model's Hub id.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 EVAL_SUFFIXES = (".json", ".png", ".svg", ".csv", ".md", ".txt")
@@ -26,6 +29,9 @@ PREFIXED_PATHS = re.compile(r"^([A-Za-z][\w.+-]+):(?!//)(.+)$", re.DOTALL)
 LOAD_STATE_KEYS = ("is_local", "local_files_only", "cache_dir", "_commit_hash")
 LOAD_STATE_FILES = ("tokenizer_config.json", "preprocessor_config.json", "processor_config.json",
                     "image_processor_config.json")
+# A model folder with none of these has no preprocessing on the Hub: AutoTokenizer / AutoImageProcessor fail on it.
+PREPROCESSING_FILES = {"tokenizer.json", "tokenizer_config.json", "vocab.txt", "preprocessor_config.json",
+                       "processor_config.json", "image_processor_config.json"}
 TEXT_SUFFIXES = (".json", ".md", ".txt", ".csv", ".py", ".svg", ".yaml", ".yml", ".jinja", ".model", ".vocab")
 
 
@@ -63,7 +69,14 @@ def check_model_folder(files: dict[str, Path], folder: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{folder} has no config.json: is it a save_pretrained folder? Train or save the model first.")
     if not any(rel.endswith(".safetensors") for rel in files):
         raise FileNotFoundError(f"{folder} has no .safetensors weights. Re-save with save_pretrained.")
-    config = json.loads(files["config.json"].read_text(encoding="utf-8"))
+    check_safetensors(files)
+    config = read_json_file(files["config.json"])
+    if not isinstance(config, dict):  # ValueError: the CLI reports it as bad input (exit 2)
+        raise ValueError(f"{files['config.json']} is not a JSON object; save the model again.")  # noqa: TRY004
+    if not PREPROCESSING_FILES & set(files):
+        logger.warning("%s has no tokenizer or image processor: the published model loads, but AutoTokenizer / "
+                       "AutoImageProcessor (and the card's example) will fail on it. Save it into %s "
+                       "(tokenizer.save_pretrained) and publish again.", folder, folder)
     auto_map = config.get("auto_map") or {}
     if not auto_map:
         raise ValueError(
@@ -75,6 +88,45 @@ def check_model_folder(files: dict[str, Path], folder: Path) -> dict[str, Any]:
     if missing:
         raise FileNotFoundError(f"{folder} lacks {', '.join(missing)}, which the model code needs on the Hub.")
     return config
+
+
+def read_json_file(path: Path) -> Any:
+    """A JSON file of the run, parsed; ValueError naming the file when it is not JSON (e.g. cut short)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); it may have been cut short or edited by hand: "
+                         "restore it, or run the step that wrote it again, before publishing.") from None
+
+
+def check_safetensors(files: dict[str, Path]) -> None:
+    """ValueError for a .safetensors file that is not complete (a save interrupted midway), before any upload."""
+    for rel, path in files.items():
+        if rel.endswith(".safetensors"):
+            problem = _safetensors_problem(path)
+            if problem:
+                raise ValueError(f"{path} is not a complete safetensors file ({problem}): the run may have stopped "
+                                 "while saving it. Save the weights again (save_pretrained) before publishing.")
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """What is wrong with a safetensors file's framing (8-byte header length, JSON header, tensor data), or None."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return f"{size} bytes, shorter than the header length"
+        length = int.from_bytes(head, "little")
+        if length > size - 8:
+            return f"its header needs {length} bytes, the file has {size - 8} after the length"
+        try:
+            header = json.loads(f.read(length))
+            end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return "its header is not a safetensors header"
+    if 8 + length + end > size:
+        return f"its tensors need {8 + length + end} bytes, the file has {size}"
+    return None
 
 
 def _auto_map_refs(auto_map: dict[str, Any]) -> list[str]:

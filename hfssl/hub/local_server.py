@@ -4,7 +4,8 @@ The real `huggingface_hub` client talks to it through `HF_ENDPOINT` (or `HfApi(e
 repositories, validate card metadata, preupload and commit files (every file is "regular": no LFS or Xet server
 needed), read repository info, trees, refs and commits, and download files from `/resolve/`. Tokens are checked
 (401 for missing or invalid tokens on writes, 403 for a namespace the token cannot write), and faults can be
-injected: the next N requests to a route answer 5xx, or the connection is dropped without an answer.
+injected: the next N requests to a route answer 5xx, or the connection is dropped without an answer
+(at once, after the request took effect, or after hanging a while).
 
     with LocalHub(tokens={"hf_secret": "alice"}) as hub:
         os.environ["HF_ENDPOINT"] = hub.endpoint   # before huggingface_hub is imported, or pass endpoint=
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -61,6 +63,7 @@ class Fault:
     status: int | None = None  # None: drop the connection without an answer
     message: str = "Injected failure"
     after_handling: bool = False  # drop only after the request took effect (an answer lost on the way back)
+    delay_s: float = 0.0  # wait this long first (a Hub or proxy that stopped answering)
 
 
 @dataclass
@@ -82,6 +85,12 @@ class Faults:
         """
         with self.lock:
             self.pending.append(Fault(route, times, after_handling=after_handling))
+
+    def hang_next(self, route: str, seconds: float, times: int = 1) -> None:
+        """The next `times` requests to `route` get no answer for `seconds`, then the connection closes without one;
+        the request takes no effect (a Hub or proxy that stopped answering mid-upload)."""
+        with self.lock:
+            self.pending.append(Fault(route, times, delay_s=seconds))
 
     def clear(self) -> None:
         with self.lock:
@@ -190,6 +199,8 @@ def _make_handler(hub: LocalHub) -> type[BaseHTTPRequestHandler]:
             route, groups = match(method, raw_path)
             hub.requests.append((method, route or "unknown", unquote(raw_path)))
             fault = hub.faults.take(route) if route else None
+            if fault is not None and fault.delay_s:
+                time.sleep(fault.delay_s)
             if fault is not None and fault.status is None and not fault.after_handling:
                 self.close_connection = True
                 return

@@ -27,6 +27,7 @@ from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundErro
 from ..training.rundir import RunDirectory, replace_dir
 from .bundle import (
     check_model_folder,
+    check_safetensors,
     eval_files,
     find_local_path,
     find_secret,
@@ -34,6 +35,7 @@ from .bundle import (
     is_adapter_run,
     local_prefixes,
     public_json,
+    read_json_file,
     sanitize_manifest,
     without_load_state,
 )
@@ -107,12 +109,14 @@ def publish_run(
         return {"repo_id": repo_id, "dry_run": True, "folder": str(folder), "files": sorted(files)}
     target = Target(repo_id, "model", revision, private, create_pr)
     message = commit_message or f"Publish {run.path.name} with hfssl"
-    info = upload_files(files, target, commit_message=message, endpoint=endpoint, token=token, retry_for_s=retry_for_s,
-                        stale=lambda api: stale_files(api, target, files))
+    upload = upload_files(files, target, commit_message=message, endpoint=endpoint, token=token,
+                          retry_for_s=retry_for_s, stale=lambda api: stale_files(api, target, files))
+    info = upload.commit
+    # `private` as the repository is: publishing without --private to a private repository keeps it private.
     result = {
         "repo_id": repo_id, "url": f"{endpoint}/{repo_id}", "commit_sha": info.oid, "commit_url": info.commit_url,
         "revision": info.pr_revision or revision or "main", "pr_url": info.pr_url, "endpoint": endpoint,
-        "private": private, "published": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "private": upload.private, "published": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     run.update_manifest(**{PUBLISH_SECTION: result})
     logger.info("Published %s at %s (commit %s).", run.path, result["url"], info.oid[:10])
@@ -128,9 +132,12 @@ def build_repo_files(
     Hub they go to; an adapter whose parent run was published to another Hub is refused (its base would not resolve)."""
     if not run.path.is_dir():
         raise FileNotFoundError(f"Run directory {run.path} does not exist.")
-    manifest = run.read_manifest()
+    manifest = read_json_file(run.manifest_path) if run.manifest_path.is_file() else None
     if not manifest:
         raise FileNotFoundError(f"{run.manifest_path} is missing: publish a run directory written by hfssl.")
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{run.manifest_path} holds a JSON {type(manifest).__name__}, not the object hfssl "  # noqa: TRY004
+                         "writes: restore the run's run.json before publishing.")
     public_manifest = sanitize_manifest(manifest, secrets, run_path=run.path)
     if full_model and not (run.model_dir / "config.json").is_file():
         raise FileNotFoundError(
@@ -230,9 +237,10 @@ def _adapter_files(
     found = folder_files(folder, skip=("README.md",))
     if not any(rel.endswith(".safetensors") for rel in found):
         raise FileNotFoundError(f"{folder} has no adapter_model.safetensors; save the adapter with peft's save_pretrained.")
+    check_safetensors(found)
+    config = read_json_file(found["adapter_config.json"])
     base = base_model_id or parent_hub_id(run, manifest)
     files = {rel: without_load_state(rel, path.read_bytes()) for rel, path in found.items()}
-    config = json.loads(files["adapter_config.json"])
     config["base_model_name_or_path"] = base
     if base_model_id is None:
         # The parent's published commit: publishing the parent again later does not change what this loads on.

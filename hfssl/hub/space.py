@@ -66,7 +66,7 @@ def publish_space(
     Returns {"repo_id", "url", "commit_sha", "commit_url", "endpoint", "files"} (dry run: "folder" instead).
     """
     check_repo_id(repo_id)
-    check_repo_id(model_id)
+    check_repo_id(model_id, "--model")
     endpoint = resolve_endpoint(endpoint)
     token = (token or get_token()) if dry_run else resolve_token(token)
     files = build_space_files(model_id, Path(spaces_dir) if spaces_dir else default_spaces_dir(),
@@ -80,7 +80,7 @@ def publish_space(
     check_demo_model(model_id, endpoint, token)
     target = Target(repo_id, "space", private=private, space_sdk="gradio")
     info = upload_files(files, target, commit_message=commit_message or f"Demo of {model_id} (hfssl)",
-                        endpoint=endpoint, token=token, retry_for_s=retry_for_s)
+                        endpoint=endpoint, token=token, retry_for_s=retry_for_s).commit
     url = f"{endpoint}/spaces/{repo_id}"
     logger.info("Published the Space %s (commit %s).", url, info.oid[:10])
     return {"repo_id": repo_id, "url": url, "commit_sha": info.oid, "commit_url": info.commit_url,
