@@ -385,19 +385,23 @@ def _to_8bit(image: PILImage.Image) -> PILImage.Image:
     return PILImage.fromarray(np.clip(np.round(array), 0, 255).astype(np.uint8))
 
 
-def convert_image(image: PILImage.Image, image_size: int, num_channels: int) -> np.ndarray:
-    """PIL image of any mode and size -> uint8 array (num_channels, image_size, image_size).
-
-    Transparent pixels are composited on white: plain conversion would expose whatever
-    colour the invisible pixels happen to store.
-    """
+def convert_mode(image: PILImage.Image, num_channels: int) -> PILImage.Image:
+    """PIL image of any mode -> mode "L" (1 channel) or "RGB" (3), at its own size: EXIF rotation applied, 16-bit
+    and float pixels scaled to 8 bits (Pillow's conversion clips them at 255: a 16-bit photo turns white), and
+    transparent pixels composited on white (plain conversion would expose whatever colour they happen to store)."""
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         image = _to_8bit(image)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         image = PILImage.alpha_composite(PILImage.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    image = image.convert(_MODES[num_channels])
+    return image.convert(_MODES[num_channels])
+
+
+def convert_image(image: PILImage.Image, image_size: int, num_channels: int) -> np.ndarray:
+    """PIL image of any mode and size -> uint8 array (num_channels, image_size, image_size): `convert_mode`, then a
+    bicubic resize to the square."""
+    image = convert_mode(image, num_channels)
     if image.size != (image_size, image_size):
         image = image.resize((image_size, image_size), PILImage.Resampling.BICUBIC)
     array = np.asarray(image, dtype=np.uint8)

@@ -20,6 +20,7 @@ from .loading import (
     LoadedModel,
     check_image,
     check_text,
+    image_input,
     reports_input_errors,
     runnable_examples,
 )
@@ -142,8 +143,8 @@ class ClassificationTab:
                 f"{len(self.names)} classes: {shown}")
         gr.Markdown(f"{'Upload an image' if image else 'Type a text'} or pick an example; the classifier gives {what}.")
         if image:
-            item = gr.Image(value=self.examples[0], type="pil", image_mode=None, label="Image",
-                            sources=["upload", "clipboard"], elem_id="classify-input")
+            item = image_input(value=self.examples[0], label="Image", sources=["upload", "clipboard"],
+                               elem_id="classify-input")
         else:
             item = gr.Textbox(value=self.examples[0], label="Text", lines=3, elem_id="classify-input",
                               info=f"Up to {self.limits.max_text_chars:,} characters.")

@@ -34,6 +34,7 @@ from .loading import (
     check_number,
     check_text,
     encode,
+    image_input,
     reports_input_errors,
     runnable_examples,
 )
@@ -179,6 +180,8 @@ def _open_image(data: bytes | None, name: str, limits: Limits) -> Image.Image:
     """The decoded image; DemoInputError saying why it cannot be used (unreadable, or over the pixel limit)."""
     if data is None:
         raise DemoInputError("cannot be unpacked from the zip")
+    if not data:
+        raise DemoInputError("an empty file (0 bytes)")
     try:
         image = Image.open(io.BytesIO(data))
         if image.width * image.height > limits.max_image_pixels:
@@ -190,7 +193,7 @@ def _open_image(data: bytes | None, name: str, limits: Limits) -> Image.Image:
         raise
     except UnidentifiedImageError:
         raise DemoInputError("not an image format that can be read") from None
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
+    except Exception as error:  # image plugins raise OSError, SyntaxError, struct.error, ... on damaged data
         raise DemoInputError(f"damaged or unreadable image: {error}") from error
     return image
 
@@ -231,8 +234,7 @@ def _pasted_lines(pasted: str | None, limits: Limits) -> tuple[list[str], list[s
     if not lines:
         raise DemoInputError("Paste the gallery texts first, one per line (or choose a built-in gallery).")
     _check_gallery_size(len(lines), limits)
-    for line in lines:
-        check_text(line, limits, what="gallery line")
+    lines = [check_text(line, limits, what="gallery line") for line in lines]
     split = [line.split(LABEL_SEPARATOR, 1) if LABEL_SEPARATOR in line else [None, line] for line in lines]
     labels = [label.strip() for label, _ in split] if all(label for label, _ in split) else None
     return [text.strip() for _, text in split], labels
@@ -398,10 +400,9 @@ class GalleryTab:
         with gr.Row():
             with gr.Column():
                 if self.image:
-                    # image_mode None: the query reaches `preprocess_images` as uploaded, so it is converted like
-                    # the gallery and the training data (transparency on white, 16-bit scaled), not by Gradio.
-                    query = gr.Image(value=self.queries[0], type="pil", image_mode=None, label="Query image",
-                                     elem_id="gallery-query")
+                    # The query reaches `preprocess_images` as uploaded, so it is converted like the gallery and
+                    # the training data (transparency on white, 16-bit scaled), not by Gradio.
+                    query = image_input(value=self.queries[0], label="Query image", elem_id="gallery-query")
                 else:
                     query = gr.Textbox(value=self.queries[0], label="Query text", lines=2, elem_id="gallery-query")
                 k = gr.Slider(1, MAX_K, value=8, step=1, label="Neighbours (k)")
@@ -451,7 +452,7 @@ def _fingerprint(uploads: Sequence[str] | str | None) -> str:
     """A key for uploaded files (paths, sizes, modification times) or pasted text."""
     digest = hashlib.sha256()
     if isinstance(uploads, str):
-        digest.update(uploads.encode("utf-8"))
+        digest.update(uploads.encode("utf-8", "surrogatepass"))  # pasted text may hold unpaired surrogates
         return digest.hexdigest()
     for path in uploads or ():
         stat = os.stat(path)

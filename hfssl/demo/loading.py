@@ -17,9 +17,11 @@ This module also holds what every tab shares: the input limits and the way input
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import inspect
+import io
 import logging
 import os
 import warnings
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image, UnidentifiedImageError
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
@@ -476,8 +479,12 @@ def runnable_examples(rows: list[list], inputs: list, outputs: list, fn: Callabl
 
 
 def check_text(text: str | None, limits: Limits, what: str = "text") -> str:
-    """The stripped text; DemoInputError when it is empty or longer than the limit."""
-    text = (text or "").strip()
+    """The stripped text; DemoInputError when it is empty or longer than the limit.
+
+    UTF-16 surrogates (half an emoji from a broken paste, or "\\ud800" in an API call's JSON) are joined into their
+    character where they pair up and become U+FFFD where they do not: tokenizers refuse strings that hold them.
+    """
+    text = str(text or "").encode("utf-16", "surrogatepass").decode("utf-16", "replace").strip()
     if not text:
         raise DemoInputError(f"The {what} is empty; type something (or click an example).")
     if len(text) > limits.max_text_chars:
@@ -507,15 +514,82 @@ def _plain(number: float) -> str:
     return f"{number:,.0f}" if float(number).is_integer() else f"{number:g}"
 
 
+IMAGE_FORMATS = "PNG, JPEG, GIF, BMP, TIFF or WebP"
+
+
+@dataclass(frozen=True)
+class UnreadableImage:
+    """An upload that does not open as an image: what `image_input` hands the event handler instead of failing
+    in Gradio's preprocessing with a generic error; `check_image` turns it into a message naming the file."""
+
+    name: str
+    error: BaseException
+    size: int | None = None  # bytes, when the file was read
+
+
+def image_input(**kwargs: Any):
+    """A `gr.Image` upload (type "pil") whose handler gets the image as uploaded, or an `UnreadableImage`.
+
+    Gradio's own preprocessing fails before the handler runs for a file that is not an image (an error page
+    that names no fix), and decodes every pixel of a large PNG or EXIF-rotated photo before `check_image` can
+    refuse it by size. Here the image is only opened (its header read); mode conversion and EXIF rotation are
+    left to `preprocess_images`, which converts it like the training data.
+    """
+    import gradio as gr
+
+    component = gr.Image(type="pil", image_mode=None, **kwargs)
+    # Set on the instance, not by a subclass: Gradio writes a .pyi stub beside the module of every Component subclass.
+    component.preprocess = open_uploaded_image
+    return component
+
+
+def open_uploaded_image(payload: Any) -> Image.Image | UnreadableImage | None:
+    """The image of a Gradio `ImageData` payload (a file path, or a data: URL), opened but not decoded."""
+    if payload is None:
+        return None
+    name = payload.orig_name or (Path(payload.path).name if payload.path else "the upload")
+    data = None
+    try:
+        if (payload.url or "").startswith("data:"):
+            data = base64.b64decode(payload.url.partition(",")[2])
+        elif payload.path is None:
+            raise FileNotFoundError("no file was received")
+        else:
+            data = Path(payload.path).read_bytes()
+        return Image.open(io.BytesIO(data))
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        # Image.open turns a plugin's parse errors into UnidentifiedImageError (an OSError); a bad data: URL is
+        # a ValueError. Each becomes a message that names the file, not an error page.
+        return UnreadableImage(name, error, None if data is None else len(data))
+
+
+def unreadable_message(upload: UnreadableImage, limits: Limits, what: str = "image") -> str:
+    """What is wrong with an upload that does not open as an image, and what to upload instead."""
+    error, subject = upload.error, f"The {what} {upload.name}"
+    if upload.size == 0:
+        return f"{subject} is an empty file (0 bytes). Upload it again, or another image ({IMAGE_FORMATS})."
+    if isinstance(error, Image.DecompressionBombError):
+        return (f"{subject} has too many pixels to open (Pillow refuses it as a possible decompression bomb); this "
+                f"demo accepts at most {limits.max_image_pixels:,}. Downscale it first.")
+    if isinstance(error, UnidentifiedImageError):
+        vector = " SVG is a vector format: export it as PNG first." if upload.name.lower().endswith(".svg") else ""
+        return f"{subject} is not an image format this demo can read.{vector} Upload a {IMAGE_FORMATS} file."
+    return (f"{subject} cannot be opened ({type(error).__name__}: {error}); it is damaged or not an image. Upload an "
+            f"image that opens in an image viewer ({IMAGE_FORMATS}).")
+
+
 def check_image(image, limits: Limits, what: str = "image"):
-    """The uploaded PIL image, decoded; DemoInputError when it is over the pixel limit (checked on the header,
-    before decoding) or damaged (a truncated download fails only when its pixels are read)."""
+    """The uploaded PIL image, decoded; DemoInputError when it did not open (an `UnreadableImage`), is over the
+    pixel limit (checked on the header, before decoding) or is damaged (a truncated download fails only when
+    its pixels are read)."""
+    if isinstance(image, UnreadableImage):
+        raise DemoInputError(unreadable_message(image, limits, what))
     check_pixels(image.width, image.height, limits, what)
     try:
         image.load()
-    except (OSError, ValueError, SyntaxError, EOFError) as error:
+    except Exception as error:  # image plugins raise OSError, SyntaxError, struct.error, ... on damaged data
         raise DemoInputError(f"The {what} cannot be decoded ({error}); it is damaged or truncated. Upload an image "
-                             "that opens in an image viewer.") from error
+                             f"that opens in an image viewer ({IMAGE_FORMATS}).") from error
     return image
 
 

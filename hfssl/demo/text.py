@@ -6,6 +6,7 @@ and other code call; the `...Tab` classes add the Gradio components and the even
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +25,8 @@ from .loading import (
     runnable_examples,
 )
 
-MASK_ALIASES = ("[MASK]", "<mask>", "[mask]")
+MASK_ALIASES = ("[MASK]", "<mask>")  # in any letter case
+_MASK_SPELLINGS = re.compile("|".join(re.escape(alias) for alias in MASK_ALIASES), re.IGNORECASE)
 MAX_MASKS = 5
 MAX_TOP_K = 20
 MAX_SEED = 2**32 - 1
@@ -51,10 +53,8 @@ class MaskPrediction:
 
 
 def with_mask_token(text: str, mask_token: str) -> str:
-    """Write the common mask spellings ([MASK], <mask>) as the tokenizer's own mask token."""
-    for alias in MASK_ALIASES:
-        text = text.replace(alias, mask_token)
-    return text
+    """Write the common mask spellings ([MASK], <mask>, [mask], <MASK>, ...) as the tokenizer's own mask token."""
+    return _MASK_SPELLINGS.sub(lambda _: mask_token, text)
 
 
 def _check_length(num_tokens: int, model: PreTrainedModel, extra: int = 0) -> None:

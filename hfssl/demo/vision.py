@@ -15,15 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
-from ..data.images import convert_image
+from ..data.images import convert_image, convert_mode
 from .loading import (
     DemoInputError,
     Limits,
     LoadedModel,
     check_image,
     check_number,
+    image_input,
     reports_input_errors,
     runnable_examples,
 )
@@ -61,8 +62,8 @@ def preprocess_images(loaded: LoadedModel, images: Sequence[Image.Image]) -> tor
     size = _square_size(loaded)
     prepared = []
     for image in images:
-        if size is None:
-            prepared.append(ImageOps.exif_transpose(image).convert("L" if channels == 1 else "RGB"))
+        if size is None:  # the processor resizes and crops (shortest_edge): convert at the image's own size
+            prepared.append(convert_mode(image, channels))
             continue
         array = convert_image(image, size, channels)  # (c, size, size) uint8
         prepared.append(Image.fromarray(array[0] if channels == 1 else array.transpose(1, 2, 0)))
@@ -187,8 +188,8 @@ class ReconstructionTab:
                     f"predicts the hidden ones. Images up to {self.limits.max_image_pixels:,} pixels.")
         ratio_default = float(getattr(self.loaded.model.config, "mask_ratio", 0.75))
         with gr.Row():
-            image = gr.Image(value=self.examples[0], type="pil", image_mode=None, label="Image",
-                             sources=["upload", "clipboard"], elem_id="mae-input")
+            image = image_input(value=self.examples[0], label="Image", sources=["upload", "clipboard"],
+                                elem_id="mae-input")
             with gr.Column():
                 ratio = gr.Slider(0.05, 0.95, value=ratio_default, step=0.05, label="Mask ratio", elem_id="mae-ratio")
                 seed = gr.Number(value=0, precision=0, label="Seed (which patches are hidden)")
