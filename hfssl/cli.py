@@ -89,6 +89,25 @@ def parse_pretrain_args(argv: Sequence[str]):
     return parsed[:4]  # the fifth item is the namespace holding --config, already consumed
 
 
+def prepare_command() -> None:
+    """What every command needs before its body runs: the Auto classes registered (the console script's
+    `import hfssl` left that for here, see hfssl/__init__.py) and $HFSSL_CPU_GEMM checked (a bad value fails here,
+    before any data is read). Called once the flags parse, so `--help` and flag errors do not wait for torch."""
+    from . import register_auto_classes
+    from .models.cpu_gemm import cpu_gemm_backend
+
+    register_auto_classes()
+    cpu_gemm_backend()
+
+
+def _parse_and_run(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int],
+                   argv: Sequence[str]) -> int:
+    """Parse `argv` with `parser` (quick: --help and flag errors exit here), prepare, then run the command."""
+    args = parser.parse_args(list(argv))
+    prepare_command()
+    return run(args)
+
+
 def cmd_pretrain(argv: Sequence[str]) -> int:
     """Pretrain a model; see `hfssl pretrain --help`."""
     from .training.pretrain import pretrain
@@ -96,6 +115,7 @@ def cmd_pretrain(argv: Sequence[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         _pretrain_parser().print_help()
         return 0
+    prepare_command()  # its parser needs transformers anyway
     result = pretrain(*parse_pretrain_args(argv))
     print_summary(result)
     return 0
@@ -103,13 +123,16 @@ def cmd_pretrain(argv: Sequence[str]) -> int:
 
 def cmd_quickstart(argv: Sequence[str]) -> int:
     """Pretrain a tiny masked LM on the standard library's docstrings (offline, a few minutes on a laptop)."""
-    from .quickstart import quickstart
-
     parser = argparse.ArgumentParser(prog="hfssl quickstart", description=cmd_quickstart.__doc__)
     parser.add_argument("--output", default="runs/quickstart", help="Run directory (default: runs/quickstart).")
     parser.add_argument("--max-steps", type=int, default=250, help="Training steps (default: 250).")
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing run that is not a quickstart.")
-    args = parser.parse_args(argv)
+    return _parse_and_run(parser, _run_quickstart, argv)
+
+
+def _run_quickstart(args: argparse.Namespace) -> int:
+    from .quickstart import quickstart
+
     result = quickstart(args.output, max_steps=args.max_steps, overwrite=args.overwrite)
     print_summary(result)
     return 0
@@ -185,53 +208,57 @@ def _next_steps(objective: str, run) -> list[str]:
     ]
 
 
+# The commands below import only their parser modules (hfssl/*/command.py, which import nothing heavy at the top)
+# until the flags parse; the run_*_from_args functions import torch, transformers, datasets, ... as they need.
+
+
 def cmd_publish(argv: Sequence[str]) -> int:
     """Publish a run to the Hugging Face Hub in one commit (model, card, audit, evaluation)."""
-    from .hub.command import cmd_publish as run
+    from .hub.command import build_publish_parser, run_publish_from_args
 
-    return run(argv)
+    return _parse_and_run(build_publish_parser(), run_publish_from_args, argv)
 
 
 def cmd_publish_space(argv: Sequence[str]) -> int:
     """Publish the Gradio demo of a Hub model as a Space."""
-    from .hub.command import cmd_publish_space as run
+    from .hub.command import build_publish_space_parser, run_publish_space_from_args
 
-    return run(argv)
+    return _parse_and_run(build_publish_space_parser(), run_publish_space_from_args, argv)
 
 
 def cmd_evaluate(argv: Sequence[str]) -> int:
     """Measure what a run learned: linear probe, kNN, fine-tuning, label-efficiency curves."""
-    from .evaluation.command import cmd_evaluate as run
+    from .evaluation.command import build_parser, run_evaluate_from_args
 
-    return run(argv)
+    return _parse_and_run(build_parser(), run_evaluate_from_args, argv)
 
 
 def cmd_finetune(argv: Sequence[str]) -> int:
     """Fine-tune a pretrained run for classification with PEFT (LoRA, DoRA, IA3, ...) or fully."""
-    from .finetune.command import main as run
+    from .finetune.command import build_parser, run_finetune_from_args
 
-    return run(argv)
+    return _parse_and_run(build_parser(), run_finetune_from_args, argv)
 
 
 def cmd_audit(argv: Sequence[str]) -> int:
     """Audit a run for bias (stereotype sets, association tests, metrics by group) into bias_audit.json."""
-    from .audit.command import cmd_audit as run
+    from .audit.command import build_parser, run_audit_from_args
 
-    return run(argv)
+    return _parse_and_run(build_parser(), run_audit_from_args, argv)
 
 
 def cmd_card(argv: Sequence[str]) -> int:
     """Render a run's model card (model/README.md) from run.json, metadata checked offline."""
-    from .cards.command import cmd_card as run
+    from .cards.command import build_parser, run_card_from_args
 
-    return run(argv)
+    return _parse_and_run(build_parser(), run_card_from_args, argv)
 
 
 def cmd_demo(argv: Sequence[str]) -> int:
     """Try a run directory or Hub id in a Gradio app (fill-mask, generation, MAE, classifier, gallery search)."""
-    from .demo.command import cmd_demo as run
+    from .demo.command import build_parser, run_demo_from_args
 
-    return run(argv)
+    return _parse_and_run(build_parser(), run_demo_from_args, argv)
 
 
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
@@ -271,13 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("httpx", "httpx2", "httpcore"):  # one INFO line per HTTP request to the Hub
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        if "-h" not in argv and "--help" not in argv:
-            from . import register_auto_classes
-            from .models.cpu_gemm import cpu_gemm_backend
-
-            register_auto_classes()  # the console script's `import hfssl` left it for here (see hfssl/__init__.py)
-            cpu_gemm_backend()  # a bad $HFSSL_CPU_GEMM fails here, before any data is read
-        return command(argv[1:])
+        return command(argv[1:])  # each command parses its flags, then calls prepare_command() before its body
     except USER_ERRORS as error:
         if os.environ.get("HFSSL_DEBUG"):
             raise

@@ -44,14 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_audit(argv: Sequence[str]) -> int:
     """Audit a run for bias (stereotype sets, association tests, metrics by group) into bias_audit.json."""
-    from .api import audit_run
+    return run_audit_from_args(build_parser().parse_args(list(argv)))
 
-    args = build_parser().parse_args(list(argv))
+
+def run_audit_from_args(args: argparse.Namespace) -> int:
+    """Check the numeric flags, then run `audit_run` with the parsed flags. Returns the exit code (0)."""
     for flag, value, least in (("--time-budget", args.time_budget, 0), ("--min-group-n", args.min_group_n, 1),
                                ("--n-boot", args.n_boot, 1), ("--seed", args.seed, 0)):
         if not value >= least:  # NaN too
             raise ValueError(f"{flag} {value:g} must be at least {least}"
                              + (" (0 means no limit)" if flag == "--time-budget" else "") + ".")
+    # Imports torch: only once the flags are parsed and checked.
+    from .api import audit_run
+
     audit_run(
         args.run_dir, group_column=args.group_column, dataset=args.dataset, train_files=args.train_files,
         test_files=args.test_files, split=args.split, text_column=args.text_column, image_column=args.image_column,

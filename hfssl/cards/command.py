@@ -20,11 +20,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_card(argv: Sequence[str]) -> int:
-    """Render a run's model card (model/README.md) from run.json, metadata checked offline."""
-    from .render import render_card
+def run_card_from_args(args: argparse.Namespace) -> int:
+    """Render the card with parsed flags; prints where it went. Returns the exit code (0)."""
+    from .render import render_card  # imports torch: only once the flags are parsed
 
-    args = build_parser().parse_args(list(argv))
     path = render_card(args.run_dir, repo_id=args.repo_id, license=args.license)
     print(f"Model card written: {path}")
     return 0
+
+
+def cmd_card(argv: Sequence[str]) -> int:
+    """Render a run's model card (model/README.md) from run.json, metadata checked offline."""
+    return run_card_from_args(build_parser().parse_args(list(argv)))

@@ -8,7 +8,7 @@ import importlib.util
 import socket
 from collections.abc import Sequence
 
-from .loading import DEMO_KINDS, POOLING_RULES
+from .kinds import DEMO_KINDS, POOLING_RULES
 
 DESCRIPTION = (
     "Try a model in a Gradio app: fill-mask for masked LMs, streamed generation for next-token LMs, "
@@ -65,8 +65,11 @@ def check_host(host: str) -> None:
                     from error
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of `hfssl demo` (quick: nothing heavy is imported)."""
+    return add_demo_arguments(argparse.ArgumentParser(prog="hfssl demo", description=DESCRIPTION))
+
+
 def cmd_demo(argv: Sequence[str]) -> int:
     """Try a run directory or Hub id in a Gradio app (fill-mask, generation, MAE, classifier, gallery search)."""
-    parser = argparse.ArgumentParser(prog="hfssl demo", description=DESCRIPTION)
-    add_demo_arguments(parser)
-    return run_demo_from_args(parser.parse_args(argv))
+    return run_demo_from_args(build_parser().parse_args(argv))

@@ -48,16 +48,10 @@ import hfssl  # noqa: F401  (registers the hfssl Auto classes)
 
 from ..data.tokenizer import is_causal_objective, load_tokenizer
 from ..training.rundir import RunDirectory, newest_checkpoint
+from .kinds import DEMO_KINDS, POOLING_RULES
 
 logger = logging.getLogger(__name__)
 
-DEMO_KINDS: dict[str, str] = {
-    "fill-mask": "masked language model: fill in the masked tokens",
-    "generation": "next-token language model: continue a prompt",
-    "reconstruction": "masked autoencoder: hide image patches and reconstruct them",
-    "classification": "classifier: class probabilities for a text or an image",
-    "gallery": "encoder: nearest neighbours, kNN classification and a PCA map over a gallery",
-}
 _AUTO_CLASSES = {  # by demo kind, then modality
     "fill-mask": {"text": AutoModelForMaskedLM},
     "generation": {"text": AutoModelForCausalLM},
@@ -74,7 +68,6 @@ _ARCHITECTURE_SUFFIXES = (
     ("ForSequenceClassification", "classification"),
     ("ForImageClassification", "classification"),
 )
-POOLING_RULES = ("mean", "cls", "last")
 # The modalities each demo kind serves; --kind is checked against the model's before anything is loaded.
 KIND_MODALITIES = {kind: tuple(by_modality) for kind, by_modality in _AUTO_CLASSES.items()}
 

@@ -92,8 +92,13 @@ def run_evaluate_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(argv: Sequence[str]) -> int:
-    """Measure what a run learned: linear probe, kNN, fine-tuning or label efficiency."""
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of `hfssl evaluate` (quick: nothing heavy is imported)."""
     parser = argparse.ArgumentParser(prog="hfssl evaluate", description=cmd_evaluate.__doc__, epilog=EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    return run_evaluate_from_args(add_evaluate_arguments(parser).parse_args(argv))
+    return add_evaluate_arguments(parser)
+
+
+def cmd_evaluate(argv: Sequence[str]) -> int:
+    """Measure what a run learned: linear probe, kNN, fine-tuning or label efficiency."""
+    return run_evaluate_from_args(build_parser().parse_args(argv))

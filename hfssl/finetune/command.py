@@ -15,6 +15,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from .method_table import describe_methods
+
 
 def _key_values(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
     """["r=4", "use_rslora=true"] -> {"r": 4, "use_rslora": True}; values are read as JSON when they parse."""
@@ -89,8 +91,7 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .methods import describe_methods
-
+    """The parser of `hfssl finetune` (quick: nothing heavy is imported)."""
     parser = argparse.ArgumentParser(
         prog="hfssl finetune", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Fine-tune a pretrained run for classification into a child run directory "

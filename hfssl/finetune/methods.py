@@ -20,12 +20,13 @@ from typing import Any
 from peft import IA3Config, LoHaConfig, LoKrConfig, LoraConfig, PeftConfig, PeftType, PromptLearningConfig
 from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
 
+from . import method_table
+from .method_table import DEFAULT_VIRTUAL_TOKENS, METHOD_TABLE
 from .targets import Targets
 
 DEFAULT_RANK = 8
 DEFAULT_ALPHA = 16.0
 DEFAULT_DROPOUT = 0.05
-DEFAULT_VIRTUAL_TOKENS = 20  # prompt-learning methods: virtual tokens prepended to every input
 # MethodOptions field -> the flag that sets it, for messages.
 FLAGS = {"r": "--lora-r", "alpha": "--lora-alpha", "dropout": "--lora-dropout", "target_modules": "--target-modules"}
 # Config fields hfssl always sets itself; a --peft-option for them is refused with the way to set them.
@@ -126,19 +127,14 @@ def _full(options: MethodOptions, targets: Targets, head: list[str], task_type: 
     return None
 
 
-# Learning rates suit the small encoders hfssl pretrains (measured in docs/finetune.md); adapters take larger
-# steps than full fine-tuning because they start from zero and hold few parameters.
+_BUILDERS = {"none": (_full, None, {}), "lora": (_lora, LoraConfig, LORA_FIELDS),
+             "dora": (_dora, LoraConfig, LORA_FIELDS), "ia3": (_ia3, IA3Config, {"target_modules": "target_modules"}),
+             "loha": (_loha, LoHaConfig, LYCORIS_FIELDS), "lokr": (_lokr, LoKrConfig, LYCORIS_FIELDS)}
+# Names, descriptions and learning rates come from `method_table` (read by `--help` without importing peft).
 METHODS: dict[str, PeftMethod] = {
-    "none": PeftMethod("none", "full fine-tuning: every parameter trains", _full, 3e-4, mergeable=False),
-    "lora": PeftMethod("lora", "LoRA, low-rank updates (Hu et al. 2021)", _lora, 2e-3, LoraConfig, LORA_FIELDS),
-    "dora": PeftMethod("dora", "DoRA, LoRA with a learned magnitude (Liu et al. 2024)", _dora, 2e-3, LoraConfig,
-                       LORA_FIELDS),
-    "ia3": PeftMethod("ia3", "IA3, learned rescaling vectors (Liu et al. 2022)", _ia3, 1e-2, IA3Config,
-                      {"target_modules": "target_modules"}),
-    "loha": PeftMethod("loha", "LoHa, Hadamard product of low-rank pairs (Hyeon-Woo et al. 2022)", _loha, 2e-3,
-                       LoHaConfig, LYCORIS_FIELDS),
-    "lokr": PeftMethod("lokr", "LoKr, Kronecker-product updates (Yeh et al. 2023)", _lokr, 2e-3, LoKrConfig,
-                       LYCORIS_FIELDS),
+    name: PeftMethod(name, description, _BUILDERS[name][0], rate, _BUILDERS[name][1], _BUILDERS[name][2],
+                     mergeable=name != "none")
+    for name, (description, rate) in METHOD_TABLE.items()
 }
 
 
@@ -305,8 +301,5 @@ def _check_extra(method: PeftMethod, options: MethodOptions) -> None:
 
 
 def describe_methods() -> str:
-    """One line per method, for --help texts."""
-    rows = [f"  {m.name:6} {m.description} (default learning rate {m.learning_rate:g})" for m in METHODS.values()]
-    defaults = (f"  (prompt_tuning, p_tuning, prefix_tuning: {DEFAULT_VIRTUAL_TOKENS} virtual tokens unless "
-                "--peft-option num_virtual_tokens=N; adalora: total_step is the run's number of optimizer steps)")
-    return "\n".join([*rows, f"  any other peft method by name: {', '.join(other_peft_methods())}", defaults])
+    """One line per method, for --help texts, with the installed peft's other methods by name."""
+    return method_table.describe_methods(other_peft_methods())

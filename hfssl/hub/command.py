@@ -89,15 +89,23 @@ def _print_result(result: dict) -> None:
         print(f"  pull request  {result['pr_url']}")
 
 
+def build_publish_parser() -> argparse.ArgumentParser:
+    """The parser of `hfssl publish` (quick: nothing heavy is imported)."""
+    return add_publish_arguments(argparse.ArgumentParser(prog="hfssl publish", description=cmd_publish.__doc__))
+
+
+def build_publish_space_parser() -> argparse.ArgumentParser:
+    """The parser of `hfssl publish-space` (quick: nothing heavy is imported)."""
+    return add_publish_space_arguments(
+        argparse.ArgumentParser(prog="hfssl publish-space", description=cmd_publish_space.__doc__)
+    )
+
+
 def cmd_publish(argv: Sequence[str]) -> int:
     """Publish a run (model or PEFT adapter) to the Hugging Face Hub in one commit."""
-    parser = add_publish_arguments(argparse.ArgumentParser(prog="hfssl publish", description=cmd_publish.__doc__))
-    return run_publish_from_args(parser.parse_args(list(argv)))
+    return run_publish_from_args(build_publish_parser().parse_args(list(argv)))
 
 
 def cmd_publish_space(argv: Sequence[str]) -> int:
     """Publish the Gradio demo as a Hugging Face Space for a published model."""
-    parser = add_publish_space_arguments(
-        argparse.ArgumentParser(prog="hfssl publish-space", description=cmd_publish_space.__doc__)
-    )
-    return run_publish_space_from_args(parser.parse_args(list(argv)))
+    return run_publish_space_from_args(build_publish_space_parser().parse_args(list(argv)))
