@@ -14,14 +14,9 @@ from .._lazy import lazy_attributes
 if TYPE_CHECKING:
     from .app import build_demo, card_markdown, launch_demo
     from .command import add_demo_arguments, cmd_demo, run_demo_from_args
+    from .inputs import DemoInputError, Limits
     from .kinds import DEMO_KINDS
-    from .loading import (
-        DemoInputError,
-        Limits,
-        LoadedModel,
-        decide_kind,
-        load_demo_model,
-    )
+    from .loading import LoadedModel, decide_kind, load_demo_model
 
 __all__ = [
     "DEMO_KINDS",
@@ -47,8 +42,8 @@ _EXPORTS = {
     "cmd_demo": ".command",
     "run_demo_from_args": ".command",
     "DEMO_KINDS": ".kinds",
-    "DemoInputError": ".loading",
-    "Limits": ".loading",
+    "DemoInputError": ".inputs",
+    "Limits": ".inputs",
     "LoadedModel": ".loading",
     "decide_kind": ".loading",
     "load_demo_model": ".loading",

@@ -14,7 +14,8 @@ from typing import Any
 
 from .classify import ClassificationTab
 from .gallery import GalleryTab
-from .loading import DEMO_KINDS, Limits, LoadedModel, load_demo_model
+from .inputs import Limits
+from .loading import DEMO_KINDS, LoadedModel, load_demo_model
 from .text import FillMaskTab, GenerationTab
 from .vision import ReconstructionTab
 

@@ -14,16 +14,16 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from .loading import (
+from .inputs import (
     DemoInputError,
     Limits,
-    LoadedModel,
     check_image,
     check_text,
     image_input,
     reports_input_errors,
     runnable_examples,
 )
+from .loading import LoadedModel
 from .vision import example_images, preprocess_images
 
 MAX_SHOWN_CLASSES = 10

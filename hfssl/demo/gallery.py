@@ -26,18 +26,17 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .loading import (
+from .inputs import (
     DemoInputError,
     Limits,
-    LoadedModel,
     check_image,
     check_number,
     check_text,
-    encode,
     image_input,
     reports_input_errors,
     runnable_examples,
 )
+from .loading import LoadedModel, encode
 from .vision import example_images, fashion_mnist_dir, preprocess_images
 
 logger = logging.getLogger(__name__)

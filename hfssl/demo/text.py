@@ -15,15 +15,15 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TextIteratorStreamer
 
-from .loading import (
+from .inputs import (
     DemoInputError,
     Limits,
-    LoadedModel,
     check_number,
     check_text,
     reports_input_errors,
     runnable_examples,
 )
+from .loading import LoadedModel
 
 MASK_ALIASES = ("[MASK]", "<mask>")  # in any letter case
 _MASK_SPELLINGS = re.compile("|".join(re.escape(alias) for alias in MASK_ALIASES), re.IGNORECASE)

@@ -18,16 +18,16 @@ import torch
 from PIL import Image
 
 from ..data.images import convert_image, convert_mode
-from .loading import (
+from .inputs import (
     DemoInputError,
     Limits,
-    LoadedModel,
     check_image,
     check_number,
     image_input,
     reports_input_errors,
     runnable_examples,
 )
+from .loading import LoadedModel
 
 DISPLAY_SIZE = 192
 MASKED_GRAY = 0.5  # hidden patches are shown in mid gray

@@ -18,12 +18,20 @@ from PIL import Image, ImageOps
 from hfssl.demo import Limits, load_demo_model
 from hfssl.demo.classify import ClassificationTab
 from hfssl.demo.gallery import GalleryTab, embed, nearest
-from hfssl.demo.loading import UnreadableImage, check_image, open_uploaded_image
+from hfssl.demo.inputs import UnreadableImage, check_image, open_uploaded_image
 from hfssl.demo.text import FillMaskTab, GenerationTab, with_mask_token
 from hfssl.demo.vision import ReconstructionTab, preprocess_images
-from hfssl.models import HfsslTextForCausalLM, HfsslTextForMaskedLM, HfsslVisionForMaskedImageModeling
+from hfssl.models import (
+    HfsslTextForCausalLM,
+    HfsslTextForMaskedLM,
+    HfsslVisionForMaskedImageModeling,
+)
 from tests.cards import make_finetune_run
-from tests.demo.conftest import _launch, _text_run, _vision_run  # also sets Gradio's environment: no analytics, ...
+from tests.demo.conftest import (  # also sets Gradio's environment: no analytics, ...
+    _launch,
+    _text_run,
+    _vision_run,
+)
 
 RNG_PIXELS = np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)
 

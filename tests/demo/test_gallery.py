@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from hfssl.demo.gallery import GalleryTab, knn_vote, load_text_items, nearest, pca_map
-from hfssl.demo.loading import DemoInputError, Limits, load_demo_model
+from hfssl.demo.inputs import DemoInputError, Limits
+from hfssl.demo.loading import load_demo_model
 
 
 def _png(seed: int, size: int = 12) -> bytes:

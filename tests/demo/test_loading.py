@@ -12,15 +12,17 @@ from transformers import BertConfig, BertModel
 
 from hfssl.demo.app import card_markdown, readme_tables, results_table
 from hfssl.demo.gallery import embed
-from hfssl.demo.loading import (
+from hfssl.demo.inputs import (
     DemoInputError,
     Limits,
     check_pixels,
     check_text,
+    reports_input_errors,
+)
+from hfssl.demo.loading import (
     decide_kind,
     encode,
     load_demo_model,
-    reports_input_errors,
     resolve_model_source,
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hfssl.demo.loading import DemoInputError, Limits
+from hfssl.demo.inputs import DemoInputError, Limits
 from hfssl.demo.text import FillMaskTab, GenerationTab, predict_masked, stream_generation, with_mask_token
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hfssl.demo.loading import DemoInputError, Limits
+from hfssl.demo.inputs import DemoInputError, Limits
 from hfssl.demo.vision import ReconstructionTab, example_images, preprocess_images, reconstruct, to_display
 
 
