@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -93,6 +94,13 @@ def mlm_run(tmp_path_factory) -> RunDirectory:
                                     {"steps": 10, "eval_loss": 4.25, "perplexity": 70.1, "tokens_seen": 5120}))
     _write_eval(run)
     return run
+
+
+@pytest.fixture
+def run(mlm_run, tmp_path) -> RunDirectory:
+    """A private copy of the MLM run, so a test may change it."""
+    shutil.copytree(mlm_run.path, tmp_path / "run")
+    return RunDirectory(tmp_path / "run")
 
 
 @pytest.fixture(scope="module")

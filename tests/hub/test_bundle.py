@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 
 import pytest
 
@@ -14,12 +13,6 @@ from hfssl.hub.metadata import split_front_matter
 from hfssl.training.rundir import RunDirectory
 
 from .conftest import OLD_SECRET
-
-
-@pytest.fixture
-def run(mlm_run, tmp_path) -> RunDirectory:
-    shutil.copytree(mlm_run.path, tmp_path / "run")
-    return RunDirectory(tmp_path / "run")
 
 
 def test_sanitize_removes_secrets_and_local_paths_but_keeps_data(tmp_path):

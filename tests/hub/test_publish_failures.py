@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 
 import pytest
 
 from hfssl.hub import PublishError, publish_run
 from hfssl.hub.command import cmd_publish
-from hfssl.training.rundir import RunDirectory
 
 from .conftest import READ_TOKEN, TOKEN, USER
 
 pytestmark = pytest.mark.usefixtures("online")
-
-
-@pytest.fixture
-def run(mlm_run, tmp_path) -> RunDirectory:
-    """A private copy of the MLM run, so a test may change it."""
-    shutil.copytree(mlm_run.path, tmp_path / "run")
-    return RunDirectory(tmp_path / "run")
 
 
 def _publish(run, hub, repo, **kwargs):

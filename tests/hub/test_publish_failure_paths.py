@@ -19,18 +19,10 @@ from hfssl.cli import main as cli_main
 from hfssl.hub import PublishError, publish_run, publish_space
 from hfssl.hub.client import Target, explain
 from hfssl.hub.space import default_spaces_dir
-from hfssl.training.rundir import RunDirectory
 
 from .conftest import READ_TOKEN, TOKEN, USER
 
 pytestmark = pytest.mark.usefixtures("online")
-
-
-@pytest.fixture
-def run(mlm_run, tmp_path) -> RunDirectory:
-    """A private copy of the MLM run, so a test may change it."""
-    shutil.copytree(mlm_run.path, tmp_path / "run")
-    return RunDirectory(tmp_path / "run")
 
 
 def _publish(run, hub, repo, **kwargs):
