@@ -142,13 +142,15 @@ def upload_files(
         raise PublishError("HF_HUB_OFFLINE is set: publishing needs the Hub. Unset HF_HUB_OFFLINE, or use --dry-run.")
     api = HfApi(endpoint=endpoint, token=token, library_name="hfssl")
     repo: tuple[bool, bool] | None = None  # (created, private), once the repository is known to exist
+    branch: str | None = None  # the head commit of a branch this call created, once the branch is known to exist
+    new_branch = target.revision not in (None, constants.DEFAULT_REVISION) and not target.create_pr
 
     def attempt() -> CommitInfo:
-        nonlocal repo
+        nonlocal repo, branch
         if repo is None:
             repo = ensure_repo(api, target)
-        if target.revision not in (None, constants.DEFAULT_REVISION) and not target.create_pr:
-            api.create_branch(target.repo_id, repo_type=target.repo_type, branch=target.revision, exist_ok=True)
+        if new_branch and branch is None:
+            branch = ensure_branch(api, target)
         operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=content) for path, content in files.items()]
         operations += [CommitOperationDelete(path_in_repo=path) for path in (stale(api) if stale else ())]
         return api.create_commit(
@@ -161,12 +163,16 @@ def upload_files(
     except KeyboardInterrupt:
         if repo is not None and repo[0]:
             logger.warning("Interrupted. %s", remove_created_repo(api, target, endpoint, retry_for_s=0.0))
+        elif branch:
+            logger.warning("Interrupted. %s", remove_created_branch(api, target, branch, retry_for_s=0.0))
         raise
     except Exception as error:
         explained = explain(error, target, endpoint, retry_for_s, files, token)
-        if repo is None or not repo[0]:
-            raise explained from error
-        raise PublishError(f"{explained} {remove_created_repo(api, target, endpoint, retry_for_s)}") from error
+        if repo is not None and repo[0]:
+            raise PublishError(f"{explained} {remove_created_repo(api, target, endpoint, retry_for_s)}") from error
+        if branch:
+            raise PublishError(f"{explained} {remove_created_branch(api, target, branch, retry_for_s)}") from error
+        raise explained from error
     return Upload(commit, private=repo[1])
 
 
@@ -194,6 +200,43 @@ def ensure_repo(api: HfApi, target: Target) -> tuple[bool, bool]:
             "uploaded. Make the repository private in its settings on the Hub, or publish without --private."
         )
     return False, private
+
+
+def ensure_branch(api: HfApi, target: Target) -> str:
+    """Create the branch `target.revision`, or find it already there: the head commit of a branch this call created
+    (what it still points at when nothing landed on it), "" for one that existed. Like `create_branch(exist_ok=True)`,
+    a 403 is fine when the branch exists (a token may write to it without the right to create branches)."""
+    try:
+        api.create_branch(target.repo_id, repo_type=target.repo_type, branch=target.revision)
+    except HfHubHTTPError as error:
+        if _status(error) == 409:
+            return ""
+        if _status(error) == 403 and _branch_head(api, target) is not None:
+            return ""
+        raise
+    return _branch_head(api, target) or ""
+
+
+def _branch_head(api: HfApi, target: Target) -> str | None:
+    refs = api.list_repo_refs(target.repo_id, repo_type=target.repo_type)
+    return next((b.target_commit for b in refs.branches if b.name == target.revision), None)
+
+
+def remove_created_branch(api: HfApi, target: Target, start: str, retry_for_s: float = DEFAULT_RETRY_FOR_S) -> str:
+    """Delete a branch this publish created and then failed to commit to; a sentence saying what happened. A branch
+    that moved since (a commit landed although its answer was lost) is kept."""
+    budget = min(retry_for_s, CLEANUP_RETRY_S)
+    name = f"branch {target.revision!r} of {target.repo_id}"
+    try:
+        if with_retries(lambda: _branch_head(api, target), budget) != start:
+            return f"The {name}, which this publish created, was kept: it holds a commit now. Check it on the Hub."
+        with_retries(lambda: api.delete_branch(target.repo_id, repo_type=target.repo_type, branch=target.revision),
+                     budget)
+    except Exception as error:  # noqa: BLE001 - best effort: reported, and the publish's own error still raised
+        return (f"This publish created the {name}, which is still there: deleting it failed ({_short(error)}). "
+                f"Delete it with `hf repos branch delete {target.repo_id} {target.revision} --repo-type "
+                f"{target.repo_type}`.")
+    return f"The {name}, which this publish had created, was deleted again."
 
 
 def remove_created_repo(api: HfApi, target: Target, endpoint: str, retry_for_s: float = DEFAULT_RETRY_FOR_S) -> str:

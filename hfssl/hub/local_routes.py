@@ -33,6 +33,7 @@ ROUTES: list[tuple[str, str, re.Pattern]] = [
         ("POST", "preupload", rf"^/api/{_TYPE}/{_REPO}/preupload/(?P<rev>[^/]+)$"),
         ("POST", "commit", rf"^/api/{_TYPE}/{_REPO}/commit/(?P<rev>[^/]+)$"),
         ("POST", "branch", rf"^/api/{_TYPE}/{_REPO}/branch/(?P<rev>[^/]+)$"),
+        ("DELETE", "delete_branch", rf"^/api/{_TYPE}/{_REPO}/branch/(?P<rev>[^/]+)$"),
         ("GET", "refs", rf"^/api/{_TYPE}/{_REPO}/refs$"),
         ("GET", "commits", rf"^/api/{_TYPE}/{_REPO}/commits/(?P<rev>[^/]+)$"),
         ("GET", "tree", rf"^/api/{_TYPE}/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$"),
@@ -213,6 +214,13 @@ def _branch(req: Request) -> Answer:
     return 200, {}, {}
 
 
+def _delete_branch(req: Request) -> Answer:
+    repo = req.repo()
+    req.require_write(repo.namespace)
+    req.hub.store.delete_branch(repo, req.groups["rev"])
+    return 200, {}, {}
+
+
 def _refs(req: Request) -> Answer:
     repo = req.repo()
     branches = [{"name": n, "ref": f"refs/heads/{n}", "targetCommit": oid}
@@ -286,6 +294,6 @@ def _resolve(req: Request) -> Answer:
 
 HANDLERS: dict[str, Callable[[Request], Answer]] = {
     "whoami": _whoami, "create": _create, "delete": _delete, "validate": _validate, "preupload": _preupload,
-    "commit": _commit, "branch": _branch, "refs": _refs, "commits": _commits, "tree": _tree, "info": _info,
+    "commit": _commit, "branch": _branch, "delete_branch": _delete_branch, "refs": _refs, "commits": _commits, "tree": _tree, "info": _info,
     "resolve": _resolve,
 }

@@ -1,7 +1,7 @@
 """A small Hub-compatible HTTP server (stdlib only) for testing publishing pipelines offline.
 
 The real `huggingface_hub` client talks to it through `HF_ENDPOINT` (or `HfApi(endpoint=...)`): create and delete
-repositories, validate card metadata, preupload and commit files (every file is "regular": no LFS or Xet server
+repositories and branches, validate card metadata, preupload and commit files (every file is "regular": no LFS or Xet server
 needed), read repository info, trees, refs and commits, and download files from `/resolve/`. Tokens are checked
 (401 for missing or invalid tokens on writes, 403 for a namespace the token cannot write), and faults can be
 injected: the next N requests to a route answer 5xx, or the connection is dropped without an answer

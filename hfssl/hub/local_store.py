@@ -128,6 +128,16 @@ class HubStore:
             repo.refs[branch] = repo.resolve(starting_point or "main").oid
             self._save()
 
+    def delete_branch(self, repo: Repo, branch: str) -> None:
+        """As the Hub: the default branch cannot be deleted; an unknown one is a 404."""
+        with self.lock:
+            if branch == "main":
+                raise HubError(403, "The default branch cannot be deleted.")
+            if branch not in repo.refs or branch.startswith("refs/"):
+                raise HubError(404, f"Invalid rev id: {branch}", "RevisionNotFound")
+            del repo.refs[branch]
+            self._save()
+
     def commit(
         self, repo: Repo, revision: str, header: dict, operations: list[dict], author: str, create_pr: bool = False
     ) -> tuple[Commit, int | None]:

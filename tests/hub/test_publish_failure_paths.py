@@ -76,6 +76,27 @@ def test_a_failed_publish_never_deletes_a_repository_that_existed(hub, run, hold
         assert hub.revisions(f"{USER}/kept")[0] == before
 
 
+@pytest.mark.parametrize("branch_existed", [False, True])
+def test_a_failed_publish_to_a_new_branch_of_an_existing_repository_deletes_only_that_branch(hub, run, branch_existed):
+    main_head = _publish(run, hub, "branches")["commit_sha"]
+    if branch_existed:
+        _api(hub).create_branch(f"{USER}/branches", branch="dev")
+    (run.eval_dir / "knn.json").write_text(json.dumps({"accuracy": 0.4}))
+    hub.faults.fail_next("commit", 422, message="rejected")
+    with pytest.raises(PublishError, match=r"\(422\)") as raised:
+        _publish(run, hub, "branches", revision="dev")
+    refs = {b.name: b.target_commit for b in _api(hub).list_repo_refs(f"{USER}/branches").branches}
+    if branch_existed:
+        assert refs == {"main": main_head, "dev": main_head} and "deleted" not in str(raised.value)
+    else:
+        assert refs == {"main": main_head}
+        assert f"The branch 'dev' of {USER}/branches, which this publish had created, was deleted again." in str(
+            raised.value)
+    # A publish to the branch that succeeds keeps it.
+    assert _publish(run, hub, "branches", revision="dev")["revision"] == "dev"
+    assert "dev" in {b.name for b in _api(hub).list_repo_refs(f"{USER}/branches").branches}
+
+
 def test_a_repository_that_cannot_be_deleted_again_is_named_with_how_to_delete_it(hub, run):
     hub.faults.fail_next("commit", 422, message="rejected")
     hub.faults.fail_next("delete", 403, message="You may not delete repositories")
