@@ -297,26 +297,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpx2", "httpcore"):  # one INFO line per HTTP request to the Hub
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    return run_command(f"hfssl {argv[0]}", command, argv[1:])  # each command parses, then prepare_command()
+
+
+def run_command(prog: str, command: Callable[[Sequence[str]], int], argv: Sequence[str]) -> int:
+    """`command(argv)`'s exit code, with bad input as one line naming `prog` (exit 2, no traceback; HFSSL_DEBUG=1
+    keeps the traceback) and Ctrl-C as exit 130: shared by the console script and scripts/pretrain.py."""
     try:
-        return command(argv[1:])  # each command parses its flags, then calls prepare_command() before its body
+        return command(argv)
     except USER_ERRORS as error:
         if os.environ.get("HFSSL_DEBUG"):
             raise
         message = error.args[0] if error.args else str(error)
-        print(f"hfssl {argv[0]}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: the run's own warning above says what was kept and how to resume
         if os.environ.get("HFSSL_DEBUG"):
             raise
-        print(f"hfssl {argv[0]}: interrupted.", file=sys.stderr)
+        print(f"{prog}: interrupted.", file=sys.stderr)
         return 130
     except ConnectionError as error:  # e.g. datasets could not reach a Hub data set
         if os.environ.get("HFSSL_DEBUG"):
             raise
-        print(f"hfssl {argv[0]}: error: {error}. Check the network (and HF_HUB_OFFLINE), or use local data: "
+        print(f"{prog}: error: {error}. Check the network (and HF_HUB_OFFLINE), or use local data: "
               "files or folders (--train-files), or a save_to_disk folder.", file=sys.stderr)
         return 2
-
 
 if __name__ == "__main__":
     sys.exit(main())

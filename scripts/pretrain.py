@@ -13,19 +13,25 @@ Arguments are four dataclasses parsed by HfArgumentParser: ModelArguments, DataA
 import logging
 import sys
 
-from hfssl.cli import parse_pretrain_args, print_summary
+from hfssl.cli import parse_pretrain_args, print_summary, run_command
 from hfssl.training.pretrain import pretrain
 from hfssl.training.setup import use_cpu_processes_without_accelerator
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str]) -> int:
+    """Bad input is one line on stderr and exit 2, as with `hfssl pretrain` (HFSSL_DEBUG=1 keeps the traceback)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run_command("pretrain.py", _pretrain, argv)
+
+
+def _pretrain(argv: list[str]) -> int:
     use_cpu_processes_without_accelerator()  # before the TrainingArguments pick their device
     model_args, data_args, run_args, training_args = parse_pretrain_args(argv)
     result = pretrain(model_args, data_args, run_args, training_args)
     if training_args.process_index == 0:
         print_summary(result)
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

@@ -133,6 +133,18 @@ def test_streaming_gives_a_run_too(tmp_path, docstring_corpus):
     assert AutoModelForMaskedLM.from_pretrained(out / "model") is not None
 
 
+def test_script_form_reports_bad_input_in_one_line_like_the_command(tmp_path):
+    """scripts/pretrain.py (the accelerate/torchrun entry point) printed a traceback and exited 1 on bad input."""
+    script = Path(__file__).resolve().parents[2] / "scripts" / "pretrain.py"
+    result = subprocess.run([sys.executable, str(script), "--objective", "mlm", "--train_files",
+                             str(tmp_path / "missing.txt"), "--output", str(tmp_path / "run")],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "pretrain.py: error: No such file or folder" in result.stderr and "missing.txt" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_script_form_parses_the_same_arguments(tmp_path, docstring_corpus):
     out = tmp_path / "script"
     script = Path(__file__).resolve().parents[2] / "scripts" / "pretrain.py"
