@@ -152,8 +152,9 @@ def format_result(result: dict[str, Any]) -> str:
 def _usage(result: dict[str, Any]) -> str:
     """How to use what the run wrote: the model folder in a pipeline, else the adapter with peft."""
     if result.get("model_dir"):
+        example = "'path/to/image.png'" if result["task"] == "image-classification" else "'A warm, funny film.'"
         return (f"  python -c \"import hfssl; from transformers import pipeline; "
-                f"print(pipeline('{result['task']}', model='{result['model_dir']}')(...))\"\n"
+                f"print(pipeline('{result['task']}', model='{result['model_dir']}')({example}))\"\n"
                 f"  hfssl demo {result['run_dir']}   (class probabilities in a Gradio app)")
     if result["task"] == "image-classification":
         base = result.get("base_dir") or result["parent"]["model"]

@@ -228,3 +228,25 @@ def test_train_and_test_files_may_have_different_formats(text_parent, sentiment_
     with pytest.raises(ValueError, match="mix formats"):  # within one split, formats still may not mix
         finetune(text_parent, task="text-classification", output=tmp_path / "mixed",
                  train_files=[train, str(tmp_path / "test.parquet")], **QUICK)
+
+
+def test_the_printed_next_step_runs_as_pasted(text_parent, tmp_path, capsys):
+    """`hfssl finetune` ends with a python -c line to paste; it called the pipeline on a literal `...` before."""
+    import shlex
+    import subprocess
+    import sys
+
+    from hfssl.cli import main as cli_main
+
+    rows = [[f"{word} film number {i}", label] for i in range(20) for word, label in (("great", 1), ("awful", 0))]
+    train = write_csv(tmp_path / "train.csv", rows)
+    code = cli_main(["finetune", str(text_parent), "--task", "text-classification", "--train-files", train,
+                     "--test-files", train, "--output", str(tmp_path / "run"), "--epochs", "1", "--max-length", "32",
+                     "--training-arg", "disable_tqdm=true"])
+    assert code == 0
+    out = capsys.readouterr().out
+    line = next(line.strip() for line in out.splitlines() if line.strip().startswith("python -c"))
+    argv = shlex.split(line)
+    done = subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "'label':" in done.stdout and "'score':" in done.stdout
