@@ -228,7 +228,10 @@ def remove_created_branch(api: HfApi, target: Target, start: str, retry_for_s: f
     budget = min(retry_for_s, CLEANUP_RETRY_S)
     name = f"branch {target.revision!r} of {target.repo_id}"
     try:
-        if with_retries(lambda: _branch_head(api, target), budget) != start:
+        head = with_retries(lambda: _branch_head(api, target), budget)
+        if head is None:
+            return f"The {name}, which this publish created, is gone already."
+        if head != start:
             return f"The {name}, which this publish created, was kept: it holds a commit now. Check it on the Hub."
         with_retries(lambda: api.delete_branch(target.repo_id, repo_type=target.repo_type, branch=target.revision),
                      budget)
