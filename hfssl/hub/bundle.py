@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..training.rundir import safetensors_problem
+
 logger = logging.getLogger(__name__)
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -103,30 +105,10 @@ def check_safetensors(files: dict[str, Path]) -> None:
     """ValueError for a .safetensors file that is not complete (a save interrupted midway), before any upload."""
     for rel, path in files.items():
         if rel.endswith(".safetensors"):
-            problem = _safetensors_problem(path)
+            problem = safetensors_problem(path)
             if problem:
                 raise ValueError(f"{path} is not a complete safetensors file ({problem}): the run may have stopped "
                                  "while saving it. Save the weights again (save_pretrained) before publishing.")
-
-
-def _safetensors_problem(path: Path) -> str | None:
-    """What is wrong with a safetensors file's framing (8-byte header length, JSON header, tensor data), or None."""
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            return f"{size} bytes, shorter than the header length"
-        length = int.from_bytes(head, "little")
-        if length > size - 8:
-            return f"its header needs {length} bytes, the file has {size - 8} after the length"
-        try:
-            header = json.loads(f.read(length))
-            end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
-        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
-            return "its header is not a safetensors header"
-    if 8 + length + end > size:
-        return f"its tensors need {8 + length + end} bytes, the file has {size}"
-    return None
 
 
 def _auto_map_refs(auto_map: dict[str, Any]) -> list[str]:

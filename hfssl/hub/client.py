@@ -158,21 +158,25 @@ def upload_files(
             repo_type=target.repo_type, revision=target.revision, create_pr=target.create_pr,
         )
 
+    def undo(retry: float) -> str | None:
+        """Remove the repository or branch this call created; a sentence saying what happened, None if none was."""
+        if repo is not None and repo[0]:
+            return remove_created_repo(api, target, endpoint, retry)
+        return remove_created_branch(api, target, branch, retry) if branch else None
+
     try:
         commit = with_retries(attempt, retry_for_s)
     except KeyboardInterrupt:
-        if repo is not None and repo[0]:
-            logger.warning("Interrupted. %s", remove_created_repo(api, target, endpoint, retry_for_s=0.0))
-        elif branch:
-            logger.warning("Interrupted. %s", remove_created_branch(api, target, branch, retry_for_s=0.0))
+        undone = undo(0.0)
+        if undone:
+            logger.warning("Interrupted. %s", undone)
         raise
     except Exception as error:
         explained = explain(error, target, endpoint, retry_for_s, files, token)
-        if repo is not None and repo[0]:
-            raise PublishError(f"{explained} {remove_created_repo(api, target, endpoint, retry_for_s)}") from error
-        if branch:
-            raise PublishError(f"{explained} {remove_created_branch(api, target, branch, retry_for_s)}") from error
-        raise explained from error
+        undone = undo(retry_for_s)
+        if undone is None:
+            raise explained from error
+        raise PublishError(f"{explained} {undone}") from error
     return Upload(commit, private=repo[1])
 
 

@@ -43,6 +43,7 @@ from .client import (
     DEFAULT_RETRY_FOR_S,
     Target,
     check_repo_id,
+    repo_url,
     resolve_endpoint,
     resolve_token,
     upload_files,
@@ -114,7 +115,7 @@ def publish_run(
     info = upload.commit
     # `private` as the repository is: publishing without --private to a private repository keeps it private.
     result = {
-        "repo_id": repo_id, "url": f"{endpoint}/{repo_id}", "commit_sha": info.oid, "commit_url": info.commit_url,
+        "repo_id": repo_id, "url": repo_url(endpoint, target), "commit_sha": info.oid, "commit_url": info.commit_url,
         "revision": info.pr_revision or revision or "main", "pr_url": info.pr_url, "endpoint": endpoint,
         "private": upload.private, "published": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

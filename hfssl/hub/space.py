@@ -26,6 +26,7 @@ from .client import (
     NETWORK_ERRORS,
     Target,
     check_repo_id,
+    repo_url,
     resolve_endpoint,
     resolve_token,
     upload_files,
@@ -81,7 +82,7 @@ def publish_space(
     target = Target(repo_id, "space", private=private, space_sdk="gradio")
     info = upload_files(files, target, commit_message=commit_message or f"Demo of {model_id} (hfssl)",
                         endpoint=endpoint, token=token, retry_for_s=retry_for_s).commit
-    url = f"{endpoint}/spaces/{repo_id}"
+    url = repo_url(endpoint, target)
     logger.info("Published the Space %s (commit %s).", url, info.oid[:10])
     return {"repo_id": repo_id, "url": url, "commit_sha": info.oid, "commit_url": info.commit_url,
             "endpoint": endpoint, "files": sorted(files)}

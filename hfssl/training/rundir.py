@@ -65,8 +65,8 @@ def checkpoint_problem(folder: str | os.PathLike) -> str | None:
     if not weights and not engine_state:
         return "it holds no model weights (model.safetensors)"
     for path in weights:
-        if path.suffix == ".safetensors" and (problem := _safetensors_problem(path)):
-            return f"{path.name} {problem}"
+        if path.suffix == ".safetensors" and (problem := safetensors_problem(path)):
+            return f"{path.name} is truncated or damaged ({problem})"
     if not (folder / "optimizer.pt").is_file() and not any(folder.glob("optimizer*")) and not engine_state:
         return ("it has no optimizer.pt (saved with --save-only-model, or the process stopped while saving it); "
                 "resuming would restart the optimizer and the learning-rate schedule")
@@ -77,21 +77,25 @@ def checkpoint_problem(folder: str | os.PathLike) -> str | None:
     return None
 
 
-def _safetensors_problem(path: Path) -> str | None:
-    """Why a .safetensors file is not whole (a header that does not parse, data shorter than the header says),
-    or None. Reads the header only."""
+def safetensors_problem(path: str | os.PathLike) -> str | None:
+    """What is wrong with a .safetensors file's framing (8-byte header length, JSON header, tensor data: a save
+    interrupted midway leaves it short), or None. Reads the header only."""
+    path = Path(path)
     size = path.stat().st_size
-    try:
-        with open(path, "rb") as f:
-            (length,) = struct.unpack("<Q", f.read(8))
-            if length > size - 8:
-                return f"is truncated ({size:,} bytes; its header alone needs {length + 8:,})"
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return f"{size} bytes, shorter than the header length"
+        (length,) = struct.unpack("<Q", head)
+        if length > size - 8:
+            return f"its header needs {length} bytes, the file has {size - 8} after the length"
+        try:
             header = json.loads(f.read(length))
-    except (struct.error, ValueError, UnicodeDecodeError):
-        return f"is damaged ({size:,} bytes, no readable safetensors header)"
-    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-    if size < 8 + length + end:
-        return f"is truncated ({size:,} bytes of the {8 + length + end:,} its header describes)"
+            end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return "its header is not a safetensors header"
+    if 8 + length + end > size:
+        return f"its tensors need {8 + length + end} bytes, the file has {size}"
     return None
 
 
