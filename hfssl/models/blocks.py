@@ -329,3 +329,32 @@ def keep_saved_auto_map(model) -> None:
         return not isinstance(ref, str) or "--" in ref or ref.split(".")[0] in saved
 
     model.config.auto_map = {key: ref for key, ref in auto_map.items() if written(ref)}
+
+
+# Where transformers' `from_pretrained` arguments say where the code comes from (get_class_from_dynamic_module's).
+_CODE_SOURCE_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "code_revision")
+
+
+def remote_pretraining_class(cls, pretrained_model_name_or_path, kwargs: dict):
+    """The AutoModelForPreTraining class the checkpoint's auto_map names, where transformers handed out remote-code
+    `cls` for a checkpoint that names another; None where `cls` is the one (or hfssl is installed).
+
+    Without hfssl, `AutoModelForPreTraining.from_pretrained(path, trust_remote_code=True)` registers the class it
+    loads for the checkpoint's configuration class, and a configuration file byte for byte the same in another
+    folder of the same name (every run's `model/`) gives the same class. Later checkpoints are then served from
+    that registration instead of their own auto_map: the MAE head for a DINO checkpoint, or the joint-embedding
+    wrapper for an MAE one. The Auto classes pass `trust_remote_code`; a direct `from_pretrained` call is left as
+    it is.
+    """
+    from transformers.utils.hub import TRANSFORMERS_DYNAMIC_MODULE_NAME
+
+    config = kwargs.get("config")
+    if not kwargs.get("trust_remote_code") or not cls.__module__.startswith(f"{TRANSFORMERS_DYNAMIC_MODULE_NAME}."):
+        return None
+    ref = (getattr(config, "auto_map", None) or {}).get("AutoModelForPreTraining")
+    if not isinstance(ref, str) or ref.rsplit(".", 1)[-1] == cls.__name__:
+        return None
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    source = {key: kwargs[key] for key in _CODE_SOURCE_KWARGS if key in kwargs}
+    return get_class_from_dynamic_module(ref, pretrained_model_name_or_path, **source)

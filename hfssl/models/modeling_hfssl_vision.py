@@ -16,7 +16,13 @@ from transformers import initialization as init
 from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.utils import ModelOutput
 
-from .blocks import Block, classifier_loss, keep_saved_auto_map, pool
+from .blocks import (
+    Block,
+    classifier_loss,
+    keep_saved_auto_map,
+    pool,
+    remote_pretraining_class,
+)
 from .configuration_hfssl_vision import HfsslVisionConfig
 from .cpu_gemm import Linear
 from .input_checks import output_flag, prepare_pixel_values
@@ -417,6 +423,14 @@ class HfsslVisionForMaskedImageModeling(MaskedAutoencoderMixin, HfsslVisionPreTr
         self.decoder = HfsslVisionDecoder(config)
         self.post_init()
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`; loaded as remote code by AutoModelForPreTraining, a joint-embedding
+        checkpoint gets its own class (see `remote_pretraining_class`)."""
+        other = remote_pretraining_class(cls, pretrained_model_name_or_path, kwargs)
+        target = super() if other is None else other
+        return target.from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
@@ -424,20 +438,24 @@ class HfsslVisionForMaskedImageModeling(MaskedAutoencoderMixin, HfsslVisionPreTr
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         output_attentions: bool | None = None,
+        return_loss: bool = True,
         **kwargs,
     ) -> HfsslVisionMaskedImageModelingOutput:
         """pixel_values (b, c, h, w), noise (b, L) optional (fixes the masking) -> loss, logits (b, L, p*p*c), mask.
 
         A training step (train mode, gradients on) with `config.sparse_last_layer` predicts the masked patches only
         and returns logits=None; otherwise (evaluation, inference, or the flag off) the decoder predicts every patch.
+        `return_loss=False` leaves the loss out (None; the decoder then predicts every patch). Its default, True,
+        also tells a plain `transformers.Trainer` that this model computes its loss without labels, so its
+        evaluations report `eval_loss` (which `load_best_model_at_end` and early stopping read).
         """
         encoded = self.forward_encoder(pixel_values, noise, output_hidden_states, output_attentions)
         sparse = self.config.sparse_last_layer and self.training and torch.is_grad_enabled()
-        if sparse and _masked_count(encoded) > 0:
+        if sparse and return_loss and _masked_count(encoded) > 0:
             logits, loss = None, self.masked_patch_loss(pixel_values, encoded)
         else:
             logits = self.forward_decoder(encoded.last_hidden_state, encoded.ids_restore, pixel_values.shape[-2:])
-            loss = self.forward_loss(pixel_values, logits, encoded.mask)
+            loss = self.forward_loss(pixel_values, logits, encoded.mask) if return_loss else None
         out = HfsslVisionMaskedImageModelingOutput(
             loss=loss, logits=logits, mask=encoded.mask, ids_restore=encoded.ids_restore,
             hidden_states=encoded.hidden_states, attentions=encoded.attentions,
