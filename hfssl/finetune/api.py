@@ -284,6 +284,9 @@ def prepare_inputs(splits, parent: Parent, model: PreTrainedModel, modality: str
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id  # GPT-2-style heads pool the last non-pad token
         max_length = min(settings.max_length, getattr(model.config, "max_position_embeddings", settings.max_length))
+        # The tokenizer saved with the classifier records the length it was trained and tested at, so the audit and a
+        # pipeline with truncation=True read as many tokens as the reported accuracy saw, not the pretraining block's.
+        tokenizer.model_max_length = max_length
         encoded = tokenize_texts(splits, tokenizer, spec.text_column, max_length)
         return encoded, tokenizer, DataCollatorWithPadding(tokenizer)
     processor = _saved_image_processor(parent.model_path)

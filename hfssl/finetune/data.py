@@ -237,6 +237,13 @@ def _hub_or_disk(spec: DataSpec) -> DatasetDict:
     splits = {"train": loaded[spec.train_split]}
     if spec.test_split in loaded and spec.test_split != spec.train_split:
         splits["test"] = loaded[spec.test_split]
+    if spec.dataset == "imagefolder" and spec.label_column == "label" and "label" not in splits["train"].column_names:
+        # imagefolder infers no label from one folder of images (or images at mixed depths); --label-column cannot help
+        raise ValueError(
+            f"The images in --data-dir {spec.data_dir} have no labels: an image's label is the name of the folder it "
+            "is in, and imagefolder found no class folders (all images in one folder, or at different depths). "
+            "Arrange them as FOLDER/<label>/<image> (one sub-folder per class) and pass --data-dir FOLDER."
+        )
     return DatasetDict(splits)
 
 
