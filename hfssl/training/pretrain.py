@@ -92,7 +92,7 @@ def pretrain(
             record_run_data(run, prepared.data, model_args.init_from, training_args)
         trainer = build_trainer(prepared, training_args, run)
         monitors = attach_monitors(trainer, prepared, run_args, probe_data, training_args.seed)
-        stats = train(trainer, resume_checkpoint, objective.modality == "text")
+        stats = train(trainer, resume_checkpoint, objective.modality == "text", language_model=objective.method is None)
         guard = monitors[-1]
         if guard.tripped:  # the weights in memory are broken: keep the checkpoints, save nothing else
             raise FloatingPointError(guard.message)
@@ -342,9 +342,11 @@ def attach_monitors(trainer: SSLTrainer, prepared: Prepared, run_args: RunArgume
     return monitors
 
 
-def train(trainer: SSLTrainer, resume_checkpoint: str | None, text: bool) -> dict[str, Any]:
+def train(trainer: SSLTrainer, resume_checkpoint: str | None, text: bool, *, language_model: bool
+          ) -> dict[str, Any]:
     """Evaluate, train (or resume), evaluate again; returns the numbers run.json keeps (tokens for `text`,
-    images otherwise)."""
+    images otherwise). Perplexity, exp(validation loss), only for a `language_model` objective (mlm, clm): a
+    contrastive or hybrid loss is no token cross-entropy, and its exponential means nothing."""
     before = None if resume_checkpoint else trainer.evaluate()
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_checkpoint)
@@ -361,9 +363,10 @@ def train(trainer: SSLTrainer, resume_checkpoint: str | None, text: bool) -> dic
         "log_history": trainer.state.log_history,
     }
     if text:
-        stats.update(tokens_seen=tokens, tokens_per_second=round(tokens / wall, 1) if not resume_checkpoint else None,
-                     perplexity_before=_perplexity(before["eval_loss"]) if before else None,
-                     perplexity=_perplexity(after["eval_loss"]))
+        stats.update(tokens_seen=tokens, tokens_per_second=round(tokens / wall, 1) if not resume_checkpoint else None)
+        if language_model:
+            stats.update(perplexity_before=_perplexity(before["eval_loss"]) if before else None,
+                         perplexity=_perplexity(after["eval_loss"]))
     else:
         rows = dataset_length(trainer.train_dataset)
         images = (images_trained(trainer.state.global_step, rows, trainer.args) if rows is not None else  # streamed

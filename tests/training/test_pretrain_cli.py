@@ -59,6 +59,7 @@ def test_mlm_run_learns_and_writes_the_run_directory(mlm_run: Path):
     stats = manifest["pretrain"]
     assert stats["eval_loss"] < stats["eval_loss_before"] - 1.0, stats
     assert stats["steps"] == 120 and stats["tokens_seen"] == 120 * 16 * 64
+    assert stats["perplexity"] == pytest.approx(2.718281828 ** stats["eval_loss"])  # a token cross-entropy's
     assert manifest["objective"] == "mlm" and manifest["data"]["format"] == "text"
     assert manifest["data"]["fingerprint"] and manifest["versions"]["transformers"]
     assert manifest["hardware"]["cpu_gemm"] in ("onednn", "aten")  # which library ran the CPU products

@@ -139,7 +139,7 @@ def test_hybrid_mae_plus_contrastive_logs_both_terms(tmp_path):
 
 
 @pytest.mark.parametrize("objective", ["simcse", "mlm+simcse"])
-def test_text_contrastive_objectives(tmp_path, objective):
+def test_text_contrastive_objectives(tmp_path, capsys, objective):
     out = tmp_path / objective.replace("+", "_")
     code = main(["pretrain", "--objective", objective, "--dataset", "stdlib-docstrings", "--max-train-examples", "800",
                  "--model-size", "tiny", "--config-overrides", "hidden_size=64,num_attention_heads=2,intermediate_size=128",
@@ -148,6 +148,8 @@ def test_text_contrastive_objectives(tmp_path, objective):
     assert code == 0
     m = manifest(out)
     assert m["pretrain"]["embedding_std"] > 0
+    # exp(loss) is a perplexity only for a token cross-entropy; a contrastive (or summed hybrid) loss has none
+    assert "perplexity" not in m["pretrain"] and "perplexity" not in capsys.readouterr().out
     if objective == "mlm+simcse":
         assert any("mlm_loss" in entry for entry in m["pretrain"]["log_history"])
     assert AutoModel.from_pretrained(out / "model").config.model_type == "hfssl_text"
