@@ -31,6 +31,8 @@ from ..training.rundir import RunDirectory, make_temp_dir, replace_dir, write_js
 logger = logging.getLogger(__name__)
 
 CLASSIFIER_SUFFIXES = ("ForSequenceClassification", "ForImageClassification")
+AUTO_CLASSES = {"ForSequenceClassification": "AutoModelForSequenceClassification",
+                "ForImageClassification": "AutoModelForImageClassification"}
 # Files of the parent's folder that base/ does not take: its config (rewritten), its card, and adapter files that
 # would make transformers load base/ as an adapter.
 _NOT_LINKED = ("config.json", "README.md", "adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
@@ -53,6 +55,7 @@ def save_outputs(run: RunDirectory, model: torch.nn.Module, processor, merge: bo
         folders["base_dir"] = str(base)
     adapter = run.path / "adapter"
     model.save_pretrained(adapter)
+    auto_mapping_through_transformers(adapter / "adapter_config.json")
     processor.save_pretrained(adapter)
     folders["adapter_dir"] = str(adapter)
     folders["adapter_bytes"] = sum(f.stat().st_size for f in adapter.iterdir() if f.is_file())
@@ -71,6 +74,26 @@ def save_outputs(run: RunDirectory, model: torch.nn.Module, processor, merge: bo
     if merge:
         folders["merged_dir"] = str(link_copy(run.model_dir, run.path / "merged"))
     return folders
+
+
+def auto_mapping_through_transformers(config_file: Path) -> None:
+    """Point a task-less adapter's `auto_mapping` at the transformers Auto class of its head.
+
+    peft records the base model's class and module for an adapter without a task type (image classification has
+    none), and `AutoPeftModel.from_pretrained` imports only modules on its allowlist (transformers and a few
+    others): `hfssl.models...` or `transformers_modules...` would be refused. The Auto class loads the same class,
+    through hfssl's registration or the checkpoint's auto_map with trust_remote_code=True.
+    """
+    if not config_file.is_file():
+        return
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    mapping = config.get("auto_mapping") or {}
+    name = str(mapping.get("base_model_class", ""))
+    auto_class = next((auto for suffix, auto in AUTO_CLASSES.items() if name.endswith(suffix)), None)
+    if auto_class is None or str(mapping.get("parent_library", "")).split(".")[0] == "transformers":
+        return
+    config["auto_mapping"] = {"base_model_class": auto_class, "parent_library": "transformers"}
+    write_json_atomic(config_file, config)
 
 
 def save_adapter_base(run: RunDirectory, base: PreTrainedModel, parent_model: str) -> Path | None:

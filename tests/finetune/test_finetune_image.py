@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from peft import PeftModel
+from peft import AutoPeftModel, PeftModel
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
@@ -68,10 +68,16 @@ def test_the_image_adapter_reloads_onto_the_parent(digits_run, image_parent):
     on_base = AutoModelForImageClassification.from_pretrained(digits_run / "base")
     assert on_base.config.id2label == {i: str(i) for i in range(10)}  # the digits' class names
     on_base = PeftModel.from_pretrained(on_base, digits_run / "adapter").eval()
+    # peft's own loader too: the adapter names the Auto class (peft refuses to import hfssl's module by name).
+    auto = AutoPeftModel.from_pretrained(digits_run / "adapter").eval()
+    assert json.loads((digits_run / "adapter" / "adapter_config.json").read_text())["auto_mapping"] == {
+        "base_model_class": "AutoModelForImageClassification", "parent_library": "transformers"}
     merged = AutoModelForImageClassification.from_pretrained(digits_run / "model").eval()
     pixels = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(adapter(pixel_values=pixels).logits, merged(pixel_values=pixels).logits,
+                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(auto(pixel_values=pixels).logits, merged(pixel_values=pixels).logits,
                                    atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(on_base(pixel_values=pixels).logits, merged(pixel_values=pixels).logits,
                                    atol=1e-5, rtol=1e-5)
