@@ -6,6 +6,14 @@ import argparse
 from collections.abc import Sequence
 
 PROTOCOL_CHOICES = ("linear-probe", "knn", "finetune", "label-efficiency")
+# Flags that only one protocol reads: flag -> (argparse dest, the protocols that use it).
+PROTOCOL_FLAGS = {
+    "--fractions": ("fractions", ("label-efficiency",)),
+    "--seeds": ("seeds", ("label-efficiency",)),
+    "--k": ("k", ("knn",)),
+    "--finetune-epochs": ("finetune_epochs", ("finetune",)),
+    "--finetune-learning-rate": ("finetune_learning_rate", ("finetune",)),
+}
 EXAMPLES = """examples:
   hfssl evaluate runs/mae --protocol linear-probe --dataset fashion-mnist --baselines random-init
   hfssl evaluate runs/my-mlm --protocol knn --train-files train.csv --test-files test.csv --text-column text
@@ -51,17 +59,19 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     data.add_argument("--max-train-examples", type=int, help="Evaluate on a random subset of N training examples.")
     data.add_argument("--max-test-examples", type=int, help="Evaluate on a random subset of N test examples.")
     protocol = parser.add_argument_group("protocol options")
-    protocol.add_argument("--fractions", type=_floats, default=[0.01, 0.05, 0.1, 0.25, 1.0],
+    # Flags of one protocol default to None: given with another protocol they are refused (PROTOCOL_FLAGS), not
+    # silently ignored; evaluate_run supplies the defaults the help names.
+    protocol.add_argument("--fractions", type=_floats,
                           help="Label fractions for label-efficiency (default: 0.01,0.05,0.1,0.25,1.0).")
-    protocol.add_argument("--seeds", type=int, default=3, help="Seeds per label fraction (default: 3).")
+    protocol.add_argument("--seeds", type=int, help="Seeds per label fraction for label-efficiency (default: 3).")
     protocol.add_argument("--baselines", type=_names, default=[],
                           help="Comma-separated: random-init (same probe, untrained copy), supervised (same "
                                "architecture trained from scratch on the same labels).")
-    protocol.add_argument("--k", type=_ints, default=[20, 200], help="Neighbours for knn (default: 20,200).")
+    protocol.add_argument("--k", type=_ints, help="Neighbours for knn (default: 20,200).")
     protocol.add_argument("--pooling", choices=("mean", "cls", "pooler_output"),
                           help="Pooling of the last hidden states (default: the model's get_features, else mean).")
     protocol.add_argument("--batch-size", type=int, default=64, help="Examples per forward pass (default: 64).")
-    protocol.add_argument("--supervised-epochs", type=int, default=10,
+    protocol.add_argument("--supervised-epochs", type=int,
                           help="Epochs of the supervised baseline (at least 200 steps; default: 10).")
     protocol.add_argument("--finetune-epochs", type=float,
                           help="Epochs of --protocol finetune (default: hfssl finetune's, 3); give it "
@@ -75,18 +85,36 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     return parser
 
 
+def check_protocol_flags(args: argparse.Namespace) -> None:
+    """A ValueError naming each given flag that the protocol (or the absent supervised baseline) would ignore."""
+    unused = [flag for flag, (dest, protocols) in PROTOCOL_FLAGS.items()
+              if getattr(args, dest) is not None and args.protocol not in protocols]
+    if unused:
+        uses = "; ".join(f"{flag} is for --protocol {' or '.join(PROTOCOL_FLAGS[flag][1])}" for flag in unused)
+        raise ValueError(f"--protocol {args.protocol} does not use {', '.join(unused)} ({uses}): drop "
+                         f"{'it' if len(unused) == 1 else 'them'}, or choose the protocol that uses "
+                         f"{'it' if len(unused) == 1 else 'them'}.")
+    if args.supervised_epochs is not None and "supervised" not in args.baselines:
+        raise ValueError("--supervised-epochs sets the budget of the supervised baseline, which this evaluation does "
+                         "not run: add --baselines supervised (or random-init,supervised), or drop --supervised-epochs.")
+
+
 def run_evaluate_from_args(args: argparse.Namespace) -> int:
     """Run `evaluate_run` with parsed flags; prints the table. Returns the exit code (0)."""
+    check_protocol_flags(args)
     from .api import SupervisedSettings, evaluate_run
 
+    given = {name: value for name, value in (("fractions", args.fractions), ("seeds", args.seeds), ("k", args.k))
+             if value is not None}
+    if args.supervised_epochs is not None:
+        given["supervised"] = SupervisedSettings(epochs=args.supervised_epochs)
     evaluate_run(
         args.run_dir, args.protocol, dataset=args.dataset, data_dir=args.data_dir, train_files=args.train_files,
         test_files=args.test_files, train_split=args.train_split, test_split=args.test_split,
         text_column=args.text_column, image_column=args.image_column, label_column=args.label_column,
-        fractions=args.fractions, seeds=args.seeds, baselines=args.baselines, k=args.k, batch_size=args.batch_size,
-        max_train_examples=args.max_train_examples, max_test_examples=args.max_test_examples, pooling=args.pooling,
-        supervised=SupervisedSettings(epochs=args.supervised_epochs), finetune_epochs=args.finetune_epochs,
-        finetune_learning_rate=args.finetune_learning_rate, seed=args.seed, device=args.device,
+        baselines=args.baselines, batch_size=args.batch_size, max_train_examples=args.max_train_examples,
+        max_test_examples=args.max_test_examples, pooling=args.pooling, finetune_epochs=args.finetune_epochs,
+        finetune_learning_rate=args.finetune_learning_rate, seed=args.seed, device=args.device, **given,
     )
     print(f"\nResults: {args.run_dir}/eval/{args.protocol}.json (and .png), run.json section eval.{args.protocol}")
     return 0

@@ -65,3 +65,31 @@ def test_device_auto_records_where_it_ran_and_an_absent_gpu_exits_2(vision_run, 
     code = main(["evaluate", str(vision_run), "--protocol", "knn", "--dataset", "digits", "--device", "cuda"])
     assert code == 2 and "torch sees no CUDA GPU here; use device='cpu'" in capsys.readouterr().err
     assert (vision_run / "eval" / "knn.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--protocol", "knn", "--fractions", "0.001"],
+     "--protocol knn does not use --fractions (--fractions is for --protocol label-efficiency)"),
+    (["--protocol", "linear-probe", "--seeds", "5", "--k", "3"], "does not use --seeds, --k"),
+    (["--protocol", "label-efficiency", "--finetune-epochs", "2"], "--finetune-epochs is for --protocol finetune"),
+    (["--protocol", "knn", "--supervised-epochs", "3", "--baselines", "random-init"], "add --baselines supervised"),
+])
+def test_a_flag_the_protocol_would_ignore_is_refused_before_any_work(vision_run, capsys, flags, message):
+    from hfssl.cli import main
+
+    eval_dir = vision_run / "eval"
+    before = sorted(p.name for p in eval_dir.iterdir()) if eval_dir.is_dir() else []
+    run_json = (vision_run / "run.json").read_bytes()
+    code = main(["evaluate", str(vision_run), "--dataset", "digits", *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert (sorted(p.name for p in eval_dir.iterdir()) if eval_dir.is_dir() else []) == before
+    assert (vision_run / "run.json").read_bytes() == run_json
+
+
+def test_the_protocol_defaults_apply_when_its_flags_are_not_given(vision_run):
+    assert cmd_evaluate([str(vision_run), "--protocol", "label-efficiency", "--dataset", "digits",
+                         "--max-test-examples", "100"]) == 0  # every training example: 1% still holds each class
+    saved = json.loads((vision_run / "eval" / "label-efficiency.json").read_text())
+    assert saved["seeds"] == [0, 1, 2]  # --seeds 3
+    assert [p["fraction"] for p in saved["curves"]["pretrained"]] == [0.01, 0.05, 0.1, 0.25, 1.0]
