@@ -86,6 +86,10 @@ def _data_note(data: dict[str, Any]) -> str:
         if data.get(key) is not None:
             subset = data.get(f"{key.split('_')[0]}_subset")
             parts.append(f"{key.replace('_', ' ')} {fmt(data[key])}" + (f" ({subset})" if subset else ""))
+    shared = data.get("test_examples_also_in_training")
+    if shared:  # duplicated rows in both splits: a reader must know the scores partly measure recall
+        parts.append(f"{fmt(shared)} test example(s) also in the training data (identical input), which inflates "
+                     "the scores, kNN's most")
     return "; ".join(parts) + "."
 
 

@@ -139,3 +139,14 @@ def test_summary_and_hyperparameters_read_as_sentences(tmp_path):
     assert "| num_train_epochs |" not in text  # max_steps=40 overrides it
     assert "| warmup (fraction of the steps) | 0.05 |" in text
     assert "(hfssl's default (" not in text
+
+
+def test_test_examples_also_in_training_are_told_under_each_table_that_has_them(tmp_path):
+    run = make_pretrain_run(tmp_path, "mae")
+    manifest = run.read_manifest()
+    manifest["eval"]["knn"]["data"] = {**manifest["eval"]["knn"]["data"], "test_examples_also_in_training": 16}
+    run.update_manifest(**manifest)
+    text = render_card(run.path).read_text()
+    knn = text.split("### k-nearest-neighbour classification")[1].split("###")[0]
+    assert "16 test example(s) also in the training data (identical input), which inflates the scores" in knn
+    assert "also in the training data" not in text.split("### Linear probe")[1].split("###")[0]
