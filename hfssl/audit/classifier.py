@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.files import column_list
 from .common import (
     AuditContext,
     batched,
@@ -273,12 +274,13 @@ def _inputs(ctx: AuditContext, table: Any, modality: str, text_column: str | Non
     for name, column in (("--label-column", label_column), ("--group-column", group_column)):
         if column is not None and column not in table.column_names:
             raise ValueError(f"{name} {column!r} is not a column of the audit set; its columns are "
-                             f"{table.column_names}.")
+                             f"{column_list(table.column_names)}.")
     column = None
     if modality == "text":
         column = text_column or ("text" if "text" in table.column_names else None)
         if column not in table.column_names:
-            raise ValueError(f"Text column {column!r} not found; the audit set's columns are {table.column_names}. "
+            raise ValueError(f"Text column {column!r} not found; the audit set's columns are "
+                             f"{column_list(table.column_names)}. "
                              "Pass the column that holds the text with --text-column.")
     total = len(table)
     table = drop_missing_labels(table, label_column, "audit")

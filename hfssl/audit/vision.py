@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.files import column_list
 from .common import (
     AuditContext,
     batched,
@@ -75,7 +76,7 @@ def load_vision_set(config: Any, *, dataset: Any = None, train_files: list[str] 
     has_labels = label_column in train.features
     if not has_labels and label_column != DEFAULT_LABEL_COLUMN:  # an unlabelled set is fine, a misnamed column not
         raise ValueError(f"--label-column {label_column!r} is not a column of the audit set; its columns are "
-                         f"{list(train.features)}. Pass the column holding the labels, or leave the flag out for an "
+                         f"{column_list(train.features)}. Pass the column holding the labels, or leave the flag out for an "
                          "unlabelled set.")
     if test is None:
         train, test = (carve_test_split(train, label_column, 0.3, seed) if has_labels

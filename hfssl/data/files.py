@@ -191,6 +191,26 @@ def decode_kwargs(fmt: str, replace: bool) -> dict[str, str]:
     return {**sig, "encoding_errors": MARK_ERRORS}
 
 
+_OTHER_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}
+
+
+def column_list(columns: Any) -> str:
+    """`columns` as a list for a message, with the likely cause when it is one column whose name holds a field
+    separator: a file of semicolon- (or tab-) separated fields read as comma-separated has its whole header line as
+    its only column name."""
+    names = [str(c) for c in columns]
+    text = str(names)
+    if len(names) != 1:
+        return text
+    for separator, plural in _OTHER_SEPARATORS.items():
+        if separator in names[0]:
+            fix = ("name the file .tsv" if separator == "\t" else
+                   f"save it with commas, e.g. pandas.read_csv(path, sep={separator!r}).to_csv(path, index=False)")
+            return (f"{text} (one column whose name holds {separator!r}: the file separates its fields with {plural}, "
+                    f"not commas; {fix})")
+    return text
+
+
 def file_columns(path: Path, fmt: str) -> list[str] | None:
     """The columns of a csv (its header) or parquet file (its schema); None for formats without a fixed header.
 

@@ -36,6 +36,7 @@ from .files import (
     AnyDataset,
     AnyDatasetDict,
     FileScan,
+    column_list,
     decode_kwargs,
     file_columns,
     fingerprint_files,
@@ -91,7 +92,7 @@ def _load_split(fmt: str, files: list[Path], role: str, args: DataArguments, rep
         if columns is not None and args.text_column not in columns:
             raise ValueError(
                 f"{role.capitalize()} file {str(path)!r} (from {flag}) has no column {args.text_column!r}; its "
-                f"columns are {columns}. Pass the column that holds the text with --text-column, or give files "
+                f"columns are {column_list(columns)}. Pass the column that holds the text with --text-column, or give files "
                 "that all have it."
             )
     if fmt == "text" and any(f.suffix.lower() in OPENERS for f in files):
@@ -266,7 +267,7 @@ def _select_text(ds: AnyDataset, column: str, where: str) -> AnyDataset:
     columns = _column_names(ds)
     if column not in columns:
         raise ValueError(
-            f"Text column {column!r} not found in {where}; its columns are {columns}. "
+            f"Text column {column!r} not found in {where}; its columns are {column_list(columns)}. "
             "Pass the right one with --text-column."
         )
     feature = (ds.features or {}).get(column)

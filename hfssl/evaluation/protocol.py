@@ -23,6 +23,7 @@ from typing import Any
 import datasets
 import numpy as np
 
+from ..data.files import column_list
 from ..data.images import (
     IMAGE_SUFFIXES,
     digits_dataset,
@@ -216,14 +217,14 @@ def _load_text_files(builder: str, files: list[Path], role: str, options: DataOp
         if missing:
             flag = "--label-column" if missing[0] == options.label_column else "--text-column"
             raise ValueError(f"The {role} file {str(path)!r} (from --{role}-files) has no column {missing[0]!r}; its "
-                             f"columns are {columns}. Give files that have it, or name the right column with {flag}.")
+                             f"columns are {column_list(columns)}. Give files that have it, or name the right column with {flag}.")
     known = [c for c in headers.values() if c is not None]
     shared = [c for c in known[0] if all(c in other for other in known)] if known else []  # what they all have
     split = read_labeled_split(builder, files, what=role, flag=f"--{role}-files",
                                **read_only_if_headers_differ(builder, known, shared))
     if options.label_column not in split.column_names:  # json/txt: no header to check up front
         raise ValueError(f"The {role} files ({', '.join(map(str, files))}) have no column {options.label_column!r}; "
-                         f"their columns are {split.column_names}. Give files with labels, or name the column that "
+                         f"their columns are {column_list(split.column_names)}. Give files with labels, or name the column that "
                          "holds them with --label-column.")
     return split
 
@@ -279,7 +280,7 @@ def _image_column_or_none(features: datasets.Features, exclude: str) -> str | No
 def check_label_column(features: datasets.Features, label_column: str) -> None:
     """ValueError listing the columns when `label_column` is not one of them."""
     if label_column not in features:
-        raise ValueError(f"Label column {label_column!r} not found; the columns are {list(features)}. "
+        raise ValueError(f"Label column {label_column!r} not found; the columns are {column_list(features)}. "
                          "Pass the column that holds the labels with --label-column.")
 
 
@@ -291,7 +292,7 @@ def input_column(features: datasets.Features, modality: str, options: DataOption
         if options.image_column is not None:
             return find_image_column(features, options.image_column)
         if image is None:
-            found = f"it holds text ({', '.join(texts)})" if texts else f"its columns are {list(features)}"
+            found = f"it holds text ({', '.join(texts)})" if texts else f"its columns are {column_list(features)}"
             raise ValueError(f"The model is an image encoder but the dataset has no image column; {found}. "
                              "Evaluate a text model on text data, or name the image column with --image-column.")
         return image
@@ -301,7 +302,7 @@ def input_column(features: datasets.Features, modality: str, options: DataOption
                              f"are {texts} (all columns: {list(features)}). Pass one with --text-column.")
         return options.text_column
     if not texts:
-        found = f"it holds images ({image!r})" if image else f"its columns are {list(features)}"
+        found = f"it holds images ({image!r})" if image else f"its columns are {column_list(features)}"
         raise ValueError(f"The model is a text encoder but the dataset has no text column; {found}. "
                          "Evaluate an image model on image data, or name the text column with --text-column.")
     return "text" if "text" in texts else texts[0]

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict
 
-from ..data.files import infer_format, resolve_files
+from ..data.files import column_list, infer_format, resolve_files
 from ..data.images import (
     digits_dataset,
     fashion_mnist_dataset,
@@ -282,7 +282,8 @@ def drop_empty_texts(splits: DatasetDict, text_column: str) -> DatasetDict:
     for role, split in splits.items():
         if text_column not in split.column_names:
             raise ValueError(
-                f"Text column {text_column!r} not found in the {role} split; its columns are {split.column_names}. "
+                f"Text column {text_column!r} not found in the {role} split; its columns are "
+                f"{column_list(split.column_names)}. "
                 "Pass the right one with --text-column."
             )
         kept[role] = split.filter(lambda batch: [_has_text(t) for t in batch[text_column]], batched=True)
@@ -377,7 +378,8 @@ def tokenize_texts(splits: DatasetDict, tokenizer, text_column: str, max_length:
     for role, split in splits.items():
         if text_column not in split.column_names:
             raise ValueError(
-                f"Text column {text_column!r} not found in the {role} split; its columns are {split.column_names}. "
+                f"Text column {text_column!r} not found in the {role} split; its columns are "
+                f"{column_list(split.column_names)}. "
                 "Pass the right one with --text-column."
             )
     splits = splits.filter(lambda batch: [bool(t and t.strip()) for t in batch[text_column]], batched=True)

@@ -10,6 +10,8 @@ from typing import Any
 import datasets
 from datasets import ClassLabel, Dataset, DatasetDict
 
+from ..data.files import column_list
+
 logger = logging.getLogger(__name__)
 
 _LABEL_IDS = "_hfssl_label_id"
@@ -18,7 +20,7 @@ _LABEL_IDS = "_hfssl_label_id"
 def _check_label_column(split: Dataset, column: str, role: str) -> None:
     if column not in split.column_names:
         raise ValueError(
-            f"Label column {column!r} not found in the {role} split; its columns are {split.column_names}. "
+            f"Label column {column!r} not found in the {role} split; its columns are {column_list(split.column_names)}. "
             "Pass the right one with --label-column."
         )
 

@@ -193,3 +193,15 @@ def test_a_batch_of_only_special_tokens_is_an_error_naming_them(wordpiece):
     unk, cls = wordpiece.unk_token_id, wordpiece.cls_token_id
     with pytest.raises(ValueError, match=r"only special tokens \(\[CLS\], \[UNK\]\).*leave out --tokenizer"):
         build_collator("mlm", wordpiece, seed=0)([{"input_ids": [cls] + [unk] * 7}])
+
+
+@pytest.mark.parametrize(("sep", "cause"), [(";", "separates its fields with semicolons"),
+                                            ("\t", "separates its fields with tabs, not commas; name the file .tsv")])
+def test_a_csv_separated_by_another_character_is_named_as_the_cause(tmp_path, sep, cause):
+    path = tmp_path / "reviews.csv"
+    path.write_text(f"text{sep}label\nA fine film{sep}1\nA dull one{sep}0\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="no column 'text'") as error:
+        load_text_dataset(DataArguments(train_files=[str(path)], text_column="text"))
+    assert cause in str(error.value)
+    if sep == ";":
+        assert "pandas.read_csv(path, sep=';').to_csv(path, index=False)" in str(error.value)

@@ -131,3 +131,11 @@ def test_epochs_may_be_zero_when_max_steps_sets_the_length():
     from hfssl.finetune.api import TrainSettings
 
     assert TrainSettings(epochs=0, overrides={"max_steps": 3}).epochs == 0
+
+
+def test_a_semicolon_separated_csv_is_named_as_the_cause(text_parent, tmp_path):
+    data = tmp_path / "labelled.csv"
+    data.write_text("text;label\n" + "".join(f"review number {i};{i % 2}\n" for i in range(20)), encoding="utf-8")
+    refuse(ValueError, "columns are \\['text;label'\\] \\(one column whose name holds ';': the file separates its "
+           "fields with semicolons", tmp_path / "run", text_parent, task="text-classification",
+           train_files=[str(data)])
