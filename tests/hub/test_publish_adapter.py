@@ -111,3 +111,46 @@ def test_adapter_of_an_unpublished_parent_needs_a_base_model_id(hub, adapter_run
     result = publish_run(child.path, f"{USER}/child", dry_run=True, base_model_id="someone/base")
     config = json.loads((tmp_path / "child" / "publish_preview" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "someone/base" and "README.md" in result["files"]
+
+
+def test_an_image_adapter_loads_with_auto_peft_model_from_the_hub_without_hfssl(hub, mae_run, tmp_path):
+    from transformers import AutoImageProcessor
+
+    from hfssl.finetune.outputs import save_outputs
+    from hfssl.models import HfsslVisionForImageClassification
+
+    torch.manual_seed(2)
+    base = HfsslVisionForImageClassification.from_pretrained(mae_run.model_dir, num_labels=NUM_LABELS)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["qkv"], modules_to_save=["classifier"],
+                        init_lora_weights=False)  # no task type: peft has none for image classification
+    model = get_peft_model(base, config).eval()
+    pixels = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        logits = model(pixel_values=pixels).logits
+    run = RunDirectory(tmp_path / "tiny-mae-shapes")
+    run.path.mkdir()
+    save_outputs(run, model, AutoImageProcessor.from_pretrained(mae_run.model_dir), merge=False)  # finetune's saving
+    run.update_manifest(stage="finetune", modality="vision",
+                        finetune={"parent": {"path": str(mae_run.path), "model": str(mae_run.model_dir)},
+                                  "method": "lora", "id2label": {str(i): f"c{i}" for i in range(NUM_LABELS)},
+                                  "metrics": {"accuracy": 0.7}})
+    base_id, repo_id = f"{USER}/base-mae", f"{USER}/base-mae-shapes"
+    publish_run(mae_run.path, base_id, endpoint=hub.endpoint, token=TOKEN)
+    publish_run(run.path, repo_id, endpoint=hub.endpoint, token=TOKEN)
+    assert json.loads(hub.files(repo_id)["adapter_config.json"])["auto_mapping"] == {
+        "base_model_class": "AutoModelForImageClassification", "parent_library": "transformers"}
+    torch.save({"pixels": pixels, "logits": logits}, tmp_path / "expected.pt")
+    out = run_from_hub(
+        f"""
+        import torch
+        from peft import AutoPeftModel
+        model = AutoPeftModel.from_pretrained("{repo_id}", trust_remote_code=True, num_labels={NUM_LABELS}).eval()
+        expected = torch.load("expected.pt")
+        with torch.no_grad():
+            logits = model(pixel_values=expected["pixels"]).logits
+        torch.testing.assert_close(logits, expected["logits"])
+        print("HUB-OK")
+        """,
+        hub, tmp_path,
+    )
+    assert "HUB-OK" in out.stdout, out.stderr[-3000:]
