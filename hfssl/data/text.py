@@ -47,6 +47,12 @@ from .files import (
     resolve_files,
     scan_file,
 )
+from .in_memory import (
+    describe_in_memory,
+    in_memory_fingerprint,
+    in_memory_splits,
+    is_in_memory,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -198,8 +204,27 @@ def _load_named(args: DataArguments) -> AnyDatasetDict:
         ) from error
 
 
+def _load_in_memory(args: DataArguments) -> tuple[AnyDatasetDict, dict[str, Any], bool, dict[str, str]]:
+    """The splits of an in-memory `datasets` object given from Python (see `hfssl.data.in_memory`); a `Dataset`
+    with `streaming` is read as a stream of its rows."""
+    chosen = in_memory_splits(args.dataset, args.train_split, args.validation_split)
+    description = describe_in_memory(args.dataset, chosen)
+    splits = {role: split for role, (_, split) in chosen.items()}
+    if args.streaming:
+        splits = {role: split if isinstance(split, IterableDataset) else split.to_iterable_dataset()
+                  for role, split in splits.items()}
+    description.update(skipped_undecodable=0, fingerprint=in_memory_fingerprint(chosen["train"][1]))
+    if "validation" in chosen:
+        description["validation_fingerprint"] = in_memory_fingerprint(chosen["validation"][1])
+    origins = {role: f"the {role} data ({description['source']}" + (f", split {name!r})" if name else ")")
+               for role, (name, _) in chosen.items()}
+    return (IterableDatasetDict if args.streaming else DatasetDict)(splits), description, False, origins
+
+
 def _load_hub(args: DataArguments) -> tuple[AnyDatasetDict, dict[str, Any], bool, dict[str, str]]:
     """Load `args.dataset` (a Hub id, a local dataset folder or a builder name) and pick its splits."""
+    if is_in_memory(args.dataset):
+        return _load_in_memory(args)
     loaded = _load_named(args)
     names = {"train": args.train_split}
     if args.validation_split:
@@ -268,7 +293,7 @@ def _select_text(ds: AnyDataset, column: str, where: str) -> AnyDataset:
     if column not in columns:
         raise ValueError(
             f"Text column {column!r} not found in {where}; its columns are {column_list(columns)}. "
-            "Pass the right one with --text-column."
+            "Pass the right one with --text-column (text_column= from Python)."
         )
     feature = (ds.features or {}).get(column)
     if isinstance(feature, Json):
@@ -360,7 +385,7 @@ def _check_not_empty(split: AnyDataset, role: str, source: Any) -> None:
 
 
 def _check_sources(args: DataArguments) -> None:
-    if bool(args.train_files) == bool(args.dataset):
+    if bool(args.train_files) == (args.dataset is not None and args.dataset != ""):
         raise ValueError(
             "Give exactly one data source: --train-files (local files, globs or folders) or --dataset "
             f"(a Hub id or builder name); got train_files={args.train_files!r}, dataset={args.dataset!r}."

@@ -243,7 +243,14 @@ def load_source(options: DataOptions, modality: str | None = None
         train, test = _pick_splits(_load_files(options, modality), DataOptions(), "the files")
         return train, test, f"files:{','.join(options.train_files)}"
     if isinstance(dataset, (datasets.Dataset, datasets.DatasetDict)):
-        return (*_pick_splits(dataset, options, "the dataset"), "in-memory")
+        return (*_pick_splits(dataset, options, "the dataset"), f"in-memory datasets.{type(dataset).__name__}")
+    if not isinstance(dataset, (str, os.PathLike)):
+        stream = isinstance(dataset, (datasets.IterableDataset, datasets.IterableDatasetDict))
+        raise ValueError(  # noqa: TRY004 -- bad user input, reported as the other data errors are
+            f"dataset= got a {type(dataset).__name__} object: pass a datasets.Dataset or DatasetDict"
+            + (" (a stream's first n rows: datasets.Dataset.from_list(list(stream.take(n))))" if stream else "")
+            + ", a built-in name, a save_to_disk folder, a builder or a Hub id."
+        )
     if dataset in FASHION_MNIST_NAMES:
         # The IDX files are in random order, so their first N images are a fair subset and far cheaper than
         # encoding all 60,000 before sampling.

@@ -49,7 +49,8 @@ class DataSpec:
 
     train_files: list[str] | None = None  # local csv/tsv/json/jsonl/parquet (text) or image files/globs
     test_files: list[str] | None = None
-    dataset: str | None = None  # Hub id, builder ("csv", "imagefolder"), save_to_disk folder, or a built-in set
+    # Hub id, builder ("csv", "imagefolder"), save_to_disk folder, built-in set, or an in-memory Dataset/DatasetDict
+    dataset: str | Dataset | DatasetDict | None = None
     dataset_config: str | None = None
     data_dir: str | None = None
     train_split: str = "train"
@@ -72,7 +73,13 @@ class DataSpec:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value!r}.")
         if not 0 < self.test_fraction < 1:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction!r}.")
-        if bool(self.train_files) == bool(self.dataset):
+        if self.dataset is not None and not isinstance(self.dataset, (str, Dataset, DatasetDict)):
+            raise ValueError(
+                f"dataset= got a {type(self.dataset).__name__} object: pass a Hub id, a builder name, a save_to_disk "
+                "folder, a built-in set, or an in-memory datasets.Dataset or DatasetDict (e.g. "
+                "datasets.Dataset.from_pandas(frame); a stream: datasets.Dataset.from_list(list(stream.take(n))))."
+            )
+        if bool(self.train_files) == (self.dataset not in (None, "")):
             raise ValueError(
                 "Give exactly one data source: --train-files (with --test-files) or --dataset "
                 f"(a Hub id, a builder such as imagefolder with --data-dir, or one of {', '.join(BUILTIN_DATASETS)}); "
@@ -124,7 +131,7 @@ def _article(word: str) -> str:
 
 def check_dataset_modality(spec: DataSpec, task: str) -> None:
     """Refuse a built-in dataset of the other modality (e.g. --dataset digits with text-classification)."""
-    kind = BUILTIN_DATASETS.get(spec.dataset or "")
+    kind = BUILTIN_DATASETS.get(spec.dataset) if isinstance(spec.dataset, str) else None
     if kind is not None and kind != task_modality(task):
         raise ValueError(f"--dataset {spec.dataset} holds {kind} data but --task is {task}.")
 
@@ -223,16 +230,20 @@ def _load_text_split(files: list[Path], spec: DataSpec, role: str) -> Dataset:
 
 
 def _hub_or_disk(spec: DataSpec) -> DatasetDict:
-    path = Path(spec.dataset)
-    if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
+    path = Path(spec.dataset) if isinstance(spec.dataset, str) else None
+    if path is None:
+        loaded = spec.dataset  # in memory
+    elif path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
         loaded = datasets.load_from_disk(str(path))
     else:
         loaded = datasets.load_dataset(spec.dataset, spec.dataset_config, data_dir=spec.data_dir)
     if isinstance(loaded, Dataset):
         loaded = DatasetDict(train=loaded)
     if spec.train_split not in loaded:
+        where = repr(spec.dataset) if isinstance(spec.dataset, str) else f"({source_description(spec.dataset)})"
         raise ValueError(
-            f"Dataset {spec.dataset!r} has no split {spec.train_split!r}; it has {sorted(loaded)}. Pass --train-split."
+            f"Dataset {where} has no split {spec.train_split!r}; it has {sorted(loaded)}. Pass --train-split "
+            "(train_split= from Python)."
         )
     splits = {"train": loaded[spec.train_split]}
     if spec.test_split in loaded and spec.test_split != spec.train_split:
@@ -247,19 +258,24 @@ def _hub_or_disk(spec: DataSpec) -> DatasetDict:
     return DatasetDict(splits)
 
 
+def source_description(dataset: str | Dataset | DatasetDict) -> str:
+    """How run.json names a `dataset` source: its name, or the kind of an in-memory object."""
+    return dataset if isinstance(dataset, str) else f"in-memory datasets.{type(dataset).__name__}"
+
+
 def load_splits(spec: DataSpec, modality: str) -> tuple[DatasetDict, dict[str, Any]]:
     """Raw `train` and `test` splits and a description for run.json; a missing test split is carved (stratified)."""
     if modality == "text" and spec.text_column == spec.label_column:
         raise ValueError(f"--text-column and --label-column both name {spec.text_column!r}; the text and the label "
                          "must be two columns of the data.")
     carved = False
-    if spec.dataset in BUILTIN_DATASETS:
+    if isinstance(spec.dataset, str) and spec.dataset in BUILTIN_DATASETS:
         splits, carved = _builtin(spec)
         source: Any = spec.dataset
     elif spec.train_files:
         splits, source = _local(spec, modality), {"train": spec.train_files, "test": spec.test_files}
     else:
-        splits, source = _hub_or_disk(spec), spec.dataset
+        splits, source = _hub_or_disk(spec), source_description(spec.dataset)
     if modality == "text":
         splits = drop_empty_texts(splits, spec.text_column)
     if "test" not in splits:

@@ -24,23 +24,22 @@ def _paths_as_strings(arguments, path_fields: tuple[str, ...], list_fields: tupl
             setattr(arguments, name, [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value])
 
 
-def _refuse_dataset_objects(arguments) -> None:
-    """`dataset` names data (a Hub id, a builder, a save_to_disk folder): refuse an in-memory `datasets` object
-    with the way to pass it, instead of failing deep inside loading."""
+def _check_dataset_object(arguments) -> None:
+    """`dataset` is a name or folder (a string), or an in-memory `datasets` object from Python: check such an object
+    now, naming the fix, instead of failing deep inside loading. A stream (`IterableDataset`) is read as
+    `streaming=True` reads a corpus, so it sets `streaming`."""
+    from ..data.in_memory import check_in_memory, is_stream
+
     value = arguments.dataset
     if value is None or isinstance(value, str):
         return
-    kind = type(value).__name__
-    if kind in ("Dataset", "DatasetDict"):
-        fix = ("save it first with `.save_to_disk('data/my-set')` and pass dataset='data/my-set'"
-               + (" (its splits are kept: train_split= and validation_split= pick them)" if kind == "DatasetDict"
-                  else ""))
-    elif kind in ("IterableDataset", "IterableDatasetDict"):
-        fix = ("write it to files first (e.g. `iterable.to_json('data/my-set.jsonl')`) and pass "
-               "train_files=['data/my-set.jsonl'] (streaming=True to stream them)")
-    else:
-        fix = "pass a Hub id, a builder name (json, csv, text, imagefolder) or a save_to_disk folder"
-    raise TypeError(f"DataArguments(dataset=...) takes the name or folder of a data set, not a {kind} object: {fix}.")
+    check_in_memory(value, arguments.train_split, arguments.validation_split)
+    for name in ("dataset_config", "data_dir"):
+        if getattr(arguments, name) is not None:
+            raise ValueError(f"{name}={getattr(arguments, name)!r} goes with a named dataset and would be ignored "
+                             f"with an in-memory {type(value).__name__}: drop it.")
+    if is_stream(value):
+        arguments.streaming = True
 
 
 @dataclass
@@ -92,7 +91,8 @@ class DataArguments:
     dataset: str | None = field(
         default=None,
         metadata={"help": "A Hub dataset id, a `datasets` builder name (json, csv, text, imagefolder) or a "
-                          "save_to_disk folder."},
+                          "save_to_disk folder (from Python also an in-memory datasets.Dataset, DatasetDict or "
+                          "IterableDataset)."},
     )
     dataset_config: str | None = field(default=None, metadata={"help": "The dataset's configuration name."})
     data_dir: str | None = field(default=None, metadata={"help": "`data_dir` passed to `load_dataset`."})
@@ -135,7 +135,7 @@ class DataArguments:
 
     def __post_init__(self):
         _paths_as_strings(self, ("dataset", "data_dir"), ("train_files", "validation_files"))
-        _refuse_dataset_objects(self)
+        _check_dataset_object(self)
 
 
 @dataclass

@@ -213,15 +213,17 @@ def record_run_data(run: RunDirectory, description: dict[str, Any], init_from: s
 def check_resume_data(run: RunDirectory, description: dict[str, Any]) -> None:
     """Refuse to resume on other data than the run started on, naming what differs.
 
-    Local text files are compared by their contents' fingerprint too; other sources' fingerprints change with
-    file times and paths, so for those only the columns, row counts and block size are compared."""
+    Local text files are compared by their contents' fingerprint too, and in-memory `datasets` objects by theirs
+    (`Dataset._fingerprint`, which follows their rows and transforms); other sources' fingerprints change with file
+    times and paths, so for those only the columns, row counts and block size are compared."""
     path = run.checkpoints_dir / DATA_RECORD
     if not path.is_file():
         return  # a run from before hfssl kept this record
     then = json.loads(path.read_text(encoding="utf-8"))
     differing = [key for key in DATA_IDENTITY if then.get(key) != description.get(key)]
-    if isinstance(description.get("source"), list) and then.get("fingerprint") != description.get("fingerprint"):
-        differing.append("fingerprint (the files' contents)")
+    compared = _fingerprint_meaning(description) or _fingerprint_meaning(then)
+    if compared and then.get("fingerprint") != description.get("fingerprint"):
+        differing.append(f"fingerprint ({compared})")
     if not differing:
         return
     changes = "; ".join(
@@ -231,9 +233,20 @@ def check_resume_data(run: RunDirectory, description: dict[str, Any]) -> None:
     raise ValueError(
         f"--resume: the data these flags load differs from the data {run.path} started on ({changes}); the run "
         f"would continue counting batches of the first data. Resume with the run's own data flags (--train-files, "
-        f"--dataset, --max-train-examples, --text-column, --block-size as first given), or train on the new data "
+        f"--dataset (from Python: the same in-memory data set), --max-train-examples, --text-column, --block-size as "
+        f"first given), or train on the new data "
         f"in a new run from its weights: --init-from {run.path} --output <new run>."
     )
+
+
+def _fingerprint_meaning(description: dict[str, Any]) -> str | None:
+    """What a data description's fingerprint stands for, where it identifies the data; None where it does not."""
+    source = description.get("source")
+    if isinstance(source, list):
+        return "the files' contents"
+    if isinstance(source, str) and source.startswith("in-memory datasets."):
+        return "the in-memory data set's rows"
+    return None
 
 
 def check_resume_schedule(run: RunDirectory, training_args) -> None:

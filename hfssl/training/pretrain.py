@@ -22,6 +22,7 @@ from typing import Any
 from torch import nn
 from transformers import set_seed
 
+from ..data.in_memory import is_in_memory, source_name
 from .arguments import DataArguments, ModelArguments, RunArguments
 from .callbacks import (
     TimeBudgetCallback,
@@ -395,6 +396,14 @@ def _perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 50 else float("inf")
 
 
+def recorded_data_arguments(data_args: DataArguments) -> dict[str, Any]:
+    """`data_args` for run.json: an in-memory `datasets` object is recorded by its kind, as the data section names
+    it (its rows are not JSON, and the data section holds its fingerprint)."""
+    if is_in_memory(data_args.dataset):
+        data_args = dataclasses.replace(data_args, dataset=source_name(data_args.dataset))
+    return dataclasses.asdict(data_args)
+
+
 def describe_run(objective: Objective, trainer, prepared: Prepared, stats, model_args, data_args, run_args,
                  training_args) -> dict[str, Any]:
     """The sections this stage adds to run.json."""
@@ -418,7 +427,7 @@ def describe_run(objective: Objective, trainer, prepared: Prepared, stats, model
         "data": prepared.data,
         "arguments": {
             "model": dataclasses.asdict(model_args),
-            "data": dataclasses.asdict(data_args),
+            "data": recorded_data_arguments(data_args),
             "run": dataclasses.asdict(run_args),
             "training": training,
         },

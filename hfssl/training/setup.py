@@ -22,6 +22,14 @@ from ..data.collators import build_collator
 from ..data.corpora import stdlib_docstrings_dataset
 from ..data.files import file_format
 from ..data.images import IMAGE_SUFFIXES
+from ..data.in_memory import (
+    describe_in_memory,
+    in_memory_fingerprint,
+    in_memory_splits,
+    is_in_memory,
+    is_stream,
+    source_name,
+)
 from ..data.packing import check_block_size, tokenize_and_pack, tokenize_documents
 from ..data.text import Rereadable, carve_validation, limit_rows, load_text_dataset, texts_for_tokenizer
 from ..data.tokenizer import (
@@ -121,9 +129,14 @@ def from_main_process(make: Callable[[], Any]) -> Any:
 # ---------------------------------------------------------------- text
 
 
+def named_dataset(data_args: DataArguments) -> str | None:
+    """`--dataset` when it names data (a string); None for an in-memory `datasets` object or no dataset."""
+    return data_args.dataset if isinstance(data_args.dataset, str) else None
+
+
 def load_corpus(data_args: DataArguments, seed: int):
     """Train/validation text splits and their description for run.json; knows the built-in corpora."""
-    if data_args.dataset not in BUILTIN_CORPORA:
+    if named_dataset(data_args) not in BUILTIN_CORPORA:
         return load_text_dataset(data_args, seed=seed)
     check_builtin_corpus_flags(data_args)
     dataset = limit_rows(stdlib_docstrings_dataset(), data_args.max_train_examples)
@@ -303,10 +316,14 @@ def load_images(data_args: DataArguments, image_size: int, num_channels: int, se
     train on (objectives whose loss compares examples need 2 to evaluate)."""
     from ..data.images import image_files, load_image_dataset
 
-    builtin = data_args.dataset in BUILTIN_IMAGE_SETS
+    builtin = named_dataset(data_args) in BUILTIN_IMAGE_SETS
+    in_memory = in_memory_image_splits(data_args)
+    validation_split = data_args.validation_split or in_memory.get("validation", (None, None))[0]
 
     def load(split: str, files: list[str] | None, max_examples: int | None):
         source = _builtin_images(data_args, split) if builtin and files is None else data_args.dataset
+        if in_memory and files is None:
+            source = in_memory["validation" if split == validation_split else "train"][1]
         dataset, description = load_image_dataset(
             train_files=files, dataset=None if files is not None else source,
             data_dir=None if builtin else data_args.data_dir, dataset_config=data_args.dataset_config,
@@ -316,13 +333,21 @@ def load_images(data_args: DataArguments, image_size: int, num_channels: int, se
         )
         if builtin and files is None:
             description["source"] = f"{data_args.dataset}({split})" if split != "train" else data_args.dataset
+        if in_memory and files is None:
+            description.update(source=source_name(data_args.dataset), fingerprint=in_memory_fingerprint(source))
         return dataset.remove_columns([c for c in dataset.column_names if c != "pixel_values"]), description
 
     dataset, description = load(data_args.train_split, data_args.train_files, data_args.max_train_examples)
-    if data_args.validation_files or data_args.validation_split:
+    if in_memory:
+        description.update({k: v for k, v in describe_in_memory(data_args.dataset, in_memory).items()
+                            if k != "format"})
+    if data_args.validation_files or validation_split:
         files = image_files(data_args.validation_files, "--validation-files") if data_args.validation_files else None
-        validation, validation_description = load(data_args.validation_split or data_args.train_split, files, None)
+        validation, validation_description = load(validation_split or data_args.train_split, files, None)
         source = f"files:{','.join(data_args.validation_files)}" if files else validation_description["source"]
+        if in_memory:
+            source = f"{source} (split {validation_split!r})"
+            description["validation_fingerprint"] = validation_description["fingerprint"]
         description.update(validation_source=source, train_rows=len(dataset),
                            validation_rows=len(validation), format="images", streaming=False)
         return DatasetDict(train=dataset, validation=validation), description
@@ -342,9 +367,23 @@ def load_images(data_args: DataArguments, image_size: int, num_channels: int, se
     return DatasetDict(train=splits["train"], validation=splits["test"]), description
 
 
+def in_memory_image_splits(data_args: DataArguments) -> dict[str, tuple[str | None, Any]]:
+    """The training (and, where it has one, validation) split of an in-memory `datasets` object; {} for other
+    sources."""
+    if not is_in_memory(data_args.dataset):
+        return {}
+    return in_memory_splits(data_args.dataset, data_args.train_split, data_args.validation_split)
+
+
 def check_image_sources(data_args: DataArguments) -> None:
     """Refuse the data flags image objectives do not take: --streaming (images are decoded in memory) and a
     validation source that does not go with the training source."""
+    if is_stream(data_args.dataset):
+        raise ValueError(
+            f"Image objectives decode every image in memory, and an {type(data_args.dataset).__name__} is a stream: "
+            "pass a datasets.Dataset instead, e.g. datasets.Dataset.from_list(list(stream.take(n))) for its first n "
+            "rows (a Hub stream: load_dataset(name, split='train') without streaming=True)."
+        )
     if data_args.streaming:
         raise ValueError("--streaming is for text corpora: image objectives decode every image in memory. Drop "
                          "--streaming (--max-train-examples N trains on a subset).")
@@ -397,7 +436,7 @@ def prepare_images(model_args: ModelArguments, data_args: DataArguments, objecti
         raise ValueError(f"--image-size {data_args.image_size}: give a positive number of pixels (default 32).")
     check_image_sources(data_args)
     image_size = 32 if data_args.image_size is None else data_args.image_size
-    num_channels = data_args.num_channels or (1 if data_args.dataset in BUILTIN_IMAGE_SETS else 3)
+    num_channels = data_args.num_channels or (1 if named_dataset(data_args) in BUILTIN_IMAGE_SETS else 3)
     model = build_vision_model(model_args, objective, image_size, num_channels)
     warn_unused_image_flags(data_args, model.config, model_args.init_from)
     image_size, num_channels = model.config.image_size, model.config.num_channels
@@ -425,7 +464,7 @@ def _plain(config) -> dict[str, Any]:
 
 def check_modality(objective: Objective, data_args: DataArguments) -> None:
     """Refuse data of the other modality before loading it: text for an image objective, or the reverse."""
-    named = data_args.dataset
+    named = named_dataset(data_args)
     builtin = "text" if named in BUILTIN_CORPORA else "image" if named in BUILTIN_IMAGE_SETS else None
     if named == "imagefolder":
         builtin = "image"

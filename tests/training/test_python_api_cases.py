@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import datasets
 import pytest
 from transformers import AutoModelForMaskedLM, pipeline
 
@@ -63,16 +62,6 @@ def test_a_run_with_no_output_is_refused_instead_of_going_to_trainer_output(tmp_
         pretrain(text_model(), DataArguments(dataset="stdlib-docstrings"), RunArguments(),
                  PretrainingArguments(max_steps=1, report_to="none"))
     assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.parametrize("kind, fix", [("Dataset", "save_to_disk"), ("DatasetDict", "validation_split="),
-                                       ("IterableDataset", "to_json")])
-def test_an_in_memory_dataset_is_refused_naming_how_to_pass_it(kind, fix):
-    rows = datasets.Dataset.from_dict({"text": ["a line of text"] * 4})
-    value = {"Dataset": rows, "DatasetDict": datasets.DatasetDict(train=rows),
-             "IterableDataset": rows.to_iterable_dataset()}[kind]
-    with pytest.raises(TypeError, match=f"not a {kind} object.*{fix}"):
-        DataArguments(dataset=value)
 
 
 def test_paths_work_where_the_command_line_gives_strings(tmp_path, corpus):
