@@ -72,9 +72,14 @@ PLANS: dict[str, tuple[str, ...]] = {
     "vision": ("image_factors",),
     "classifier": ("classifier",),
 }
+BASELINE_CAVEAT = ("Each value comes with a bootstrap 95% interval and the same audit on a randomly initialized copy "
+                   "of the architecture (same tokenizer or processor); read a value against its baseline and "
+                   "interval, not alone.")
+NO_BASELINE_CAVEAT = ("Each value comes with a bootstrap 95% interval but no baseline (the audit ran with "
+                      "--no-baseline): without the random-init copy's value, part of a number may come from the "
+                      "architecture and tokenizer rather than from training.")
 GLOBAL_CAVEATS = [
-    "Each value comes with a bootstrap 95% interval and the same audit on a randomly initialized copy of the "
-    "architecture (same tokenizer or processor); read a value against its baseline and interval, not alone.",
+    BASELINE_CAVEAT,
     "These audits cover English text, US-centred stereotype categories and binary gender; a value near its "
     "ideal does not show that the model is free of bias, only that this test did not detect it.",
 ]
@@ -254,7 +259,8 @@ def _report(manifest, config, family, results, not_evaluated, settings, time_bud
         "model_class": (config.get("architectures") or [None])[0], "seed": settings["seed"],
         "n_boot": settings["n_boot"], "min_group_n": settings["min_group_n"], "time_budget_s": time_budget_s,
         "baseline": BASELINE_NOTE if settings["baseline"] else None,
-        "audits": results, "not_evaluated": not_evaluated, "caveats": list(GLOBAL_CAVEATS),
+        "audits": results, "not_evaluated": not_evaluated,
+        "caveats": [BASELINE_CAVEAT if settings["baseline"] else NO_BASELINE_CAVEAT, *GLOBAL_CAVEATS[1:]],
         "wall_time_s": round(time.perf_counter() - started, 2),
     }
 

@@ -140,12 +140,25 @@ def _group_rows(ctx: AuditContext, y_true: np.ndarray, pred: np.ndarray, base: n
     if binary:
         metrics += [(f"selection rate ({positive_class(ctx.model.config)})", selection_rate),
                     ("false positive rate", false_positive_rate), ("false negative rate", false_negative_rate)]
-    table, suppressed = [], {}
+    table, suppressed, caveats = [], {}, []
     for name, metric in metrics:
         rows, hidden = frame_rows(name, metric, y_true, pred, groups, ctx, baseline_pred=base, factor=group_column)
         table += rows
         suppressed.update(hidden)
-    return table, suppressed
+        caveats += _undefined_caveat(name, rows, group_column)
+    return table, suppressed, caveats
+
+
+def _undefined_caveat(name: str, rows: list[dict[str, Any]], group_column: str) -> list[str]:
+    """A caveat naming the groups where `name` is undefined (a false positive rate in a group without negatives):
+    the table shows "-" there, and the group is left out of the difference and ratio without a word otherwise."""
+    undefined = [r["group"] for r in rows if r["group"] != "all" and r["value"] is None]
+    if not undefined:
+        return []
+    why = {"false positive rate": "it has no rows of the negative class",
+           "false negative rate": "it has no rows of the positive class"}.get(name, "it has no rows it could count")
+    return [(f"The {name} is undefined for the {group_column!r} group(s) {', '.join(undefined)} ({why}); they are "
+             "left out of that rate's difference and ratio across groups.")]
 
 
 def _flip_rows(ctx: AuditContext, texts: list[str], used: np.ndarray, scores: np.ndarray, base: np.ndarray | None,
@@ -197,9 +210,10 @@ def classifier_audit(ctx: AuditContext, budget_s: float | None, table: Any, *, m
             positive = positive_class(ctx.model.config)
             caveats.append(f"Selection, false positive and false negative rates treat {positive} as the positive "
                            "class.")
-        rows, suppressed = _group_rows(ctx, y_true[used], scores[:, 0].astype(int),
-                                       None if base is None else base[:, 0].astype(int), groups[used], group_column,
-                                       binary)
+        rows, suppressed, undefined = _group_rows(ctx, y_true[used], scores[:, 0].astype(int),
+                                                  None if base is None else base[:, 0].astype(int), groups[used],
+                                                  group_column, binary)
+        caveats += undefined
         caveats += _group_count_caveats(groups[used], group_column, ctx.min_group_n)
     else:
         caveats.append("No --group-column: accuracy, selection rate and error rates by group were not evaluated.")

@@ -353,6 +353,21 @@ def finite_rows(*arrays: np.ndarray | None) -> np.ndarray:
     return np.logical_and.reduce(masks)
 
 
+def _outside_interval_caveat(rows: list[dict[str, Any]]) -> list[str]:
+    """A caveat naming the rows whose value lies outside its own 95% interval. It happens for a difference (max -
+    min) or ratio across several small groups: resampling adds noise to every group, which widens the spread, so
+    the resampled values sit away from the observed one and a reader would otherwise take the table for an error."""
+    outside = [r["metric"] if r.get("group", "all") == "all" else f"{r['metric']} ({r['group']})" for r in rows
+               if isinstance(r.get("value"), (int, float)) and r.get("ci95")
+               and not r["ci95"][0] - 1e-9 <= r["value"] <= r["ci95"][1] + 1e-9]
+    if not outside:
+        return []
+    one = len(outside) == 1
+    return [(f"The value{'' if one else 's'} of {'; '.join(outside)} lie{'s' if one else ''} outside "
+             f"{'its' if one else 'their'} bootstrap interval{'' if one else 's'}: resampling inflates a spread "
+             "across small groups, so such an interval is biased away from the value; read it as rough.")]
+
+
 def result(title: str, description: str, rows: list[dict[str, Any]], *, data: dict[str, Any] | None = None,
            coverage: dict[str, Any] | None = None, suppressed: dict[str, int] | None = None,
            caveats: list[str] | None = None, subsample: dict[str, Any] | None = None,
@@ -361,6 +376,7 @@ def result(title: str, description: str, rows: list[dict[str, Any]], *, data: di
     if unscored:
         caveats = (caveats or []) + [f"{unscored} item(s) could not be scored (their words fell beyond the model's "
                                      "maximum input length) and were left out."]
+    caveats = (caveats or []) + _outside_interval_caveat(rows)
     return {
         "title": title, "description": description, "rows": rows, "data": data, "coverage": coverage,
         "suppressed_groups": suppressed or {}, "caveats": (caveats or []) + coverage_caveat(coverage or {}),

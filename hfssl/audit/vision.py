@@ -60,8 +60,9 @@ class VisionSet:
 
 def load_vision_set(config: Any, *, dataset: Any = None, train_files: list[str] | None = None,
                     test_files: list[str] | None = None, label_column: str = "label", image_column: str | None = None,
-                    group_column: str | None = None, seed: int = 0) -> VisionSet:
-    """Train (memory bank) and test images of a labelled set, decoded at the model's size, metadata kept aligned."""
+                    group_column: str | None = None, seed: int = 0, split: str | None = None) -> VisionSet:
+    """Train (memory bank) and test images of a labelled set, decoded at the model's size, metadata kept aligned.
+    `split`: the split of `dataset` to audit (default its "test" split, else one carved from "train")."""
     from ..evaluation.protocol import (
         DataOptions,
         carve_test_split,
@@ -71,7 +72,7 @@ def load_vision_set(config: Any, *, dataset: Any = None, train_files: list[str] 
 
     options = DataOptions(dataset=dataset, train_files=train_files or (test_files if dataset is None else None),
                           test_files=test_files if train_files else None, label_column=label_column,
-                          image_column=image_column, seed=seed)
+                          image_column=image_column, seed=seed, test_split=split)
     train, test, source = load_source(options)
     has_labels = label_column in train.features
     if not has_labels and label_column != DEFAULT_LABEL_COLUMN:  # an unlabelled set is fine, a misnamed column not
@@ -274,7 +275,8 @@ def labelled_images_audit(ctx: AuditContext, budget_s: float | None, labelled: L
                                "--label-column) to measure accuracy and reconstruction error across image factors.")
     images = load_vision_set(ctx.model.config, dataset=labelled.dataset, train_files=labelled.train_files,
                              test_files=labelled.test_files, label_column=labelled.label_column,
-                             image_column=labelled.image_column, group_column=labelled.group_column, seed=ctx.seed)
+                             image_column=labelled.image_column, group_column=labelled.group_column, seed=ctx.seed,
+                             split=labelled.split)
     return vision_audit(ctx, budget_s, images, labelled.group_column)
 
 

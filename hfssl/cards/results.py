@@ -274,8 +274,9 @@ def bias_section(manifest: dict[str, Any]) -> dict[str, Any]:
         sample = audit.get("subsample")
         audits.append({
             "name": name, "title": audit.get("title", name), "description": audit.get("description", ""),
-            "data": "; ".join(f"{k} {fmt(public_source(data[k]) if k == 'source' else data[k])}"
-                              for k in ("source", "file", "rows", "sha256") if data.get(k) is not None),
+            "data": "; ".join(f"{k.replace('_', ' ')} {fmt(public_source(data[k]) if k == 'source' else data[k])}"
+                              for k in ("source", "file", "rows", "group_column", "sha256")
+                              if data.get(k) is not None),
             "subsample": "" if not sample else f"Seeded subsample: {sample['used']} of {sample['of']} items (seed "
                                                f"{sample['seed']}), {sample['reason']}.",
             "suppressed": ", ".join(f"{g} (n={n})" for g, n in (audit.get("suppressed_groups") or {}).items()),
@@ -283,6 +284,7 @@ def bias_section(manifest: dict[str, Any]) -> dict[str, Any]:
         })
     not_evaluated = [f"{name}: {reason}" for name, reason in (report.get("not_evaluated") or {}).items()]
     return {"ran": True, "rows": audit_table_rows(report), "audits": audits, "caveats": caveats,
-            "not_evaluated": not_evaluated, "baseline": report.get("baseline") or "none (run with --no-baseline)",
+            "not_evaluated": not_evaluated, "has_baseline": bool(report.get("baseline")),
+            "baseline": report.get("baseline"),
             "seed": report.get("seed"), "family": report.get("family")}
 
