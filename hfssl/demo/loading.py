@@ -224,7 +224,44 @@ def resolve_model_source(ref: str) -> tuple[str, dict[str, Any], str | None]:
         raise FileNotFoundError(
             f"{ref} does not exist. Pass a run directory (runs/<name>), a model folder, or a Hub id owner/name."
         )
+    _check_hub_model(ref)
     return ref, _hub_json(ref, "run.json") or {}, _hub_text(ref, "README.md")
+
+
+def _check_hub_model(repo_id: str) -> None:
+    """One line for a Hub id the demo cannot show, before transformers answers with a paragraph about
+    huggingface.co: no such repository on this Hub (or a private one this session cannot read; `runs/x` of a run
+    that does not exist reads as a Hub id too), or a repository whose main branch holds no model (published to
+    another branch only). Offline, or when the Hub cannot be reached, loading reports what it finds."""
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+    )
+
+    from ..hub.client import NETWORK_ERRORS
+
+    if constants.is_offline_mode():
+        return
+    where = constants.ENDPOINT
+    try:
+        files = set(HfApi(endpoint=where).list_repo_files(repo_id))
+    except GatedRepoError:
+        raise ValueError(f"{repo_id} on {where} is gated: accept its conditions on its page, then log in with "
+                         "`hf auth login` (or set HF_TOKEN) and run the demo again.") from None
+    except RepositoryNotFoundError:
+        raise FileNotFoundError(
+            f"{repo_id} is no folder here and no model on {where} that this session can read: pass an existing run "
+            "directory (runs/<name>), a model folder or a Hub id owner/name; for a private model log in with "
+            "`hf auth login` or set HF_TOKEN.") from None
+    except (HfHubHTTPError, *NETWORK_ERRORS):
+        return
+    if not files & {"config.json", "adapter_config.json"}:
+        raise FileNotFoundError(
+            f"{repo_id} on {where} holds no model on its main branch (no config.json or adapter_config.json): publish "
+            f"a run there (hfssl publish runs/<name> --repo-id {repo_id}); the demo shows the main branch only, not "
+            "one published with --revision.")
 
 
 def _refuse_adapter_or_empty_run(path: Path) -> None:
@@ -356,7 +393,8 @@ def _hub_text(repo_id: str, filename: str) -> str | None:
     try:
         return Path(hf_hub_download(repo_id, filename)).read_text(encoding="utf-8")
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as error:
-        logger.info("No %s for %s: %s", filename, repo_id, error)
+        # The Hub's answer runs over several lines (an absent adapter_config.json is the common case): its first.
+        logger.info("No %s for %s: %s", filename, repo_id, str(error).strip().split("\n")[0])
         return None
 
 
