@@ -83,11 +83,20 @@ def source_names(source: Any) -> list[str]:
     return [] if source is None else [str(source)]
 
 
+# Built-in data sets read from local files whose data is also a Hub dataset: the card links that page. A source is
+# "fashion-mnist" (pretraining) or "fashion-mnist:<folder of its IDX files>" (evaluation).
+BUILTIN_HUB_IDS = {"fashion-mnist": "zalando-datasets/fashion_mnist"}
+
+
 def hub_dataset_ids(source: Any) -> list[str]:
-    """Names that can only be Hub dataset ids ("org/name", no local-file suffix); builders and builtins excluded."""
+    """Names that can only be Hub dataset ids ("org/name", no local-file suffix), and the Hub id of a built-in set
+    that has one (BUILTIN_HUB_IDS); builders and other builtins excluded."""
     ids = []
     for name in source_names(source):
-        if _HUB_ID.match(name) and name not in BUILDERS and not re.search(r"\.(csv|jsonl?|txt|parquet|gz)$", name):
+        builtin = BUILTIN_HUB_IDS.get(name.partition(":")[0])
+        if builtin:
+            ids.append(builtin)
+        elif _HUB_ID.match(name) and name not in BUILDERS and not re.search(r"\.(csv|jsonl?|txt|parquet|gz)$", name):
             ids.append(name)
     return list(dict.fromkeys(ids))
 

@@ -95,6 +95,20 @@ def test_training_data_hub_ids_and_local_sources(tmp_path):
     assert "/data/corpus" not in text
 
 
+def test_the_builtin_fashion_mnist_links_its_hub_dataset(tmp_path):
+    # The built-in reads Fashion-MNIST's IDX files; the same data is zalando-datasets/fashion_mnist on the Hub.
+    run = make_pretrain_run(tmp_path, "mae", source="fashion-mnist")
+    manifest = run.read_manifest()
+    manifest["eval"]["linear-probe"]["data"] = {**manifest["eval"]["linear-probe"]["data"],
+                                                "source": "fashion-mnist:/data/fashion_mnist"}
+    run.update_manifest(**manifest)
+    metadata = metadata_load(render_card(run.path))
+    assert metadata["datasets"] == ["zalando-datasets/fashion_mnist"]
+    probe = next(r for r in metadata["model-index"][0]["results"]
+                 if any(m["name"] == "linear-probe accuracy" for m in r["metrics"]))
+    assert probe["dataset"]["type"] == "zalando-datasets/fashion_mnist"
+
+
 def test_energy_estimate_in_grams_or_not_measured(tmp_path):
     run = make_pretrain_run(tmp_path, "mlm")
     text = render_card(run.path).read_text()
