@@ -145,7 +145,7 @@ def describe_file(path: Path, source: str, rows: BiasRows | int) -> dict[str, An
     """The `data` entry of an audit result: file name, origin, sha256, usable rows, dropped rows and citation."""
     usable, dropped = (len(rows), dict(rows.dropped)) if isinstance(rows, BiasRows) else (rows, {})
     duplicates = rows.duplicates if isinstance(rows, BiasRows) else 0
-    sha256 = sha256_file(path)
+    sha256 = rows.sha256 if isinstance(rows, BiasRows) and rows.sha256 else sha256_file(path)
     return {"file": path.name, "source": source, "sha256": sha256, "rows": usable,
             "rows_dropped": dropped, "duplicate_rows": duplicates, "citation": CITATIONS.get(path.name),
             "published_copy": sha256 == PUBLISHED_SHA256.get(path.name)}
@@ -153,8 +153,8 @@ def describe_file(path: Path, source: str, rows: BiasRows | int) -> dict[str, An
 
 class BiasRows(list):
     """The usable rows of a bias file (a list of dicts), with `dropped`: {reason: rows left out for it},
-    `duplicates`: how many usable rows repeat an earlier one, and `published`: whether the file is the published
-    copy that the set's citation describes."""
+    `duplicates`: how many usable rows repeat an earlier one, and `sha256`: the file's (set by `_checked`), from
+    which `published` tells whether it is the copy that the set's citation describes."""
 
     def __init__(self, rows: list[dict[str, str]], dropped: Counter | dict[str, int] | None = None,
                  file: str = "the data file", duplicates: int = 0):
@@ -162,7 +162,12 @@ class BiasRows(list):
         self.file = file
         self.dropped = {reason: int(n) for reason, n in (dropped or {}).items() if n}
         self.duplicates = int(duplicates)
-        self.published = True  # set by `_checked` from the file's hash
+        self.sha256: str | None = None
+
+    @property
+    def published(self) -> bool:
+        """The file is the cited copy (PUBLISHED_SHA256), or its hash is unknown (rows not read from a file)."""
+        return self.sha256 is None or self.sha256 == PUBLISHED_SHA256.get(self.file)
 
     def caveats(self) -> list[str]:
         """Caveat sentences for the result when rows were dropped or repeated, else []."""
@@ -199,7 +204,7 @@ def _checked(path: Path, rows: BiasRows, read: int, what: str = "rows", hint: st
     so a silent or merely logged skip would publish a card missing an audit the user asked for.
     """
     need, rows.file = USABLE_ROW[path.name], path.name
-    rows.published = sha256_file(path) == PUBLISHED_SHA256.get(path.name)
+    rows.sha256 = sha256_file(path)
     if not rows:
         found = empty if read == 0 else f"all {read} {what} were unusable: {_reasons(rows)}{hint}"
         raise ValueError(f"{path.name} ({path.parent}) has no usable {what}: {found}. Each row needs {need}. Fix the "

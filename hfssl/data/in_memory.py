@@ -33,9 +33,12 @@ def is_stream(value: Any) -> bool:
     return isinstance(value, STREAM_KINDS)
 
 
+SOURCE_PREFIX = "in-memory datasets."
+
+
 def source_name(value: Any) -> str:
     """How run.json and the model card name the data: "in-memory datasets.Dataset"."""
-    return f"in-memory datasets.{type(value).__name__}"
+    return f"{SOURCE_PREFIX}{type(value).__name__}"
 
 
 def check_in_memory(value: Any, train_split: str, validation_split: str | None) -> None:

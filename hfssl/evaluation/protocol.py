@@ -32,6 +32,7 @@ from ..data.images import (
     image_files,
     load_image_dataset,
 )
+from ..data.in_memory import source_name
 from .labels import (
     align_test_labels,
     carve_test_split,
@@ -243,7 +244,7 @@ def load_source(options: DataOptions, modality: str | None = None
         train, test = _pick_splits(_load_files(options, modality), DataOptions(), "the files")
         return train, test, f"files:{','.join(options.train_files)}"
     if isinstance(dataset, (datasets.Dataset, datasets.DatasetDict)):
-        return (*_pick_splits(dataset, options, "the dataset"), f"in-memory datasets.{type(dataset).__name__}")
+        return (*_pick_splits(dataset, options, "the dataset"), source_name(dataset))
     if not isinstance(dataset, (str, os.PathLike)):
         stream = isinstance(dataset, (datasets.IterableDataset, datasets.IterableDatasetDict))
         raise ValueError(  # noqa: TRY004 -- bad user input, reported as the other data errors are

@@ -30,6 +30,7 @@ from ..data.images import (
     image_files,
     load_image_dataset,
 )
+from ..data.in_memory import source_name
 from ..data.pixels import normalize, to_float_pixels
 from ..data.tables import read_labeled_split
 from .labels import clean_labels
@@ -260,7 +261,7 @@ def _hub_or_disk(spec: DataSpec) -> DatasetDict:
 
 def source_description(dataset: str | Dataset | DatasetDict) -> str:
     """How run.json names a `dataset` source: its name, or the kind of an in-memory object."""
-    return dataset if isinstance(dataset, str) else f"in-memory datasets.{type(dataset).__name__}"
+    return dataset if isinstance(dataset, str) else source_name(dataset)
 
 
 def load_splits(spec: DataSpec, modality: str) -> tuple[DatasetDict, dict[str, Any]]:

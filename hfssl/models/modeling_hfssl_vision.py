@@ -321,7 +321,16 @@ class HfsslVisionDecoder(nn.Module):
 
 class MaskedAutoencoderMixin:
     """The MAE steps, shared by the MAE model and hybrid objectives: needs `self.model` (HfsslVisionModel),
-    `self.decoder` (HfsslVisionDecoder) and `self.config`."""
+    `self.decoder` (HfsslVisionDecoder) and `self.config`. Its two users are the vision AutoModelForPreTraining
+    classes, which is why their shared `from_pretrained` is here too."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`; loaded as remote code by AutoModelForPreTraining for a checkpoint whose
+        auto_map names the other pretraining class (MAE or joint-embedding), that class (`remote_pretraining_class`)."""
+        other = remote_pretraining_class(cls, pretrained_model_name_or_path, kwargs)
+        target = super() if other is None else other
+        return target.from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     def mae_loss(self, pixel_values: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """The MAE loss of one batch (b, c, h, w): a scalar."""
@@ -422,14 +431,6 @@ class HfsslVisionForMaskedImageModeling(MaskedAutoencoderMixin, HfsslVisionPreTr
         self.model = HfsslVisionModel(config)
         self.decoder = HfsslVisionDecoder(config)
         self.post_init()
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """`PreTrainedModel.from_pretrained`; loaded as remote code by AutoModelForPreTraining, a joint-embedding
-        checkpoint gets its own class (see `remote_pretraining_class`)."""
-        other = remote_pretraining_class(cls, pretrained_model_name_or_path, kwargs)
-        target = super() if other is None else other
-        return target.from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     def forward(
         self,

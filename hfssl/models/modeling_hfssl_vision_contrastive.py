@@ -10,7 +10,6 @@ from typing import Optional, Sequence
 
 import torch
 
-from .blocks import remote_pretraining_class
 from .configuration_hfssl_vision import HfsslVisionConfig
 from .input_checks import output_flag
 from .modeling_hfssl_contrastive import ContrastiveLearningMixin, ContrastiveOutput
@@ -39,14 +38,6 @@ class HfsslVisionForContrastiveLearning(ContrastiveLearningMixin, MaskedAutoenco
         self.decoder = HfsslVisionDecoder(config) if self.mae_weight > 0 else None
         entry = ("AutoModelForPreTraining", f"{__name__.split('.')[-1]}.{type(self).__name__}")
         self.setup_ssl(config.hidden_size, entry)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """`PreTrainedModel.from_pretrained`; loaded as remote code by AutoModelForPreTraining, an MAE checkpoint
-        gets its own class (see `remote_pretraining_class`)."""
-        other = remote_pretraining_class(cls, pretrained_model_name_or_path, kwargs)
-        target = super() if other is None else other
-        return target.from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     def pooled_features(self, backbone: torch.nn.Module, view: torch.Tensor) -> torch.Tensor:
         """view (b, c, h, w), any size the patches tile (local crops are smaller) -> (b, hidden)."""

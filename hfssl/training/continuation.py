@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, PreTrainedModel
 
+from ..data.in_memory import SOURCE_PREFIX
 from ..data.tokenizer import load_tokenizer
 from .distributed import is_main_process
 from .init_from import (
@@ -244,7 +245,7 @@ def _fingerprint_meaning(description: dict[str, Any]) -> str | None:
     source = description.get("source")
     if isinstance(source, list):
         return "the files' contents"
-    if isinstance(source, str) and source.startswith("in-memory datasets."):
+    if isinstance(source, str) and source.startswith(SOURCE_PREFIX):
         return "the in-memory data set's rows"
     return None
 
